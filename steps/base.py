@@ -1,0 +1,69 @@
+"""What every step shares: its context in, its result out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from steps.git import Git
+from supervisor.config import Config
+from supervisor.messages import Command
+
+Status = Literal["ok", "failed", "skipped", "interrupted"]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    status: Status
+    duration_ms: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    error_code: str | None = None
+
+
+class StepError(Exception):
+    """A step failed in a way the response should name (error code + one-line reason)."""
+
+    def __init__(self, error_code: str, message: str, **details: Any):
+        super().__init__(message)
+        self.error_code = error_code
+        self.details = details
+
+
+@dataclass
+class StepContext:
+    """Everything a step may read, and the facts earlier steps left for later ones."""
+
+    config: Config
+    command: Command
+    checkout: Path
+    git: Git
+    # Facts shared between steps: set by one, read by a later one.
+    agent_summary: str = ""
+    agent_skipped_reason: str | None = None
+    files_changed: list[str] = field(default_factory=list)
+    commit: str | None = None
+    build_ok: bool = False
+
+
+Step = Callable[[StepContext], StepResult]
+
+
+def ok(started: float, **details: Any) -> StepResult:
+    return StepResult("ok", elapsed_ms(started), details)
+
+
+def skipped(started: float, reason: str, **details: Any) -> StepResult:
+    return StepResult("skipped", elapsed_ms(started), {"reason": reason, **details})
+
+
+def elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def workspace_path(config: Config, command: Command) -> Path:
+    """{WORKSPACE_PATH}/{clientId}/{userId}/{repo name}; every part was validated as a safe name."""
+    return Path(config.workspace_path, command.client_id, command.user_id, command.repo_name)

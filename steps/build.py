@@ -1,0 +1,33 @@
+"""Step 4: build the site (`BUILD_COMMAND`, production mode, no telemetry)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from steps import deps, shell
+from steps.base import StepContext, StepError, StepResult, ok
+
+
+def build_dir(ctx: StepContext) -> Path:
+    return ctx.checkout / ctx.config.build_dir
+
+
+def run(ctx: StepContext) -> StepResult:
+    started = time.monotonic()
+    output = build_dir(ctx)
+    try:
+        installed = deps.ensure_dependencies(ctx.checkout)  # the agent may have changed the lockfile
+        # A stale folder from an earlier build must never pass for this build's output.
+        shutil.rmtree(output, ignore_errors=True)
+        # The build runs code the agent may have written: it gets no credentials.
+        env = shell.scrubbed_env(NODE_ENV="production", ASTRO_TELEMETRY_DISABLED="1")
+        shell.run(list(ctx.config.build_command), cwd=ctx.checkout, env=env)
+    except (shell.CommandFailed, shell.CommandTimedOut) as error:
+        raise StepError("BUILD_FAILED", f"build: {error}") from None
+    if not output.is_dir() or not any(output.iterdir()):
+        raise StepError("BUILD_FAILED", f"build finished but {ctx.config.build_dir}/ is missing or empty")
+    files = sum(1 for p in output.rglob("*") if p.is_file())
+    ctx.build_ok = True
+    return ok(started, files=files, dependencies=installed)

@@ -1,0 +1,34 @@
+"""Step 3: commit what changed, only when something did."""
+
+from __future__ import annotations
+
+import time
+
+from steps.base import StepContext, StepError, StepResult, ok, skipped
+from steps.commit_message import commit_message
+from steps.shell import CommandFailed
+
+
+def commit_all(ctx: StepContext, *, wip: bool = False) -> str | None:
+    """Stage everything (tracked and untracked, ignores respected) and commit; None when nothing changed."""
+    git = ctx.git
+    git.run("add", "--all")
+    files = git.staged_paths()
+    if not files:
+        return None
+    message = commit_message(ctx.command, files, wip=wip)
+    git.run("commit", "--quiet", "--no-verify", "--cleanup=verbatim", "--file", "-", stdin=message)
+    ctx.files_changed = files
+    ctx.commit = git.head()
+    return ctx.commit
+
+
+def run(ctx: StepContext) -> StepResult:
+    started = time.monotonic()
+    try:
+        sha = commit_all(ctx)
+    except CommandFailed as error:
+        raise StepError("INTERNAL", f"commit: {error}") from None
+    if sha is None:
+        return skipped(started, "nothing changed")
+    return ok(started, commit=sha, files=len(ctx.files_changed))

@@ -1,0 +1,32 @@
+"""Step 5: publish the build to the preview bucket, only after a complete, successful build."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from steps import deploy_awscli, shell
+from steps.base import StepContext, StepError, StepResult, ok, skipped
+from steps.deploy_report import DeployReport
+
+Strategy = Callable[[StepContext, str], DeployReport]
+
+
+def _strategy(name: str) -> Strategy:
+    if name == "aws-cli":
+        return deploy_awscli.deploy
+    from steps import deploy_hash  # boto3 is imported only when this strategy runs
+
+    return deploy_hash.deploy
+
+
+def run(ctx: StepContext) -> StepResult:
+    started = time.monotonic()
+    if not ctx.build_ok:
+        return skipped(started, "no successful build")
+    bucket = ctx.config.bucket_for(ctx.command.client_id)
+    try:
+        report = _strategy(ctx.config.deploy_strategy)(ctx, bucket)
+    except (shell.CommandFailed, shell.CommandTimedOut) as error:
+        raise StepError("DEPLOY_FAILED", f"deploy to s3://{bucket}: {error}") from None
+    return ok(started, bucket=bucket, **report.as_details())

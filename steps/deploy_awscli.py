@@ -1,0 +1,33 @@
+"""The seed's deploy: `aws s3 sync {BUILD_DIR} s3://{bucket} --delete` (DEPLOY_STRATEGY=aws-cli)."""
+
+from __future__ import annotations
+
+from steps import shell
+from steps.base import StepContext
+from steps.deploy_report import DeployReport
+
+SYNC_TIMEOUT_SECONDS = 1800
+
+
+def aws_env(ctx: StepContext) -> dict[str, str]:
+    """The deploy needs AWS credentials but never the git token."""
+    env = shell.scrubbed_env(keep=shell.AWS_CREDENTIAL_VARIABLES, AWS_PAGER="")
+    env["AWS_DEFAULT_REGION"] = ctx.config.aws_region
+    if ctx.config.aws_endpoint_url:
+        env["AWS_ENDPOINT_URL"] = ctx.config.aws_endpoint_url
+    return env
+
+
+def deploy(ctx: StepContext, bucket: str) -> DeployReport:
+    source = ctx.checkout / ctx.config.build_dir
+    argv = ["aws", "s3", "sync", str(source), f"s3://{bucket}", "--delete", "--no-progress",
+            "--region", ctx.config.aws_region]  # fmt: skip
+    if ctx.config.aws_endpoint_url:
+        argv += ["--endpoint-url", ctx.config.aws_endpoint_url]
+    result = shell.run(argv, cwd=ctx.checkout, env=aws_env(ctx), timeout=SYNC_TIMEOUT_SECONDS)
+    lines = result.stdout.splitlines()
+    return DeployReport(
+        strategy="aws-cli",
+        uploaded=sum(1 for line in lines if line.startswith("upload:")),
+        deleted=sum(1 for line in lines if line.startswith("delete:")),
+    )

@@ -1,0 +1,132 @@
+"""Git, baked once: argument lists, no pager, no prompts, and credentials only through askpass."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from steps import shell
+from supervisor.config import Config
+
+ASKPASS = Path(__file__).with_name("git-askpass")
+# ext:: and fd:: can run commands; only the transports a site remote really uses are allowed.
+ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
+FIXED_OPTIONS = (
+    "-c", "core.quotepath=off",
+    "-c", "commit.gpgsign=false",
+    "-c", "color.ui=false",
+    "-c", "advice.detachedHead=false",
+    "-c", "credential.helper=",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Git:
+    """Runs git in one checkout with the identity and credentials from the configuration."""
+
+    repo: Path
+    config: Config
+
+    def env(self, *, credentials: bool) -> dict[str, str]:
+        env = shell.scrubbed_env(
+            GIT_TERMINAL_PROMPT="0",
+            GIT_ALLOW_PROTOCOL=ALLOWED_PROTOCOLS,
+            LC_ALL="C",
+            GIT_AUTHOR_NAME=self.config.git_user_name,
+            GIT_AUTHOR_EMAIL=self.config.git_user_email,
+            GIT_COMMITTER_NAME=self.config.git_user_name,
+            GIT_COMMITTER_EMAIL=self.config.git_user_email,
+        )
+        if credentials and self.config.github_token:
+            env["GIT_ASKPASS"] = str(ASKPASS)
+            env["WEBORDINARY_GIT_TOKEN"] = self.config.github_token
+        return env
+
+    def run(
+        self,
+        *args: str,
+        credentials: bool = False,
+        log_output: bool = False,
+        stdin: str | None = None,
+        ok_codes: Sequence[int] = (0,),
+        cwd: Path | None = None,
+        timeout: float | None = None,
+    ) -> shell.CommandResult:
+        return shell.run(
+            ["git", *FIXED_OPTIONS, *args],
+            cwd=cwd or self.repo,
+            env=self.env(credentials=credentials),
+            stdin=stdin,
+            log_output=log_output,
+            ok_codes=ok_codes,
+            timeout=timeout,
+        )
+
+    def out(self, *args: str, **kwargs: object) -> str:
+        """stdout of a git command, stripped."""
+        return self.run(*args, **kwargs).stdout.strip()  # type: ignore[arg-type]
+
+    def succeeds(self, *args: str) -> bool:
+        return self.run(*args, ok_codes=range(256)).exit_code == 0
+
+    # Queries used by several steps -------------------------------------------------------------
+
+    def is_repo(self) -> bool:
+        return (self.repo / ".git").is_dir() and self.succeeds("rev-parse", "--git-dir")
+
+    def head(self) -> str | None:
+        result = self.run("rev-parse", "--verify", "--quiet", "HEAD", ok_codes=(0, 1))
+        return result.stdout.strip() or None
+
+    def current_branch(self) -> str | None:
+        result = self.run("symbolic-ref", "--quiet", "--short", "HEAD", ok_codes=(0, 1))
+        return result.stdout.strip() or None
+
+    def has_ref(self, ref: str) -> bool:
+        return self.run("show-ref", "--verify", "--quiet", ref, ok_codes=(0, 1)).exit_code == 0
+
+    def status_paths(self) -> list[str]:
+        """Every changed, deleted or untracked path (untracked folders listed file by file)."""
+        raw = self.run("status", "--porcelain=v1", "-z", "--untracked-files=all").stdout
+        paths: list[str] = []
+        entries = iter(raw.split("\0"))
+        for entry in entries:
+            if not entry:
+                continue
+            code, path = entry[:2], entry[3:]
+            paths.append(path)
+            if "R" in code or "C" in code:
+                next(entries, None)  # the rename's source path follows; the new path is what changed
+        return paths
+
+    def is_dirty(self) -> bool:
+        return bool(self.status_paths())
+
+    def staged_paths(self) -> list[str]:
+        raw = self.run("diff", "--cached", "--name-only", "-z", "--no-renames").stdout
+        return [p for p in raw.split("\0") if p]
+
+    def default_remote_branch(self) -> str | None:
+        """The remote's default branch (origin/HEAD), learning it from the remote when unknown."""
+        ref = self.run("symbolic-ref", "--quiet", "refs/remotes/origin/HEAD", ok_codes=(0, 1)).stdout.strip()
+        if not ref:
+            self.run("remote", "set-head", "origin", "--auto", credentials=True, ok_codes=range(256))
+            ref = self.run("symbolic-ref", "--quiet", "refs/remotes/origin/HEAD", ok_codes=(0, 1)).stdout.strip()
+        return ref.removeprefix("refs/remotes/origin/") or None
+
+    def commits_with_trailer(self, name: str, value: str, rev: str = "HEAD", limit: int = 200) -> list[str]:
+        """Commits (newest first) within the last `limit` of rev whose trailer `name` equals value."""
+        raw = self.run(
+            "log",
+            f"-{limit}",
+            f"--format=%H%x00%(trailers:key={name},valueonly,separator=%x01)",
+            rev,
+            ok_codes=(0, 128),
+        ).stdout
+        found = []
+        for line in raw.splitlines():
+            sha, _, values = line.partition("\0")
+            if value in (v.strip() for v in values.split("\x01")):
+                found.append(sha)
+        return found

@@ -1,0 +1,17 @@
+"""Named exit codes for the supervisor and its workers, so operators and tests read them the same way."""
+
+from enum import IntEnum
+
+
+class SupervisorExit(IntEnum):
+    OK = 0  # stopped on request, every message accounted for
+    CONFIG = 2  # a configuration variable is missing or malformed
+    CRASHED = 3  # the main loop failed unexpectedly
+
+
+class WorkerExit(IntEnum):
+    OK = 0  # the pipeline ran and a result was reported (the result may still say a step failed)
+    CONFIG = 2
+    BAD_INPUT = 4  # the command handed to the worker could not be read
+    NO_RESULT = 5  # the pipeline crashed before it could report a result
+    INTERRUPTED = 130  # stopped by SIGINT (128 + 2)

@@ -1,0 +1,149 @@
+"""Ending a whole process tree so that nothing of it survives.
+
+npm does not forward signals, and Claude Code's shells live in sessions of their own, so signalling
+one pid or one group is not enough. We snapshot the tree with psutil *before* signalling (a child
+whose parent dies is re-parented out of the tree), signal every process in the snapshot plus every
+member of the root's session and group, escalate SIGINT → SIGTERM → SIGKILL, and re-scan until none
+is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterable
+
+import psutil
+
+log = logging.getLogger("supervisor.proctree")
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Orphaned descendants are re-parented to us instead of init, so a re-scan still finds them."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _same_process(proc: psutil.Process, created: float) -> bool:
+    """Guards against pid reuse: a pid counts only while its creation time is the one we saw."""
+    try:
+        return abs(proc.create_time() - created) < 0.01 and proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def snapshot(root_pid: int, *, include_root: bool = True) -> dict[int, float]:
+    """pid → creation time of root, its descendants, and every process in its session or group."""
+    found: dict[int, float] = {}
+    try:
+        root = psutil.Process(root_pid)
+        members = [root, *root.children(recursive=True)] if include_root else root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        members = []
+    # A worker is started as a session leader, so its sid/pgid equal its pid; setsid'd grandchildren
+    # are caught through the parent links above, daemonised ones that kept the session through this.
+    for proc in psutil.process_iter(["pid"]):
+        with contextlib.suppress(psutil.Error, OSError):
+            pid = proc.pid
+            if pid == os.getpid():
+                continue
+            if os.getsid(pid) == root_pid or os.getpgid(pid) == root_pid:
+                members.append(proc)
+    for proc in members:
+        with contextlib.suppress(psutil.Error):
+            if proc.pid != os.getpid() and (include_root or proc.pid != root_pid):
+                found[proc.pid] = proc.create_time()
+    return found
+
+
+def _extend(tree: dict[int, float]) -> None:
+    """Add the descendants of every known member (children started since the last look)."""
+    for pid, created in list(tree.items()):
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            if _same_process(proc, created):
+                for child in proc.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        tree.setdefault(child.pid, child.create_time())
+
+
+def alive(tree: dict[int, float]) -> list[int]:
+    living = []
+    for pid, created in tree.items():
+        with contextlib.suppress(psutil.Error):
+            if _same_process(psutil.Process(pid), created):
+                living.append(pid)
+    return living
+
+
+def _signal_all(pids: Iterable[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def _reap_own_children() -> None:
+    """Collect zombies that are our own children (a subreaper inherits orphans)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def end_tree(
+    tree: dict[int, float],
+    *,
+    grace: float,
+    first_signal: signal.Signals = signal.SIGINT,
+    term_grace: float = 2.0,
+    poll: float = 0.02,
+    reap: bool = False,
+) -> dict[str, int]:
+    """SIGINT → (grace) → SIGTERM → (term_grace) → SIGKILL, re-scanning until nothing is left.
+
+    Returns how many processes each signal was sent to; the caller logs it.
+    """
+    sent: dict[str, int] = {}
+    stages = [(first_signal, grace), (signal.SIGTERM, term_grace), (signal.SIGKILL, 5.0)]
+    if first_signal == signal.SIGTERM:
+        stages = stages[1:]
+    for sig, wait_for in stages:
+        _extend(tree)
+        living = alive(tree)
+        if not living:
+            break
+        _signal_all(living, sig)
+        sent[sig.name] = len(living)
+        deadline = time.monotonic() + wait_for
+        while time.monotonic() < deadline:
+            if reap:
+                _reap_own_children()
+            _extend(tree)
+            if not alive(tree):
+                break
+            time.sleep(poll)
+    if reap:
+        _reap_own_children()
+    survivors = alive(tree)
+    if survivors:
+        log.error("processes survived SIGKILL", extra={"pids": survivors})
+    return sent
+
+
+def terminate_tree(root_pid: int, *, grace: float = 2.0, first_signal: signal.Signals = signal.SIGTERM) -> None:
+    """Convenience for a step's own timeout: snapshot and end the tree rooted at root_pid."""
+    tree = snapshot(root_pid)
+    if tree:
+        end_tree(tree, grace=grace, first_signal=first_signal, term_grace=grace)

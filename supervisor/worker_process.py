@@ -1,0 +1,74 @@
+"""One worker process per command: started in its own session, read through an event pipe."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from supervisor.events import EVENT_FD_VARIABLE, parse_event
+from supervisor.messages import Command
+
+log = logging.getLogger("supervisor.worker")
+
+EventHandler = Callable[[dict[str, Any]], None]
+
+
+class WorkerProcess:
+    """Starts `python -m steps.worker`, feeds it the command, collects its events and final result."""
+
+    def __init__(self, command: Command, on_event: EventHandler | None = None, env: dict[str, str] | None = None):
+        self.command = command
+        self.result: dict[str, Any] | None = None
+        self._on_event = on_event
+        read_end, write_end = os.pipe()
+        try:
+            child_env = dict(os.environ if env is None else env)
+            child_env[EVENT_FD_VARIABLE] = str(write_end)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "steps.worker"],
+                stdin=subprocess.PIPE,
+                env=child_env,
+                pass_fds=(write_end,),
+                start_new_session=True,  # its own session and group: the interrupt can reach all of it
+                close_fds=True,
+            )
+        finally:
+            os.close(write_end)
+        self._events = os.fdopen(read_end, "rb")
+        self._reader = threading.Thread(target=self._read_events, name=f"events-{self.pid}", daemon=True)
+        self._reader.start()
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(command.to_json().encode())
+            self.process.stdin.close()
+        except BrokenPipeError:
+            log.warning("worker exited before reading its command")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def _read_events(self) -> None:
+        with self._events:
+            for line in self._events:
+                event = parse_event(line)
+                if event is None:
+                    continue
+                if event["event"] == "result":
+                    self.result = event.get("response")
+                if self._on_event is not None:
+                    try:
+                        self._on_event(event)
+                    except Exception:
+                        log.exception("event handler failed")
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for exit and for every event to be read; returns the exit code (negative: signal)."""
+        code = self.process.wait(timeout)
+        self._reader.join(timeout=5)
+        return code

@@ -1,0 +1,165 @@
+"""Real parts for the tests: moto's server on loopback, bare git remotes, an installed Astro site."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_SITE = ROOT / "examples" / "demo-site"
+FAKE_CLAUDE = Path(__file__).resolve().parent / "fake_claude"
+REGION = "us-west-2"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from helpers import git, git_out  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def aws_env(moto_endpoint: str) -> dict[str, str]:
+    """What every process talking to the fake AWS needs; applied to this process too."""
+    values = {
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    os.environ.update(values)
+    return values
+
+
+@pytest.fixture
+def s3(aws_env: dict[str, str]) -> Any:
+    return boto3.client("s3", region_name=REGION, endpoint_url=aws_env["AWS_ENDPOINT_URL"])
+
+
+@pytest.fixture
+def sqs(aws_env: dict[str, str]) -> Any:
+    return boto3.client("sqs", region_name=REGION, endpoint_url=aws_env["AWS_ENDPOINT_URL"])
+
+
+@pytest.fixture(scope="session")
+def installed_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo site with its dependencies installed once per test session (`npm ci`)."""
+    target = tmp_path_factory.mktemp("installed") / "site"
+    shutil.copytree(DEMO_SITE, target, ignore=shutil.ignore_patterns("node_modules", "dist", ".astro"))
+    subprocess.run(
+        ["npm", "ci", "--no-audit", "--no-fund", "--prefer-offline"],
+        cwd=target, check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    return target
+
+
+@pytest.fixture
+def site_remote(tmp_path: Path) -> Path:
+    """A bare repository holding the demo site on `main`: the site's remote."""
+    source = tmp_path / "seed"
+    shutil.copytree(DEMO_SITE, source, ignore=shutil.ignore_patterns("node_modules", "dist", ".astro"))
+    git(source, "init", "--quiet", "--initial-branch=main")
+    git(source, "add", "--all")
+    git(source, "commit", "--quiet", "-m", "Initial site")
+    remote = tmp_path / "remotes" / "site.git"
+    remote.parent.mkdir()
+    git(tmp_path, "clone", "--quiet", "--bare", str(source), str(remote))
+    shutil.rmtree(source)
+    return remote
+
+
+@pytest.fixture
+def workspace_root(tmp_path: Path) -> Path:
+    root = tmp_path / "workspace"
+    root.mkdir()
+    return root
+
+
+def prewarm_checkout(workspace_root: Path, remote: Path, installed_site: Path, client: str, user: str) -> Path:
+    """Clone the site where the worker expects it and hard-link the installed node_modules into it,
+    so the worker's `npm ci` check finds the lockfile unchanged and a test does not pay for an install."""
+    checkout = workspace_root / client / user / remote.name.removesuffix(".git")
+    checkout.parent.mkdir(parents=True, exist_ok=True)
+    git(checkout.parent, "clone", "--quiet", str(remote), str(checkout))
+    subprocess.run(["cp", "-al", str(installed_site / "node_modules"), str(checkout / "node_modules")], check=True)
+    return checkout
+
+
+@pytest.fixture
+def prewarm(workspace_root: Path, site_remote: Path, installed_site: Path):  # noqa: ANN201
+    def make(client: str = "acme", user: str = "u1") -> Path:
+        return prewarm_checkout(workspace_root, site_remote, installed_site, client, user)
+
+    return make
+
+
+@pytest.fixture
+def agent_log(tmp_path: Path) -> Path:
+    return tmp_path / "agent-runs.jsonl"
+
+
+@pytest.fixture
+def base_env(aws_env: dict[str, str], workspace_root: Path, site_remote: Path, agent_log: Path) -> dict[str, str]:
+    """Environment for a supervisor or worker under test: everything local, nothing real."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INPUT_", "OUTPUT_", "DLQ_"))}
+    env.update(aws_env)
+    env.update(
+        {
+            "WORKSPACE_PATH": str(workspace_root),
+            "REPO_URL": str(site_remote),
+            "S3_BUCKET": "edit-{clientId}",
+            "PREVIEW_URL": "http://preview.test/{clientId}",
+            "AGENT_COMMAND": f"{sys.executable} {FAKE_CLAUDE}",
+            "AGENT_TIMEOUT_SECONDS": "60",
+            "DEPLOY_STRATEGY": "aws-cli",
+            "LOG_FORMAT": "json",
+            "FAKE_CLAUDE_LOG": str(agent_log),
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def queues(sqs: Any) -> dict[str, str]:
+    """Fresh input, output and dead-letter queues for one test."""
+    suffix = uuid.uuid4().hex[:8]
+    return {
+        name: sqs.create_queue(QueueName=f"{name}-{suffix}", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+        for name in ("input", "output", "dlq")
+    }
+
+
+def drain(sqs: Any, url: str, *, expect: int, timeout: float = 120) -> list[dict[str, Any]]:
+    """Read (and delete) messages from a queue until `expect` arrived or time runs out."""
+    bodies: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(bodies) < expect and time.monotonic() < deadline:
+        reply = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"])
+        for message in reply.get("Messages", []):
+            body = json.loads(message["Body"])
+            body["_attributes"] = {k: v["StringValue"] for k, v in message.get("MessageAttributes", {}).items()}
+            bodies.append(body)
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return bodies
+
+
+__all__ = ["drain", "git", "git_out", "prewarm_checkout"]

@@ -1,0 +1,79 @@
+"""Small helpers shared by the tests (imported by conftest and test modules)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "test@example.invalid",
+}
+
+
+def git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env={**os.environ, **GIT_ENV}
+    )
+
+
+def git_out(cwd: Path, *args: str) -> str:
+    return git(cwd, *args).stdout.strip()
+
+
+def message(**fields: Any) -> dict[str, Any]:
+    """A valid first-shape message; keyword arguments override or add fields (None removes one)."""
+    body: dict[str, Any] = {
+        "instruction": "Make the header blue",
+        "commandId": "cmd-1",
+        "chatThreadId": "chat-1",
+        "clientId": "acme",
+        "userId": "u1",
+    }
+    body.update(fields)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def run_worker(body: dict[str, Any], env: dict[str, str], timeout: float = 180) -> dict[str, Any]:
+    """Parse the message as the supervisor would and run one real worker process on it."""
+    from supervisor.messages import parse_command
+
+    command = parse_command(json.dumps(body), env.get("REPO_URL"))
+    completed = subprocess.run(
+        [sys.executable, "-c", WORKER_HARNESS],
+        input=command.to_json(),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    lines = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+    results = [line["response"] for line in lines if line.get("event") == "result"]
+    if completed.returncode != 0 or not results:
+        raise AssertionError(f"worker failed ({completed.returncode}):\n{completed.stderr[-4000:]}")
+    return {**results[-1], "_log": completed.stderr}
+
+
+# Runs steps.worker with its event pipe pointed at stdout, so the test reads events directly.
+WORKER_HARNESS = """
+import os, runpy, sys
+os.environ["WEBORDINARY_EVENT_FD"] = str(os.dup(1))
+sys.argv = ["steps.worker"]
+runpy.run_module("steps.worker", run_name="__main__")
+"""
+
+
+def bucket_keys(s3: Any, bucket: str) -> dict[str, bytes]:
+    keys: dict[str, bytes] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            keys[item["Key"]] = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+    return keys
