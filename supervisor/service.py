@@ -6,11 +6,13 @@ This first version runs one command at a time.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from typing import Any
 
 from supervisor.config import Config
+from supervisor.leases import Leases
 from supervisor.logs import log_context
 from supervisor.messages import Command, InvalidMessage, parse_command, read_ids
 from supervisor.queues import Queues, Received
@@ -25,6 +27,7 @@ class Supervisor:
         self.config = config
         self.queues = queues or Queues(config)
         self.stopping = threading.Event()
+        self.leases = Leases(self.queues)
         self.handled = 0
 
     # Invalid messages ----------------------------------------------------------------------------
@@ -36,6 +39,7 @@ class Supervisor:
             # With no DLQ_URL the queue's redrive policy dead-letters it; answer only the first delivery.
             if command_id and (self.config.dlq_url or message.receive_count <= 1):
                 self.queues.respond(invalid_message_response(command_id, session_id, error.reason))
+            self.leases.release(message)
             if self.queues.dead_letter(message, error.reason):
                 self.queues.delete(message)
 
@@ -65,6 +69,7 @@ class Supervisor:
                     duration_ms=int((time.monotonic() - started) * 1000),
                 )
             self.queues.respond(response)
+            self.leases.release(message)
             self.queues.delete(message)
             log.info("command finished", extra={"success": response["success"], "errorCode": response["errorCode"]})
             return response
@@ -78,9 +83,42 @@ class Supervisor:
         self.run_command(message, command)
         self.handled += 1
 
+    def _poll(self, inbox: queue.Queue[Received]) -> None:
+        """Long-poll continuously on a thread of its own, so shutdown never waits on a receive."""
+        while not self.stopping.is_set():
+            try:
+                for message in self.queues.receive(max_messages=1):
+                    self.leases.hold(message)
+                    inbox.put(message)
+            except Exception:
+                log.exception("receive failed; retrying")
+                self.stopping.wait(2)
+
+    def _return_unstarted(self, inbox: queue.Queue[Received]) -> int:
+        returned = 0
+        while True:
+            try:
+                message = inbox.get_nowait()
+            except queue.Empty:
+                return returned
+            self.leases.release(message)
+            self.queues.extend(message, 0)  # visible again at once for the next consumer
+            returned += 1
+
     def run(self) -> None:
         log.info("supervisor started", extra={"queue": self.config.input_queue_url})
+        inbox: queue.Queue[Received] = queue.Queue()
+        self.leases.start()
+        poller = threading.Thread(target=self._poll, args=(inbox,), name="poller", daemon=True)
+        poller.start()
         while not self.stopping.is_set():
-            for message in self.queues.receive(max_messages=1):
-                self.handle(message)
-        log.info("supervisor stopped", extra={"handled": self.handled})
+            try:
+                message = inbox.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self.handle(message)
+        # A receive in flight may still deliver; wait for it within the grace, then hand everything back.
+        poller.join(timeout=self.config.shutdown_grace_seconds)
+        returned = self._return_unstarted(inbox)
+        self.leases.stop()
+        log.info("supervisor stopped", extra={"handled": self.handled, "returned": returned})

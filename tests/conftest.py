@@ -104,7 +104,7 @@ def prewarm_checkout(workspace_root: Path, remote: Path, installed_site: Path, c
 
 
 @pytest.fixture
-def prewarm(workspace_root: Path, site_remote: Path, installed_site: Path):  # noqa: ANN201
+def prewarm(workspace_root: Path, site_remote: Path, installed_site: Path):
     def make(client: str = "acme", user: str = "u1") -> Path:
         return prewarm_checkout(workspace_root, site_remote, installed_site, client, user)
 
@@ -117,7 +117,27 @@ def agent_log(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def base_env(aws_env: dict[str, str], workspace_root: Path, site_remote: Path, agent_log: Path) -> dict[str, str]:
+def bucket_prefix() -> str:
+    """Buckets live as long as the session's moto server: each test gets names of its own."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def make_bucket(s3: Any, bucket_prefix: str):
+    """Create (and return the name of) the preview bucket of a client, as S3_BUCKET names it."""
+
+    def make(client: str = "acme") -> str:
+        name = f"{bucket_prefix}-{client}"
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+        return name
+
+    return make
+
+
+@pytest.fixture
+def base_env(
+    aws_env: dict[str, str], workspace_root: Path, site_remote: Path, agent_log: Path, bucket_prefix: str
+) -> dict[str, str]:
     """Environment for a supervisor or worker under test: everything local, nothing real."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INPUT_", "OUTPUT_", "DLQ_"))}
     env.update(aws_env)
@@ -125,7 +145,7 @@ def base_env(aws_env: dict[str, str], workspace_root: Path, site_remote: Path, a
         {
             "WORKSPACE_PATH": str(workspace_root),
             "REPO_URL": str(site_remote),
-            "S3_BUCKET": "edit-{clientId}",
+            "S3_BUCKET": bucket_prefix + "-{clientId}",
             "PREVIEW_URL": "http://preview.test/{clientId}",
             "AGENT_COMMAND": f"{sys.executable} {FAKE_CLAUDE}",
             "AGENT_TIMEOUT_SECONDS": "60",
@@ -153,9 +173,16 @@ def drain(sqs: Any, url: str, *, expect: int, timeout: float = 120) -> list[dict
     bodies: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while len(bodies) < expect and time.monotonic() < deadline:
-        reply = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"])
+        reply = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"]
+        )
         for message in reply.get("Messages", []):
-            body = json.loads(message["Body"])
+            try:
+                body = json.loads(message["Body"])
+            except ValueError:
+                body = {"_raw": message["Body"]}
+            if not isinstance(body, dict):
+                body = {"_raw": message["Body"]}
             body["_attributes"] = {k: v["StringValue"] for k, v in message.get("MessageAttributes", {}).items()}
             bodies.append(body)
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])

@@ -77,3 +77,32 @@ def bucket_keys(s3: Any, bucket: str) -> dict[str, bytes]:
         for item in page.get("Contents", []):
             keys[item["Key"]] = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
     return keys
+
+
+class SupervisorProcess:
+    """`python -m supervisor` as a real child process, stopped with SIGTERM at the end."""
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "supervisor"], cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(15)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self._log.close()
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for raw in self.log_path.read_text(errors="replace").splitlines():
+            if raw.startswith("{"):
+                try:
+                    lines.append(json.loads(raw))
+                except ValueError:
+                    continue
+        return lines

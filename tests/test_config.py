@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import pytest
+
+from supervisor.config import ConfigError, load_config
+
+
+def test_defaults_match_the_contract():
+    config = load_config({"INPUT_QUEUE_URL": "https://sqs.us-west-2.amazonaws.com/1/in", "LOG_FORMAT": "json"})
+    assert config.workspace_path == "/workspace"
+    assert config.bucket_for("acme") == "edit.acme.webordinary.com"
+    assert config.preview_url_for("acme") == "https://edit.acme.webordinary.com"
+    assert config.agent_command == ("claude",) and config.agent_timeout_seconds == 900
+    assert config.build_command == ("npm", "run", "build") and config.build_dir == "dist"
+    assert config.deploy_strategy == "hash" and config.git_push_enabled is True
+    assert (config.max_workers, config.interrupt_grace_seconds, config.shutdown_grace_seconds) == (2, 5, 25)
+    assert config.progress_events is False and config.aws_region == "us-west-2"
+    assert (config.git_user_name, config.git_user_email) == ("Webordinary Editor", "editor@webordinary.invalid")
+
+
+def test_token_never_shows_in_repr():
+    config = load_config({"INPUT_QUEUE_URL": "http://x/q", "GITHUB_TOKEN": "ghp_secret"})
+    assert config.github_token == "ghp_secret" and "ghp_secret" not in repr(config)
+
+
+def test_agent_command_is_split_like_a_shell_would_without_running_one():
+    config = load_config({"INPUT_QUEUE_URL": "http://x/q", "AGENT_COMMAND": "'/opt/my agent/claude' --model opus"})
+    assert config.agent_command == ("/opt/my agent/claude", "--model", "opus")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e999"])
+def test_non_finite_numbers_are_refused(value):
+    with pytest.raises(ConfigError, match="INTERRUPT_GRACE_SECONDS"):
+        load_config({"INPUT_QUEUE_URL": "http://x/q", "INTERRUPT_GRACE_SECONDS": value})

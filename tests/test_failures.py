@@ -1,0 +1,120 @@
+"""The failure policy of CONTRACT §3, each case on a real worker, real git, real build and aws CLI."""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+import pytest
+from helpers import bucket_keys, git_out, message, run_worker
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def bucket(s3, make_bucket):
+    name = make_bucket("acme")
+    s3.put_object(Bucket=name, Key="index.html", Body=b"<p>the live site</p>")
+    return name
+
+
+def statuses(response):
+    return {step["name"]: step["status"] for step in response["steps"]}
+
+
+def test_build_failure_skips_deploy_but_pushes_the_commit(base_env, prewarm, s3, bucket, site_remote):
+    prewarm()
+    before = bucket_keys(s3, bucket)
+    response = run_worker(message(instruction="Add a page\n@fake break-build"), base_env)
+    assert statuses(response) == {
+        "workspace": "ok", "agent": "ok", "commit": "ok", "build": "failed", "deploy": "skipped", "push": "ok",
+    }  # fmt: skip
+    assert response["success"] is False and response["errorCode"] == "BUILD_FAILED"
+    assert response["buildSuccess"] is False and response["deploySuccess"] is False and response["pushSuccess"]
+    assert bucket_keys(s3, bucket) == before  # the live site is untouched
+    assert git_out(site_remote, "rev-parse", "thread-chat-1") == response["commit"]
+    assert "src/pages/broken.astro" in response["filesChanged"]
+
+
+def test_agent_failure_still_commits_builds_and_pushes_its_edits(base_env, prewarm, s3, bucket, site_remote):
+    prewarm()
+    response = run_worker(message(instruction="Make the header blue\n@fake fail"), base_env)
+    assert response["errorCode"] == "AGENT_FAILED" and response["success"] is False
+    assert "fake failure" in response["error"]
+    assert statuses(response)["agent"] == "failed"
+    assert statuses(response)["commit"] == "ok" and response["pushSuccess"]
+    assert git_out(site_remote, "rev-parse", "thread-chat-1") == response["commit"]
+    assert "src/pages/index.astro" in response["filesChanged"]
+
+
+@pytest.mark.parametrize(
+    ("directive", "reason"),
+    [("@fake error-result", "error_max_turns"), ("@fake garbage", "no JSON result")],
+)
+def test_agent_that_exits_zero_without_success_is_a_failure(base_env, prewarm, bucket, directive, reason):
+    prewarm()
+    response = run_worker(message(instruction=f"Do it\n{directive}\n@fake no-change"), base_env)
+    assert response["errorCode"] == "AGENT_FAILED" and reason in response["error"]
+    assert statuses(response)["commit"] == "skipped"
+
+
+def test_agent_timeout_ends_its_whole_tree_and_keeps_its_edits(base_env, prewarm, bucket, site_remote, tmp_path):
+    prewarm()
+    pidfile = tmp_path / "grandchild.pid"
+    env = {**base_env, "AGENT_TIMEOUT_SECONDS": "3"}
+    instruction = f"Make the header blue\n@fake grandchild {pidfile}\n@fake ignore-sigint\n@fake sleep 120"
+    started = time.monotonic()
+    response = run_worker(message(instruction=instruction), env)
+    assert time.monotonic() - started < 60
+    assert response["errorCode"] == "AGENT_TIMEOUT" and statuses(response)["agent"] == "failed"
+    grandchild = int(pidfile.read_text())
+    assert not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
+    assert git_out(site_remote, "rev-parse", "thread-chat-1") == response["commit"]
+
+
+def test_agent_that_hangs_after_its_result_counts_as_done(base_env, prewarm, bucket):
+    prewarm()
+    response = run_worker(message(instruction="Make the header blue\n@fake hang-after-result"), base_env)
+    assert response["success"] is True, response["error"]
+    assert "lingered" in response["_log"]
+
+
+def test_nothing_changed_means_no_commit_but_build_and_deploy_run(base_env, prewarm, s3, bucket, site_remote):
+    checkout = prewarm()
+    base = git_out(checkout, "rev-parse", "HEAD")
+    response = run_worker(message(instruction="Just look around\n@fake no-change"), base_env)
+    assert response["success"] is True
+    assert statuses(response) == {
+        "workspace": "ok", "agent": "ok", "commit": "skipped", "build": "ok", "deploy": "ok", "push": "ok",
+    }  # fmt: skip
+    assert response["commit"] is None and response["filesChanged"] == []
+    assert b"Amelia Stamps" in bucket_keys(s3, bucket)["index.html"]
+    assert git_out(site_remote, "rev-parse", "thread-chat-1") == base  # the branch exists, unchanged
+
+
+def test_agent_environment_has_no_credentials(base_env, prewarm, bucket, agent_log):
+    prewarm()
+    env = {**base_env, "GITHUB_TOKEN": "ghp_canary_never_seen", "AWS_SESSION_TOKEN": "aws-canary"}
+    run_worker(message(instruction="@fake no-change"), env)
+    seen = agent_log.read_text()
+    assert "ghp_canary_never_seen" not in seen and "aws-canary" not in seen and "testing" not in seen
+
+
+def test_push_disabled_skips_the_push(base_env, prewarm, bucket, site_remote):
+    prewarm()
+    response = run_worker(message(), {**base_env, "GIT_PUSH_ENABLED": "false"})
+    assert statuses(response)["push"] == "skipped" and response["pushSuccess"] is False
+    assert response["success"] is True
+    assert "thread-chat-1" not in git_out(site_remote, "branch", "--list")
+
+
+def test_rejected_push_is_a_push_failure_and_the_commit_stays_local(base_env, prewarm, bucket, site_remote):
+    checkout = prewarm()
+    hook = site_remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'remote: pushes are closed today' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    response = run_worker(message(), base_env)
+    assert response["errorCode"] == "PUSH_FAILED" and response["pushSuccess"] is False
+    assert response["buildSuccess"] and response["deploySuccess"]
+    assert git_out(checkout, "rev-parse", "thread-chat-1") == response["commit"]
+    assert "thread-chat-1" not in git_out(site_remote, "branch", "--list")
