@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+from pathlib import Path
+
 from steps import shell
 from steps.base import StepContext
 from steps.deploy_report import DeployReport
@@ -18,9 +23,15 @@ def aws_env(ctx: StepContext) -> dict[str, str]:
     return env
 
 
+def aws_executable() -> str:
+    """The aws CLI of our own environment first (a venv need not be on PATH), else PATH's."""
+    here = Path(sys.executable).parent
+    return shutil.which("aws", path=os.pathsep.join([str(here), os.environ.get("PATH", os.defpath)])) or "aws"
+
+
 def deploy(ctx: StepContext, bucket: str) -> DeployReport:
     source = ctx.checkout / ctx.config.build_dir
-    argv = ["aws", "s3", "sync", str(source), f"s3://{bucket}", "--delete", "--no-progress",
+    argv = [aws_executable(), "s3", "sync", str(source), f"s3://{bucket}", "--delete", "--no-progress",
             "--region", ctx.config.aws_region]  # fmt: skip
     if ctx.config.aws_endpoint_url:
         argv += ["--endpoint-url", ctx.config.aws_endpoint_url]

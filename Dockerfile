@@ -1,0 +1,35 @@
+# The edit worker for ECS: Node for the Astro builds and Claude Code, Python for the supervisor.
+# Debian bookworm's python3 is 3.11.
+FROM node:20-bookworm-slim
+
+ARG CLAUDE_CODE_VERSION=latest
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv git ca-certificates tini \
+ && rm -rf /var/lib/apt/lists/* \
+ && npm install -g "@anthropic-ai/claude-code@${CLAUDE_CODE_VERSION}" \
+ && npm cache clean --force
+
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python3 -m venv "$VIRTUAL_ENV"
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY supervisor ./supervisor
+COPY steps ./steps
+COPY bin ./bin
+RUN pip install --no-cache-dir ".[awscli]"
+
+# Claude Code refuses to skip permission prompts as root, and nothing here needs root.
+RUN useradd --create-home --uid 10001 editor && mkdir -p /workspace && chown editor /workspace
+USER editor
+ENV WORKSPACE_PATH=/workspace \
+    LOG_FORMAT=json \
+    AGENT_COMMAND="claude --permission-mode acceptEdits"
+
+# tini is PID 1: it forwards SIGTERM to the supervisor and reaps what the supervisor does not.
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["python", "-m", "supervisor"]
+STOPSIGNAL SIGTERM

@@ -1,0 +1,36 @@
+"""README command 1 keeps working: the local run completes one instruction with the scripted agent."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psutil
+import pytest
+from conftest import ROOT
+from helpers import git_out
+
+pytestmark = pytest.mark.e2e
+
+
+def test_local_run_completes_one_instruction_and_leaves_nothing_running(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AGENT_", "INPUT_", "OUTPUT_"))}
+    before = {p.pid for p in psutil.process_iter()}
+    completed = subprocess.run(
+        [sys.executable, "-m", "supervisor.local", "--once", "--state", str(tmp_path), "Make the header green"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    out = completed.stdout
+    assert "SCRIPTED DEMO AGENT" in out
+    assert '"success": true' in out and "GET → 200" in out
+    assert "src/styles/site.css" in out
+    css = git_out(tmp_path / "remotes" / "demo-site.git", "show", "thread-local-demo:src/styles/site.css")
+    assert "--header-color: #15803d;" in css
+    children = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if p.pid not in before and "supervisor" in " ".join(p.info["cmdline"] or [])
+    ]
+    assert children == []
