@@ -52,7 +52,8 @@ def _is_result_line(line: str) -> bool:
 
 def already_done(ctx: StepContext) -> str | None:
     """The commit of this command when a previous delivery got that far (CONTRACT §3)."""
-    found = ctx.git.commits_with_trailer("Command-Id", ctx.command.command_id)
+    # A WIP commit holds an interrupted run's partial edits: the agent did not finish, so it runs again.
+    found = ctx.git.commits_with_trailer("Command-Id", ctx.command.command_id, skip_subject_prefix="WIP:")
     return found[0] if found else None
 
 
@@ -62,8 +63,7 @@ def run(ctx: StepContext) -> StepResult:
     if previous:
         ctx.agent_skipped_reason = "redelivered"
         ctx.commit = previous
-        ctx.files_changed = ctx.git.out("show", "--name-only", "--format=", "-z", previous).split("\0")
-        ctx.files_changed = [p for p in ctx.files_changed if p]
+        ctx.files_changed = ctx.git.files_in(previous)
         ctx.agent_summary = "This instruction was already carried out; finishing the remaining steps."
         return skipped(started, "already committed", commit=previous)
 

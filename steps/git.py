@@ -115,18 +115,27 @@ class Git:
             ref = self.run("symbolic-ref", "--quiet", "refs/remotes/origin/HEAD", ok_codes=(0, 1)).stdout.strip()
         return ref.removeprefix("refs/remotes/origin/") or None
 
-    def commits_with_trailer(self, name: str, value: str, rev: str = "HEAD", limit: int = 200) -> list[str]:
+    def commits_with_trailer(
+        self, name: str, value: str, rev: str = "HEAD", limit: int = 200, skip_subject_prefix: str | None = None
+    ) -> list[str]:
         """Commits (newest first) within the last `limit` of rev whose trailer `name` equals value."""
         raw = self.run(
             "log",
             f"-{limit}",
-            f"--format=%H%x00%(trailers:key={name},valueonly,separator=%x01)",
+            f"--format=%H%x00%s%x00%(trailers:key={name},valueonly,separator=%x01)",
             rev,
             ok_codes=(0, 128),
         ).stdout
         found = []
         for line in raw.splitlines():
-            sha, _, values = line.partition("\0")
+            sha, _, rest = line.partition("\0")
+            subject, _, values = rest.partition("\0")
+            if skip_subject_prefix and subject.startswith(skip_subject_prefix):
+                continue
             if value in (v.strip() for v in values.split("\x01")):
                 found.append(sha)
         return found
+
+    def files_in(self, commit: str) -> list[str]:
+        raw = self.out("show", "--name-only", "--format=", "-z", "--no-renames", commit)
+        return [p for p in raw.split("\0") if p]

@@ -1,39 +1,86 @@
-"""The worker process: runs one command's pipeline and reports to the supervisor over a pipe.
+"""The worker process: runs one command in its workspace and reports to the supervisor over a pipe.
 
-Started as `python -m steps.worker` with the command as JSON on stdin. It never touches SQS.
+Started as `python -m steps.worker` with a job as JSON on stdin: {"mode": "run", "command": {...}} runs
+the pipeline; {"mode": "interrupted", "command": {...}, "steps": [...]} finishes a command whose tree the
+supervisor has just ended (WIP commit and push). It never touches SQS.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import signal
 import sys
+from types import FrameType
+from typing import Any
 
 from steps.base import StepContext, workspace_path
 from steps.git import Git
+from steps.interrupted import finish_interrupted
 from steps.pipeline import run_pipeline
+from steps.workspace_lock import WorkspaceBusy, workspace_lock
 from supervisor.config import load_config_or_exit
-from supervisor.events import EventWriter
+from supervisor.events import PARENT_PID_VARIABLE, EventWriter
 from supervisor.exit_codes import WorkerExit
 from supervisor.logs import log_context, setup_logging
 from supervisor.messages import Command
+from supervisor.proctree import become_subreaper, die_with_parent
+from supervisor.responses import failure_response
 
 log = logging.getLogger("steps.worker")
+
+
+class Stopped(BaseException):
+    """SIGINT or SIGTERM arrived: unwind (each running command's tree is ended on the way out)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
+    raise Stopped(signum)
+
+
+def read_job(text: str) -> tuple[str, Command, dict[str, Any]]:
+    job = json.loads(text)
+    mode = job.get("mode", "run")
+    if mode not in ("run", "interrupted"):
+        raise ValueError(f"unknown mode {mode!r}")
+    return mode, Command(**job["command"]), job
 
 
 def main() -> int:
     config = load_config_or_exit(require_input_queue=False)
     setup_logging(config.log_format, "worker")
+    # Our descendants stay findable even when their parent dies; if the supervisor dies, so do we.
+    become_subreaper()
+    die_with_parent(signal.SIGTERM, expected_parent=int(os.environ.get(PARENT_PID_VARIABLE, "0") or 0))
+    signal.signal(signal.SIGINT, _raise_stopped)
+    signal.signal(signal.SIGTERM, _raise_stopped)
     try:
-        command = Command.from_json(sys.stdin.read())
-    except (ValueError, TypeError) as error:
-        log.error("could not read the command given to the worker: %s", error)
+        mode, command, job = read_job(sys.stdin.read())
+    except (ValueError, TypeError, KeyError) as error:
+        log.error("could not read the job given to the worker: %s", error)
         return WorkerExit.BAD_INPUT
     events = EventWriter.from_environment()
     checkout = workspace_path(config, command)
     ctx = StepContext(config=config, command=command, checkout=checkout, git=Git(checkout, config))
     with log_context(commandId=command.command_id, sessionId=command.session_id):
-        log.info("worker started", extra={"branch": command.branch, "workspace": str(checkout)})
-        response = run_pipeline(ctx, events.step)
+        try:
+            with workspace_lock(checkout):
+                log.info("worker started", extra={"mode": mode, "branch": command.branch})
+                if mode == "interrupted":
+                    response = finish_interrupted(ctx, job.get("steps", []), job.get("reason", "interrupted"))
+                else:
+                    response = run_pipeline(ctx, events.step)
+        except Stopped as stop:
+            log.warning("worker stopped by %s", stop)
+            return WorkerExit.INTERRUPTED if stop.signum == signal.SIGINT else WorkerExit.TERMINATED
+        except WorkspaceBusy as busy:
+            preview = config.preview_url_for(command.client_id)
+            response = failure_response(command, preview_url=preview, error_code="INTERNAL", error=str(busy))
         events.result(response)
         log.info("worker finished", extra={"success": response["success"], "errorCode": response["errorCode"]})
     return WorkerExit.OK

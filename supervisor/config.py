@@ -48,6 +48,8 @@ class Config:
     shutdown_grace_seconds: float
     progress_events: bool
     log_format: str
+    deploy_cache_control_immutable: str
+    deploy_cache_control_default: str
     # Kept out of repr() so a logged or printed Config never shows the token.
     github_token: str | None = None
 
@@ -148,6 +150,14 @@ def _relative_dir(env: Mapping[str, str], name: str, default: str) -> str:
     return raw
 
 
+def _header_value(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = _required_text(env, name, default)
+    # It becomes an HTTP header: a control character would corrupt or split the request.
+    if not all(" " <= ch <= "~" for ch in raw):
+        raise ConfigError(f"{name} must be printable ASCII (a Cache-Control value), got {raw!r}")
+    return raw
+
+
 def _default_log_format() -> str:
     return "text" if sys.stderr.isatty() else "json"
 
@@ -178,6 +188,12 @@ def load_config(env: Mapping[str, str] | None = None, *, require_input_queue: bo
         shutdown_grace_seconds=_number(env, "SHUTDOWN_GRACE_SECONDS", 25, minimum=0, integer=False),
         progress_events=_flag(env, "PROGRESS_EVENTS", False),
         log_format=_choice(env, "LOG_FORMAT", _default_log_format(), LOG_FORMATS),
+        deploy_cache_control_immutable=_header_value(
+            env, "DEPLOY_CACHE_CONTROL_IMMUTABLE", "public, max-age=31536000, immutable"
+        ),
+        deploy_cache_control_default=_header_value(
+            env, "DEPLOY_CACHE_CONTROL_DEFAULT", "public, max-age=0, must-revalidate"
+        ),
         github_token=_text(env, "GITHUB_TOKEN", None),
     )
 

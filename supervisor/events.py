@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 EVENT_FD_VARIABLE = "WEBORDINARY_EVENT_FD"
+PARENT_PID_VARIABLE = "WEBORDINARY_SUPERVISOR_PID"
 
 
 class EventWriter:

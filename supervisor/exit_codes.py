@@ -15,3 +15,4 @@ class WorkerExit(IntEnum):
     BAD_INPUT = 4  # the command handed to the worker could not be read
     NO_RESULT = 5  # the pipeline crashed before it could report a result
     INTERRUPTED = 130  # stopped by SIGINT (128 + 2)
+    TERMINATED = 143  # stopped by SIGTERM (128 + 15), e.g. because the supervisor died

@@ -43,12 +43,8 @@ class Command:
     repo_name: str
     timestamp: str | None
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> Command:
-        return cls(**json.loads(text))
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
     @property
     def workspace_key(self) -> tuple[str, str, str]:

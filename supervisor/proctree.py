@@ -21,6 +21,7 @@ import psutil
 
 log = logging.getLogger("supervisor.proctree")
 
+PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -31,6 +32,17 @@ def become_subreaper() -> bool:
         return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
+
+
+def die_with_parent(sig: signal.Signals, expected_parent: int = 0) -> None:
+    """Ask the kernel to send `sig` when our parent dies (a supervisor killed -9 leaves no worker)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if expected_parent and os.getppid() != expected_parent:
+        os.kill(os.getpid(), sig)  # the parent died before the request took effect
 
 
 def _same_process(proc: psutil.Process, created: float) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -10,7 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from supervisor.events import EVENT_FD_VARIABLE, parse_event
+from supervisor.events import EVENT_FD_VARIABLE, PARENT_PID_VARIABLE, parse_event
 from supervisor.messages import Command
 
 log = logging.getLogger("supervisor.worker")
@@ -21,14 +22,24 @@ EventHandler = Callable[[dict[str, Any]], None]
 class WorkerProcess:
     """Starts `python -m steps.worker`, feeds it the command, collects its events and final result."""
 
-    def __init__(self, command: Command, on_event: EventHandler | None = None, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        command: Command,
+        on_event: EventHandler | None = None,
+        *,
+        mode: str = "run",
+        extra: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.command = command
+        self.mode = mode
         self.result: dict[str, Any] | None = None
         self._on_event = on_event
         read_end, write_end = os.pipe()
         try:
             child_env = dict(os.environ if env is None else env)
             child_env[EVENT_FD_VARIABLE] = str(write_end)
+            child_env[PARENT_PID_VARIABLE] = str(os.getpid())
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "steps.worker"],
                 stdin=subprocess.PIPE,
@@ -44,7 +55,8 @@ class WorkerProcess:
         self._reader.start()
         assert self.process.stdin is not None
         try:
-            self.process.stdin.write(command.to_json().encode())
+            job = {"mode": mode, "command": command.to_dict(), **(extra or {})}
+            self.process.stdin.write(json.dumps(job).encode())
             self.process.stdin.close()
         except BrokenPipeError:
             log.warning("worker exited before reading its command")

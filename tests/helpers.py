@@ -48,7 +48,7 @@ def run_worker(body: dict[str, Any], env: dict[str, str], timeout: float = 180) 
     command = parse_command(json.dumps(body), env.get("REPO_URL"))
     completed = subprocess.run(
         [sys.executable, "-c", WORKER_HARNESS],
-        input=command.to_json(),
+        input=json.dumps({"mode": "run", "command": command.to_dict()}),
         capture_output=True,
         text=True,
         env=env,

@@ -1,0 +1,191 @@
+"""Content-hash deploy (DEPLOY_STRATEGY=hash): upload only the built files whose content the bucket lacks.
+
+One ListObjectsV2 call per 1000 keys tells what the bucket holds; a built file whose MD5 equals the
+object's ETag (single-part) or the MD5 our uploads store in its metadata (multipart) is skipped.
+New and changed files go up concurrently, non-HTML first, then HTML; stale objects are deleted last,
+and only when every upload succeeded. On KeyboardInterrupt (SIGINT) no new upload starts, those in
+flight finish (a PUT is atomic; an unfinished multipart upload is aborted), nothing is deleted and the
+interrupt is re-raised: the bucket holds old pages, new pages whose assets are all there, and every
+old asset. Running the deploy again completes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import boto3
+from boto3.exceptions import S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+from s3transfer.manager import TransferManager
+
+from steps.base import StepContext, StepError
+from steps.content_types import CachePolicy, content_type
+from steps.deploy_report import DeployReport
+from steps.s3_plan import LocalFile, Plan, RemoteObject, keys_needing_stored_md5, make_plan
+from supervisor.config import Config
+
+log = logging.getLogger("steps.deploy")
+
+S3Client = Any  # botocore generates the client class at run time
+MiB = 1024 * 1024
+UPLOAD_CONCURRENCY = 16
+# Module constants (read at each deploy) so tests can lower them; 8 MiB is boto3's own default.
+MULTIPART_THRESHOLD = 8 * MiB
+MULTIPART_CHUNKSIZE = 8 * MiB
+MD5_METADATA_KEY = "md5"  # x-amz-meta-md5 on every object we upload
+DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
+
+
+def deploy(ctx: StepContext, bucket: str) -> DeployReport:
+    build_dir = ctx.checkout / ctx.config.build_dir
+    return deploy_build(build_dir, bucket, make_client(ctx.config), CachePolicy.from_config(ctx.config))
+
+
+def make_client(config: Config) -> S3Client:
+    return boto3.session.Session().client(
+        "s3",
+        region_name=config.aws_region,
+        endpoint_url=config.aws_endpoint_url,
+        # One pooled connection per upload thread; otherwise urllib3 discards and reopens them.
+        config=BotoConfig(max_pool_connections=UPLOAD_CONCURRENCY, retries={"mode": "standard", "max_attempts": 5}),
+    )
+
+
+def deploy_build(
+    build_dir: Path, bucket: str, client: S3Client, policy: CachePolicy, *, force: bool = False
+) -> DeployReport:
+    """Plan, upload, delete; raise StepError on any failure, KeyboardInterrupt when interrupted."""
+    plan = plan_deploy(build_dir, bucket, client, force=force)
+    with s3_errors(bucket):
+        sent = upload_all(client, bucket, plan, policy)
+        deleted = delete_all(client, bucket, [action.key for action in plan.deletes])
+    report = DeployReport("hash", uploaded=len(plan.uploads), skipped=len(plan.skips), deleted=deleted, bytes_sent=sent)
+    log.info(
+        "deploy to s3://%s: %d uploaded, %d skipped, %d deleted, %d bytes sent",
+        bucket, report.uploaded, report.skipped, report.deleted, sent,
+        extra={"uploaded": report.uploaded, "skipped": report.skipped, "deleted": deleted, "bytesSent": sent},
+    )  # fmt: skip
+    return report
+
+
+def plan_deploy(build_dir: Path, bucket: str, client: S3Client, *, force: bool = False) -> Plan:
+    """Read-only: what a deploy of build_dir to bucket would do (also `bin/redeploy --dry-run`)."""
+    if not build_dir.is_dir():  # before any request: a failed build never reaches the bucket
+        raise StepError("DEPLOY_FAILED", f"build folder {build_dir} is missing: nothing deployed")
+    with ThreadPoolExecutor(max_workers=1) as lister:
+        listing = lister.submit(list_bucket, client, bucket)  # the bucket answers while we read the build
+        local = hash_files(built_files(build_dir))
+        with s3_errors(bucket):
+            remote = listing.result()
+            for key in keys_needing_stored_md5(local, remote):
+                metadata = client.head_object(Bucket=bucket, Key=key).get("Metadata", {})
+                remote[key] = replace(remote[key], stored_md5=metadata.get(MD5_METADATA_KEY))
+    return make_plan(local, remote, force=force)
+
+
+def built_files(build_dir: Path) -> dict[str, Path]:
+    """Every built file by its bucket key; StepError when there is none."""
+    root = build_dir.resolve()
+    files: dict[str, Path] = {}
+    for folder, _, names in os.walk(build_dir):
+        for name in names:
+            path = Path(folder, name)
+            # A link out of the build (the build runs agent-written code) must not publish host files.
+            if not path.is_file() or (path.is_symlink() and not path.resolve().is_relative_to(root)):
+                log.warning("not deploying %s: not a regular file inside the build folder", path)
+                continue
+            files[path.relative_to(build_dir).as_posix()] = path
+    if not files:
+        raise StepError("DEPLOY_FAILED", f"build folder {build_dir} is empty: nothing deployed")
+    return files
+
+
+def hash_files(paths: dict[str, Path]) -> dict[str, LocalFile]:
+    try:
+        return {key: LocalFile(key, path, path.stat().st_size, file_md5(path)) for key, path in paths.items()}
+    except OSError as error:
+        raise StepError("DEPLOY_FAILED", f"reading the build: {error}") from None
+
+
+def file_md5(path: Path) -> str:
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+
+
+def list_bucket(client: S3Client, bucket: str) -> dict[str, RemoteObject]:
+    objects: dict[str, RemoteObject] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            objects[item["Key"]] = RemoteObject(item["Key"], item["ETag"].strip('"'), item["Size"])
+    return objects
+
+
+def upload_all(client: S3Client, bucket: str, plan: Plan, policy: CachePolicy) -> int:
+    """Upload the plan's files, assets before pages; return the bytes sent.
+
+    s3transfer's manager is the bounded pool: leaving its block by an exception (KeyboardInterrupt, a
+    failed upload) cancels every queued upload, lets those in flight finish (or aborts their multipart
+    upload) and waits for them, so no upload starts after an interrupt and none outlives the deploy.
+    """
+    transfer = TransferConfig(
+        max_concurrency=UPLOAD_CONCURRENCY,
+        multipart_threshold=MULTIPART_THRESHOLD,
+        multipart_chunksize=MULTIPART_CHUNKSIZE,
+    )
+    done = sent = 0
+    try:
+        with TransferManager(client, transfer) as manager:
+            for wave in (plan.assets, plan.pages):  # a page goes up only once every asset is there
+                files = [action.file for action in wave if action.file]
+                futures = [manager.upload(str(f.path), bucket, f.key, upload_args(f, policy)) for f in files]
+                for file, future in zip(files, futures, strict=True):
+                    future.result()
+                    done += 1
+                    sent += file.size
+    except KeyboardInterrupt:
+        log.warning("deploy interrupted after %d of %d uploads: nothing deleted", done, len(plan.uploads))
+        raise
+    return sent
+
+
+def upload_args(file: LocalFile, policy: CachePolicy) -> dict[str, Any]:
+    return {
+        "ContentType": content_type(file.key),
+        "CacheControl": policy.for_key(file.key),
+        # Always stored: a multipart ETag is not the content's MD5, this is what the next deploy compares.
+        "Metadata": {MD5_METADATA_KEY: file.md5},
+    }
+
+
+def delete_all(client: S3Client, bucket: str, keys: list[str]) -> int:
+    for start in range(0, len(keys), DELETE_BATCH):
+        batch = [{"Key": key} for key in keys[start : start + DELETE_BATCH]]
+        errors = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True}).get("Errors", [])
+        if errors:
+            first = errors[0]
+            raise StepError(
+                "DEPLOY_FAILED",
+                f"deploy to s3://{bucket}: {len(errors)} stale objects not deleted, "
+                f"first {first.get('Key')}: {first.get('Code')} {first.get('Message')}",
+            )
+    return len(keys)
+
+
+@contextmanager
+def s3_errors(bucket: str) -> Iterator[None]:
+    """S3, network and local read errors become one DEPLOY_FAILED line."""
+    try:
+        yield
+    except (BotoCoreError, ClientError, S3UploadFailedError, OSError) as error:
+        reason = " ".join(str(error).split())  # some botocore messages span lines
+        raise StepError("DEPLOY_FAILED", f"deploy to s3://{bucket}: {reason}"[:500]) from None

@@ -1,0 +1,61 @@
+"""Finishing a command whose process tree the supervisor has ended: its edits are committed and pushed.
+
+Runs in a fresh worker once nothing of the old tree is left, so git is not racing a dying agent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from steps.agent import already_done
+from steps.base import StepContext, elapsed_ms
+from steps.commit import commit_all
+from steps.push import push_branch
+from steps.repair import remove_stale_locks
+from steps.shell import CommandFailed, CommandTimedOut
+from supervisor.responses import final_response
+
+log = logging.getLogger("steps.interrupted")
+
+
+def finish_interrupted(ctx: StepContext, steps: list[dict[str, Any]], reason: str) -> dict[str, Any]:
+    started = time.monotonic()
+    git, branch = ctx.git, ctx.command.branch
+    wip: str | None = None
+    pushed = False
+    error = reason
+    if git.is_repo():
+        remove_stale_locks(ctx.checkout)  # the tree that held them is gone
+        on_branch = git.current_branch() == branch
+        if on_branch:
+            wip = commit_all(ctx, wip=True)
+            if wip:
+                log.info("interrupted edits committed as WIP", extra={"commit": wip, "files": len(ctx.files_changed)})
+        elif git.is_dirty():
+            log.warning("interrupted before its branch was checked out; changes stay on %s", git.current_branch())
+        if ctx.config.git_push_enabled and git.has_ref(f"refs/heads/{branch}"):
+            try:
+                push_branch(ctx, branch)
+                pushed = True
+            except (CommandFailed, CommandTimedOut) as push_error:
+                error = f"{reason}; push failed: {push_error}"
+    commit = wip or already_done(ctx)
+    if commit and not ctx.files_changed:
+        ctx.files_changed = git.files_in(commit)
+    return final_response(
+        ctx.command,
+        preview_url=ctx.config.preview_url_for(ctx.command.client_id),
+        summary=f"Interrupted: {reason}.",
+        files_changed=ctx.files_changed,
+        commit=commit,
+        steps=steps,
+        duration_ms=elapsed_ms(started),
+        build_success=any(s["name"] == "build" and s["status"] == "ok" for s in steps),
+        deploy_success=any(s["name"] == "deploy" and s["status"] == "ok" for s in steps),
+        push_success=pushed,
+        interrupted=True,
+        error=error,
+        error_code="INTERRUPTED",
+    )
