@@ -30,13 +30,14 @@ STEPS: tuple[tuple[str, Step], ...] = (
 # A failure of these leaves nothing sensible for the later steps to do.
 STOPS_PIPELINE = frozenset({"workspace"})
 
-Reporter = Callable[[str, str], None]  # (step, "started" | "finished" | "failed")
+# (step, "started" | "finished" | "failed", the result once there is one)
+Reporter = Callable[[str, str, StepResult | None], None]
 
 
 def run_step(name: str, step: Step, ctx: StepContext, report: Reporter) -> StepResult:
     started = time.monotonic()
     with log_context(step=name):
-        report(name, "started")
+        report(name, "started", None)
         try:
             result = step(ctx)
         except StepError as error:
@@ -55,7 +56,7 @@ def run_step(name: str, step: Step, ctx: StepContext, report: Reporter) -> StepR
                 **({"error": result.error} if result.error else {}),
             },
         )
-        report(name, "failed" if result.status == "failed" else "finished")
+        report(name, "failed" if result.status == "failed" else "finished", result)
     return result
 
 

@@ -31,8 +31,8 @@ from supervisor.responses import failure_response
 log = logging.getLogger("steps.worker")
 
 
-class Stopped(BaseException):
-    """SIGINT or SIGTERM arrived: unwind (each running command's tree is ended on the way out)."""
+class Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: unwind like Ctrl-C (each running command's tree is ended on the way out)."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)

@@ -1,11 +1,10 @@
-"""`python -m supervisor`: consume INPUT_QUEUE_URL until SIGTERM."""
+"""`python -m supervisor`: consume INPUT_QUEUE_URL until SIGTERM (warm stop) or a second signal (cold stop)."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import sys
-from types import FrameType
 
 from supervisor.config import load_config_or_exit
 from supervisor.exit_codes import SupervisorExit
@@ -19,21 +18,18 @@ log = logging.getLogger("supervisor")
 def main() -> int:
     config = load_config_or_exit()
     setup_logging(config.log_format, "supervisor")
-    become_subreaper()
+    # Orphaned descendants of a worker are re-parented to us, so an interrupt still finds them.
+    if not become_subreaper():
+        log.warning("could not become a child subreaper; orphaned processes may escape interrupts")
     supervisor = Supervisor(config)
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("stop requested", extra={"signal": signal.Signals(signum).name})
-        supervisor.stopping.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    # Handlers only record the signal; the loop acts on it (also as PID 1, which ignores unhandled signals).
+    signal.signal(signal.SIGTERM, supervisor.on_signal)
+    signal.signal(signal.SIGINT, supervisor.on_signal)
     try:
-        supervisor.run()
+        return supervisor.run()
     except Exception:
         log.exception("supervisor loop crashed")
         return SupervisorExit.CRASHED
-    return SupervisorExit.OK
 
 
 if __name__ == "__main__":

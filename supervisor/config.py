@@ -46,6 +46,7 @@ class Config:
     max_workers: int
     interrupt_grace_seconds: float
     shutdown_grace_seconds: float
+    visibility_timeout_seconds: int
     progress_events: bool
     log_format: str
     deploy_cache_control_immutable: str
@@ -186,6 +187,7 @@ def load_config(env: Mapping[str, str] | None = None, *, require_input_queue: bo
         max_workers=_number(env, "MAX_WORKERS", 2, minimum=1, integer=True),
         interrupt_grace_seconds=_number(env, "INTERRUPT_GRACE_SECONDS", 5, minimum=0, integer=False),
         shutdown_grace_seconds=_number(env, "SHUTDOWN_GRACE_SECONDS", 25, minimum=0, integer=False),
+        visibility_timeout_seconds=_number(env, "VISIBILITY_TIMEOUT_SECONDS", 120, minimum=4, integer=True),
         progress_events=_flag(env, "PROGRESS_EVENTS", False),
         log_format=_choice(env, "LOG_FORMAT", _default_log_format(), LOG_FORMATS),
         deploy_cache_control_immutable=_header_value(

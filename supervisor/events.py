@@ -31,8 +31,12 @@ class EventWriter:
             written = os.write(self._fd, view)
             view = view[written:]
 
-    def step(self, step: str, status: str) -> None:
-        self.send({"event": "step", "step": step, "status": status})
+    def step(self, step: str, status: str, result: Any = None) -> None:
+        """Progress of a step; once it ended, its outcome (ok/skipped/failed) and duration too."""
+        event: dict[str, Any] = {"event": "step", "step": step, "status": status}
+        if result is not None:
+            event.update(outcome=result.status, durationMs=result.duration_ms)
+        self.send(event)
 
     def result(self, response: dict[str, Any]) -> None:
         self.send({"event": "result", "response": response})

@@ -7,6 +7,7 @@ class SupervisorExit(IntEnum):
     OK = 0  # stopped on request, every message accounted for
     CONFIG = 2  # a configuration variable is missing or malformed
     CRASHED = 3  # the main loop failed unexpectedly
+    FORCED = 4  # a second stop signal: work was ended at once, unfinished messages handed back
 
 
 class WorkerExit(IntEnum):

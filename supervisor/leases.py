@@ -1,8 +1,8 @@
 """Keep every message we hold invisible to other consumers while we hold it.
 
 `ChangeMessageVisibility` sets a new timeout counted from now, so a held message is re-leased for
-LEASE_SECONDS every RENEW_EVERY seconds: if the supervisor dies, its messages come back within
-LEASE_SECONDS instead of after a long fixed timeout.
+VISIBILITY_TIMEOUT_SECONDS every quarter of that: if the supervisor dies, its messages come back within
+VISIBILITY_TIMEOUT_SECONDS instead of after a long fixed timeout.
 """
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ from supervisor.queues import Queues, Received
 
 log = logging.getLogger("supervisor.leases")
 LEASE_SECONDS = 120
-RENEW_EVERY = 30
 
 
 class Leases:
-    def __init__(self, queues: Queues, lease_seconds: int = LEASE_SECONDS, renew_every: float = RENEW_EVERY):
+    def __init__(self, queues: Queues, lease_seconds: int = LEASE_SECONDS):
         self.queues = queues
         self.lease_seconds = lease_seconds
-        self.renew_every = renew_every
+        self.renew_every = lease_seconds / 4  # three renewals can fail before a message comes back
         self._held: dict[str, Received] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()

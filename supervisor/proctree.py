@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import psutil
 
@@ -103,15 +103,23 @@ def _signal_all(pids: Iterable[int], sig: signal.Signals) -> None:
             os.kill(pid, sig)
 
 
-def _reap_own_children() -> None:
-    """Collect zombies that are our own children (a subreaper inherits orphans)."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+def creation_time(pid: int) -> float:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return 0.0
+
+
+def reap_orphans(keep: set[int]) -> int:
+    """Collect zombie children we inherited as a subreaper, leaving `keep` (workers whose exit status
+    their own waiter collects) alone. Returns how many were reaped."""
+    reaped = 0
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error, ChildProcessError):
+            if child.pid not in keep and child.status() == psutil.STATUS_ZOMBIE:
+                os.waitpid(child.pid, os.WNOHANG)
+                reaped += 1
+    return reaped
 
 
 def end_tree(
@@ -121,11 +129,13 @@ def end_tree(
     first_signal: signal.Signals = signal.SIGINT,
     term_grace: float = 2.0,
     poll: float = 0.02,
-    reap: bool = False,
+    reap_except: Callable[[], set[int]] | None = None,
 ) -> dict[str, int]:
     """SIGINT → (grace) → SIGTERM → (term_grace) → SIGKILL, re-scanning until nothing is left.
 
-    Returns how many processes each signal was sent to; the caller logs it.
+    With `reap_except`, zombies we inherited are collected on the way, except the pids it names
+    (children whose exit status another thread waits for). Returns how many processes each signal
+    was sent to; the caller logs it.
     """
     sent: dict[str, int] = {}
     stages = [(first_signal, grace), (signal.SIGTERM, term_grace), (signal.SIGKILL, 5.0)]
@@ -140,14 +150,14 @@ def end_tree(
         sent[sig.name] = len(living)
         deadline = time.monotonic() + wait_for
         while time.monotonic() < deadline:
-            if reap:
-                _reap_own_children()
+            if reap_except is not None:
+                reap_orphans(keep=reap_except())
             _extend(tree)
             if not alive(tree):
                 break
             time.sleep(poll)
-    if reap:
-        _reap_own_children()
+    if reap_except is not None:
+        reap_orphans(keep=reap_except())
     survivors = alive(tree)
     if survivors:
         log.error("processes survived SIGKILL", extra={"pids": survivors})

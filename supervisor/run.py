@@ -1,0 +1,61 @@
+"""What the supervisor knows about one command in its hands: message, worker, steps seen, phase."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from supervisor.messages import Command
+from supervisor.queues import Received
+from supervisor.worker_process import WorkerProcess
+
+STEP_NAMES = ("workspace", "agent", "commit", "build", "deploy", "push")
+# running: the pipeline worker; interrupting: its tree is being ended; finishing: the WIP worker runs.
+Phase = Literal["running", "interrupting", "finishing"]
+
+
+@dataclass
+class Run:
+    command: Command
+    message: Received
+    worker: WorkerProcess | None = None
+    phase: Phase = "running"
+    started: float = field(default_factory=time.monotonic)
+    step: str | None = None
+    step_started: float = 0.0
+    outcomes: dict[str, tuple[str, int]] = field(default_factory=dict)  # step → (status, durationMs)
+    tree: dict[int, float] = field(default_factory=dict)  # last snapshot: pid → creation time
+    interrupt_reason: str | None = None
+    interrupt_started: float | None = None
+    return_message: bool = False  # interrupted by shutdown: hand the message back instead of deleting it
+
+    @property
+    def workspace(self) -> tuple[str, str, str]:
+        return self.command.workspace_key
+
+    def on_step_event(self, event: dict[str, Any]) -> None:
+        name = event.get("step")
+        if name not in STEP_NAMES:
+            return
+        if event.get("status") == "started":
+            self.step, self.step_started = name, time.monotonic()
+        elif "outcome" in event:
+            self.outcomes[name] = (str(event["outcome"]), int(event.get("durationMs", 0)))
+
+    def steps_when_interrupted(self) -> list[dict[str, Any]]:
+        """The six steps as the response lists them: finished ones as they ended, the one running
+        `interrupted`, the rest `skipped`."""
+        steps = []
+        for name in STEP_NAMES:
+            if name in self.outcomes:
+                status, duration = self.outcomes[name]
+            elif name == self.step:
+                status, duration = "interrupted", int((time.monotonic() - self.step_started) * 1000)
+            else:
+                status, duration = "skipped", 0
+            steps.append({"name": name, "status": status, "durationMs": duration})
+        return steps
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started

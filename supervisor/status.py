@@ -1,0 +1,35 @@
+"""The status file: what the supervisor is doing, for `bin/status` and `bin/healthcheck`.
+
+Written atomically (temp file + rename) by the main loop about once a second, so its `heartbeat`
+says the loop is alive; the scripts only read it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+HEALTHY_WITHIN_SECONDS = 30.0
+
+
+def status_path(workspace_path: str | os.PathLike[str]) -> Path:
+    # Client ids cannot start with ".", so this never collides with a checkout.
+    return Path(workspace_path, ".supervisor", "status.json")
+
+
+def write_status(path: Path, status: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(json.dumps({**status, "heartbeat": time.time()}, indent=1))
+    temporary.replace(path)
+
+
+def read_status(path: Path) -> dict[str, Any]:
+    """The last status written; raises OSError or ValueError when there is none to read."""
+    value = json.loads(path.read_text())
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} does not hold a status object")
+    return value
