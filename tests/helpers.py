@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +108,101 @@ class SupervisorProcess:
                 except ValueError:
                     continue
         return lines
+
+
+class OutputWatcher:
+    """Reads the output queue on a thread and keeps every body, so a test can wait for a moment."""
+
+    def __init__(self, sqs: Any, url: str):
+        import threading
+
+        self.sqs, self.url = sqs, url
+        self.bodies: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            reply = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            for message in reply.get("Messages", []):
+                body = json.loads(message["Body"])
+                body["_received"] = time.monotonic()
+                with self._lock:
+                    self.bodies.append(body)
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+
+    def wait_for(self, predicate: Any, timeout: float = 120, what: str = "") -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                for body in self.bodies:
+                    if predicate(body):
+                        return body
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what or predicate}; saw {self.summary()}")
+
+    def progress(self, command_id: str, step: str, status: str = "started", timeout: float = 120) -> dict[str, Any]:
+        return self.wait_for(
+            lambda b: (
+                b["type"] == "progress" and b["commandId"] == command_id and (b["step"], b["status"]) == (step, status)
+            ),
+            timeout,
+            f"{command_id} {step} {status}",
+        )
+
+    def response(self, command_id: str, timeout: float = 180) -> dict[str, Any]:
+        return self.wait_for(lambda b: b["type"] == "response" and b["commandId"] == command_id, timeout, command_id)
+
+    def responses(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [b for b in self.bodies if b["type"] == "response"]
+
+    def summary(self) -> list[str]:
+        with self._lock:
+            return [f"{b['commandId']}:{b.get('step', '')}:{b.get('status', b.get('errorCode'))}" for b in self.bodies]
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def processes_in(folder: Path) -> dict[int, float]:
+    """Every process in the whole process table whose working directory is inside `folder`."""
+    import psutil
+
+    found = {}
+    for proc in psutil.process_iter(["pid", "cwd", "create_time"]):
+        cwd = proc.info.get("cwd")
+        if cwd and (cwd == str(folder) or cwd.startswith(str(folder) + "/")):
+            found[proc.info["pid"]] = proc.info["create_time"]
+    return found
+
+
+def still_alive(snapshot: dict[int, float]) -> list[int]:
+    """pids of the snapshot that still exist as the same process (not a reused pid, not a zombie)."""
+    import psutil
+
+    alive = []
+    for pid, created in snapshot.items():
+        try:
+            proc = psutil.Process(pid)
+            if abs(proc.create_time() - created) < 0.01 and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.Error:
+            continue
+    return alive
+
+
+def processes_with(token: str) -> list[int]:
+    """pids anywhere in the process table whose command line mentions token."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            cmdline = proc.info["cmdline"] or []
+            if any(token in part for part in cmdline) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc.info["pid"])
+    return found

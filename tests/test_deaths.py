@@ -1,0 +1,210 @@
+"""Deaths and stops with real signals: a worker or the supervisor killed -9, SIGTERM mid-build, a burst."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+
+import pytest
+from conftest import ROOT
+from helpers import OutputWatcher, SupervisorProcess, git_out, processes_in, still_alive
+
+from supervisor.status import read_status, status_path
+
+pytestmark = pytest.mark.e2e
+QUICK_BUILD = f"node {ROOT / 'tests' / 'quick_build.mjs'}"
+
+
+@pytest.fixture
+def env(base_env, queues, make_bucket):
+    make_bucket("acme")
+    return {
+        **base_env,
+        "INPUT_QUEUE_URL": queues["input"],
+        "OUTPUT_QUEUE_URL": queues["output"],
+        "DLQ_URL": queues["dlq"],
+        "PROGRESS_EVENTS": "true",
+        "INTERRUPT_GRACE_SECONDS": "1",
+        "SHUTDOWN_GRACE_SECONDS": "3",
+    }
+
+
+@pytest.fixture
+def watcher(sqs, queues):
+    watching = OutputWatcher(sqs, queues["output"])
+    yield watching
+    watching.stop()
+
+
+@pytest.fixture
+def supervisors(tmp_path):
+    started: list[SupervisorProcess] = []
+
+    def launch(environment: dict[str, str]) -> SupervisorProcess:
+        process = SupervisorProcess(environment, tmp_path / f"supervisor-{len(started)}.log")
+        started.append(process)
+        return process
+
+    yield launch
+    for process in started:
+        process.stop()
+
+
+def send(sqs, queues, command_id: str, instruction: str, thread: str = "chat-a", client: str = "acme") -> None:
+    body = {
+        "instruction": instruction,
+        "commandId": command_id,
+        "chatThreadId": thread,
+        "clientId": client,
+        "userId": "u1",
+    }
+    sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(body))
+
+
+def worker_pid(workspace_root, command_id: str, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status = read_status(status_path(workspace_root))
+        except (OSError, ValueError):
+            status = {"workers": []}
+        for worker in status["workers"]:
+            if worker["commandId"] == command_id and worker["workerPid"]:
+                return int(worker["workerPid"])
+        time.sleep(0.05)
+    raise AssertionError(f"no worker for {command_id} in the status file")
+
+
+def queue_counts(sqs, url: str) -> tuple[int, int]:
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def test_a_worker_killed_by_signal_9_is_reported_and_its_message_redelivered(
+    env, prewarm, sqs, queues, watcher, supervisors, workspace_root, tmp_path
+):
+    checkout = prewarm()
+    supervisors({**env, "BUILD_COMMAND": QUICK_BUILD})
+    grandchild = tmp_path / "grandchild.pid"
+    send(sqs, queues, "cmd-1", f"Make it so\n@fake grandchild {grandchild}\n@fake sleep 4")
+    watcher.progress("cmd-1", "agent")
+    pid = worker_pid(workspace_root, "cmd-1")
+    while not grandchild.exists():
+        time.sleep(0.05)
+    tree = processes_in(checkout)
+    os.kill(pid, signal.SIGKILL)
+
+    died = watcher.wait_for(lambda b: b["type"] == "response" and b["errorCode"] == "WORKER_DIED", 30, "WORKER_DIED")
+    assert died["commandId"] == "cmd-1" and died["success"] is False and "signal 9" in died["error"]
+    time.sleep(1)
+    assert still_alive(tree) == []  # the orphaned agent and its grandchild were ended too
+    # Left for redelivery, run again, and answered again (the queue's redrive policy limits retries).
+    done = watcher.wait_for(lambda b: b["type"] == "response" and b["success"], 90, "the retried command")
+    assert done["commandId"] == "cmd-1"
+
+
+def test_supervisor_killed_by_signal_9_mid_build_resumes_without_a_second_agent_run(
+    env, prewarm, sqs, queues, watcher, supervisors, site_remote, agent_log
+):
+    checkout = prewarm()
+    environment = {**env, "VISIBILITY_TIMEOUT_SECONDS": "6"}
+    first = supervisors(environment)
+    send(sqs, queues, "cmd-1", "Add a slow page\n@fake slow-build 6")
+    watcher.progress("cmd-1", "build")
+    time.sleep(1)
+    tree = processes_in(checkout)
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(10)
+    deadline = time.monotonic() + 15
+    while still_alive(tree) and time.monotonic() < deadline:  # the worker follows its parent (PDEATHSIG)
+        time.sleep(0.1)
+    assert still_alive(tree) == []
+
+    supervisors(environment)
+    response = watcher.response("cmd-1", timeout=120)
+    assert response["success"] is True, response["error"]
+    runs = [json.loads(line) for line in agent_log.read_text().splitlines()]
+    assert len([r for r in runs if "Add a slow page" in " ".join(r["argv"])]) == 1  # the agent ran once
+    assert git_out(site_remote, "log", "-1", "--format=%s", "thread-chat-a") == "Add a slow page"
+    assert git_out(site_remote, "rev-parse", "thread-chat-a") == response["commit"]
+
+
+def test_sigterm_during_a_build_exits_in_grace_and_returns_the_message(
+    env, prewarm, sqs, queues, watcher, supervisors, site_remote
+):
+    checkout = prewarm()
+    supervisor = supervisors({**env, "SHUTDOWN_GRACE_SECONDS": "6"})
+    send(sqs, queues, "cmd-1", "Add a slow page\n@fake slow-build 60")
+    watcher.progress("cmd-1", "build")
+    time.sleep(0.5)
+    tree = processes_in(checkout)
+    started = time.monotonic()
+    supervisor.process.send_signal(signal.SIGTERM)
+    code = supervisor.process.wait(30)
+    assert code == 0 and time.monotonic() - started < 6 + 1.5
+    assert still_alive(tree) == []
+    assert queue_counts(sqs, queues["input"]) == (1, 0)  # visible again at once for the next consumer
+    assert not [b for b in watcher.bodies if b["type"] == "response"]  # unfinished: no final answer
+    # Nothing committed was lost: the agent's commit is on the remote.
+    assert git_out(site_remote, "log", "-1", "--format=%s", "thread-chat-a") == "Add a slow page"
+
+
+def test_a_second_signal_stops_at_once_with_no_survivors(env, prewarm, sqs, queues, watcher, supervisors):
+    checkout = prewarm()
+    supervisor = supervisors({**env, "SHUTDOWN_GRACE_SECONDS": "60", "BUILD_COMMAND": QUICK_BUILD})
+    send(sqs, queues, "cmd-1", "Slow agent\n@fake ignore-sigint\n@fake sleep 120")
+    watcher.progress("cmd-1", "agent")
+    time.sleep(0.5)
+    tree = processes_in(checkout)
+    started = time.monotonic()
+    supervisor.process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    supervisor.process.send_signal(signal.SIGINT)
+    code = supervisor.process.wait(30)
+    assert code == 4 and time.monotonic() - started < 10
+    assert still_alive(tree) == []
+    assert queue_counts(sqs, queues["input"]) == (1, 0)
+
+
+def test_a_burst_of_valid_and_invalid_messages_gets_exactly_one_answer_each(
+    env, prewarm, sqs, queues, watcher, supervisors, make_bucket
+):
+    clients = ("acme", "globex", "initech")
+    for client in clients:
+        prewarm(client)
+        if client != "acme":
+            make_bucket(client)
+    supervisors({**env, "BUILD_COMMAND": QUICK_BUILD, "PROGRESS_EVENTS": "false"})
+    rng = random.Random(7)
+    valid: list[str] = []
+    invalid: list[str] = []
+    for index in range(50):
+        client = clients[index % 3]
+        command_id = f"burst-{index:02d}"
+        if rng.random() < 0.2:
+            invalid.append(command_id)
+            body = {"commandId": command_id, "instruction": "", "chatThreadId": "t", "clientId": client, "userId": "u1"}
+        else:
+            valid.append(command_id)
+            body = {"commandId": command_id, "instruction": f"Change {index}\n@fake write burst/{index}.txt {index}",
+                    "chatThreadId": f"chat-{client}", "clientId": client, "userId": "u1"}  # fmt: skip
+        sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(body))
+
+    expected = len(valid) + len(invalid)
+    deadline = time.monotonic() + 240
+    while len(watcher.responses()) < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # anything extra would arrive now
+    answers = [r["commandId"] for r in watcher.responses()]
+    assert sorted(answers) == sorted(valid + invalid), watcher.summary()
+    by_id = {r["commandId"]: r for r in watcher.responses()}
+    assert all(by_id[c]["errorCode"] == "INVALID_MESSAGE" for c in invalid)
+    assert all(by_id[c]["errorCode"] in (None, "INTERRUPTED") for c in valid), [by_id[c]["error"] for c in valid]
+    # The newest command of each workspace always completes.
+    for client in clients:
+        last = [c for c in valid if int(c.split("-")[1]) % 3 == clients.index(client)][-1]
+        assert by_id[last]["success"] is True, by_id[last]["error"]
+    assert queue_counts(sqs, queues["input"]) == (0, 0)
