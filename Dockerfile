@@ -29,6 +29,9 @@ ENV WORKSPACE_PATH=/workspace \
     LOG_FORMAT=json \
     AGENT_COMMAND="claude --permission-mode acceptEdits"
 
+# Healthy only while the supervisor's loop keeps its status file fresh.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 CMD ["/app/bin/healthcheck"]
+
 # tini is PID 1: it forwards SIGTERM to the supervisor and reaps what the supervisor does not.
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["python", "-m", "supervisor"]
