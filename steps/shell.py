@@ -48,6 +48,9 @@ SECRET_VARIABLES = frozenset(
     }
 )
 TAIL_LINES = 40
+# Seconds this process has spent waiting on external commands: the worker logs it, so overhead can be
+# told apart from the commands' own time (bench/bench_supervisor.py).
+command_seconds = 0.0
 
 
 AWS_CREDENTIAL_VARIABLES = frozenset(name for name in SECRET_VARIABLES if name.startswith("AWS_"))
@@ -188,6 +191,8 @@ def run(
     finally:
         for timer in timers:
             timer.cancel()
+        global command_seconds
+        command_seconds += time.monotonic() - started
     if timed_out.is_set():
         raise CommandTimedOut(argv, timeout or 0, list(tail))
     return CommandResult(

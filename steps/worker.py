@@ -15,6 +15,7 @@ import sys
 from types import FrameType
 from typing import Any
 
+from steps import shell
 from steps.base import StepContext, workspace_path
 from steps.git import Git
 from steps.interrupted import finish_interrupted
@@ -82,7 +83,14 @@ def main() -> int:
             preview = config.preview_url_for(command.client_id)
             response = failure_response(command, preview_url=preview, error_code="INTERNAL", error=str(busy))
         events.result(response)
-        log.info("worker finished", extra={"success": response["success"], "errorCode": response["errorCode"]})
+        log.info(
+            "worker finished",
+            extra={
+                "success": response["success"],
+                "errorCode": response["errorCode"],
+                "commandMs": int(shell.command_seconds * 1000),
+            },
+        )
     return WorkerExit.OK
 
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,16 +22,11 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import urlopen
 
-import boto3
-from moto.server import ThreadedMotoServer
+from supervisor.local_stack import ROOT, LocalStack, local_stack
 
-ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".local"
-DEMO_SITE = ROOT / "examples" / "demo-site"
 SCRIPTED_AGENT = ROOT / "examples" / "scripted-agent" / "claude"
 CLIENT, USER, THREAD = "demo", "you", "local-demo"
-REGION = "us-west-2"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 
 
 class PreviewHandler(BaseHTTPRequestHandler):
@@ -71,24 +64,6 @@ def start_preview_server(s3: Any, bucket: str) -> ThreadingHTTPServer:
 
 def say(text: str) -> None:
     print(text, flush=True)
-
-
-def demo_remote(state: Path) -> Path:
-    """A bare repository seeded from examples/demo-site (kept between runs, so a chat continues)."""
-    remote = state / "remotes" / "demo-site.git"
-    if remote.exists():
-        return remote
-    seed = state / "seed"
-    shutil.rmtree(seed, ignore_errors=True)
-    shutil.copytree(DEMO_SITE, seed, ignore=shutil.ignore_patterns("node_modules", "dist", ".astro"))
-    env = {**os.environ, "GIT_AUTHOR_NAME": "Demo", "GIT_AUTHOR_EMAIL": "demo@example.invalid",
-           "GIT_COMMITTER_NAME": "Demo", "GIT_COMMITTER_EMAIL": "demo@example.invalid"}  # fmt: skip
-    for argv in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "Demo site"]):
-        subprocess.run(argv, cwd=seed, env=env, check=True)
-    remote.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["git", "clone", "-q", "--bare", str(seed), str(remote)], check=True)
-    shutil.rmtree(seed)
-    return remote
 
 
 def agent_command() -> tuple[str, str]:
@@ -139,49 +114,31 @@ def main(argv: list[str] | None = None) -> int:
     state: Path = args.state.resolve()
     interactive = sys.stdin.isatty() and not args.once
 
-    state.mkdir(parents=True, exist_ok=True)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    os.environ.update(CREDENTIALS)
-    sqs = boto3.client("sqs", region_name=REGION, endpoint_url=endpoint)
-    s3 = boto3.client("s3", region_name=REGION, endpoint_url=endpoint)
-    queues = {name: sqs.create_queue(QueueName=f"edit-{name}")["QueueUrl"] for name in ("input", "output", "dlq")}
-    bucket = f"edit.{CLIENT}.webordinary.com"
-    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-    preview_server = start_preview_server(s3, bucket)
-    preview = f"http://127.0.0.1:{preview_server.server_address[1]}/"
-    remote = demo_remote(state)
-    command, agent_label = agent_command()
+    with local_stack(state) as stack:
+        return run_demo(stack, args.instruction, interactive)
 
-    env = {
-        **os.environ,
-        **CREDENTIALS,
-        "INPUT_QUEUE_URL": queues["input"],
-        "OUTPUT_QUEUE_URL": queues["output"],
-        "DLQ_URL": queues["dlq"],
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_REGION": REGION,
-        "WORKSPACE_PATH": str(state / "workspace"),
-        "REPO_URL": str(remote),
-        "PREVIEW_URL": preview,
-        "AGENT_COMMAND": command,
-        "PROGRESS_EVENTS": "true",
-        "LOG_FORMAT": "text",
-        "SHUTDOWN_GRACE_SECONDS": "5",
-    }
+
+def run_demo(stack: LocalStack, instruction: str, interactive: bool) -> int:
+    bucket = stack.create_bucket(CLIENT)
+    preview_server = start_preview_server(stack.s3, bucket)
+    preview = f"http://127.0.0.1:{preview_server.server_address[1]}/"
+    command, agent_label = agent_command()
+    env = stack.supervisor_env(
+        PREVIEW_URL=preview,
+        AGENT_COMMAND=command,
+        PROGRESS_EVENTS="true",
+        LOG_FORMAT="text",
+        SHUTDOWN_GRACE_SECONDS="5",
+    )
+    sqs, queues, state, endpoint, remote = stack.sqs, stack.queues, stack.state, stack.endpoint, stack.remote
     log_path = state / "supervisor.log"
     say(f"local AWS (moto): {endpoint}")
     say(f"site remote:      {remote}")
     say(f"agent:            {agent_label}")
     say(f"supervisor log:   {log_path}")
-    with log_path.open("ab") as log:
-        supervisor = subprocess.Popen([sys.executable, "-m", "supervisor"], cwd=ROOT, env=env, stdout=log, stderr=log)
+    supervisor = stack.start_supervisor(env, log_path)
     code = 0
     try:
-        instruction = args.instruction
         while instruction:
             command_id = f"local-{uuid.uuid4().hex[:8]}"
             body = {"instruction": instruction, "commandId": command_id, "chatThreadId": THREAD,
@@ -201,13 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, EOFError):
         say("")
     finally:
-        supervisor.send_signal(signal.SIGTERM)
+        supervisor.send_signal(signal.SIGTERM)  # local_stack's exit would too; stop it before the server
         try:
             supervisor.wait(30)
         except subprocess.TimeoutExpired:
             supervisor.kill()
         preview_server.shutdown()
-        server.stop()
         say("stopped: supervisor, preview server and local AWS")
     return code
 
