@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -51,6 +52,9 @@ TAIL_LINES = 40
 # Seconds this process has spent waiting on external commands: the worker logs it, so overhead can be
 # told apart from the commands' own time (bench/bench_supervisor.py).
 command_seconds = 0.0
+# How long a command interrupted with us (SIGINT reaches the whole tree) may take to stop by itself
+# before SIGTERM; the worker sets it from INTERRUPT_GRACE_SECONDS.
+interrupt_grace = 2.0
 
 
 AWS_CREDENTIAL_VARIABLES = frozenset(name for name in SECRET_VARIABLES if name.startswith("AWS_"))
@@ -185,8 +189,9 @@ def run(
             raise CommandFailed(argv, error.exit_code, list(tail)) from None
         log.warning("%s lingered %gs after its output was complete; ended it", name, linger)
     except BaseException:
-        # KeyboardInterrupt or any other way out: leave nothing running behind us.
-        terminate_tree(process.pid, grace=kill_grace)
+        # Interrupted (or any other way out): the command got the same SIGINT, so it has the grace to
+        # stop by itself before the ladder goes on; nothing is left running behind us.
+        terminate_tree(process.pid, grace=interrupt_grace, first_signal=signal.SIGINT)
         raise
     finally:
         for timer in timers:

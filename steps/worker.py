@@ -60,8 +60,12 @@ def main() -> int:
     die_with_parent(signal.SIGTERM, expected_parent=int(os.environ.get(PARENT_PID_VARIABLE, "0") or 0))
     signal.signal(signal.SIGINT, _raise_stopped)
     signal.signal(signal.SIGTERM, _raise_stopped)
+    shell.interrupt_grace = config.interrupt_grace_seconds
+    text = sys.stdin.read()  # a spare worker waits here, imports done, until it is given a job
+    if not text.strip():
+        return WorkerExit.OK  # dismissed without a job
     try:
-        mode, command, job = read_job(sys.stdin.read())
+        mode, command, job = read_job(text)
     except (ValueError, TypeError, KeyError) as error:
         log.error("could not read the job given to the worker: %s", error)
         return WorkerExit.BAD_INPUT
@@ -94,5 +98,13 @@ def main() -> int:
     return WorkerExit.OK
 
 
+def leave(code: int) -> None:
+    """Exit without interpreter teardown (about 80 ms here): everything that matters is flushed."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())

@@ -110,6 +110,17 @@ def creation_time(pid: int) -> float:
         return 0.0
 
 
+def adopted_orphans(keep: set[int]) -> dict[int, float]:
+    """Our children that are not workers, with their descendants. Workers are subreapers themselves,
+    so a process re-parented to us can only come from a worker that died: it belongs to no one."""
+    found: dict[int, float] = {}
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            if child.pid not in keep and child.status() != psutil.STATUS_ZOMBIE:
+                found.update(snapshot(child.pid))
+    return found
+
+
 def reap_orphans(keep: set[int]) -> int:
     """Collect zombie children we inherited as a subreaper, leaving `keep` (workers whose exit status
     their own waiter collects) alone. Returns how many were reaped."""
@@ -165,7 +176,7 @@ def end_tree(
 
 
 def terminate_tree(root_pid: int, *, grace: float = 2.0, first_signal: signal.Signals = signal.SIGTERM) -> None:
-    """Convenience for a step's own timeout: snapshot and end the tree rooted at root_pid."""
+    """For a worker's own command (timeout or interrupt): snapshot and end the tree rooted at root_pid."""
     tree = snapshot(root_pid)
     if tree:
-        end_tree(tree, grace=grace, first_signal=first_signal, term_grace=grace)
+        end_tree(tree, grace=grace, first_signal=first_signal, term_grace=2.0)

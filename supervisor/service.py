@@ -27,7 +27,7 @@ from supervisor.queues import Queues, Received
 from supervisor.responses import failure_response, invalid_message_response, progress_event
 from supervisor.run import Run
 from supervisor.status import status_path, write_status
-from supervisor.worker_process import WorkerProcess
+from supervisor.worker_process import SpareWorkers, WorkerProcess
 
 log = logging.getLogger("supervisor")
 TICK_SECONDS = 0.5
@@ -52,6 +52,7 @@ class Supervisor:
         self._status_file = status_path(config.workspace_path)
         self._next_tick = 0.0
         self._unwaited: set[int] = set()  # worker pids whose exit status their waiter thread collects
+        self.spares = SpareWorkers()
 
     # Entry points ---------------------------------------------------------------------------------
 
@@ -113,11 +114,12 @@ class Supervisor:
     def _on_worker_exit(self, run: Run, worker: WorkerProcess, code: int) -> None:
         if worker is not run.worker or run.phase == "interrupting":
             return  # a replaced worker, or an interrupt that reports through "tree-ended"
-        survivors = proctree.alive(run.tree)
-        if survivors:  # a crashed worker's children, now ours as the subreaper
+        leftovers = {**run.tree, **proctree.adopted_orphans(keep=self._keep_unreaped() | self.spares.pids())}
+        survivors = proctree.alive(leftovers)
+        if survivors:  # a crashed worker's descendants, re-parented to us as the subreaper
             log.warning("worker left processes behind; ending them", extra={"pids": survivors})
             proctree.end_tree(
-                run.tree, grace=0.5, first_signal=signal.SIGTERM, term_grace=0.5, reap_except=self._keep_unreaped
+                leftovers, grace=0.5, first_signal=signal.SIGTERM, term_grace=0.5, reap_except=self._keep_unreaped
             )
         with log_context(commandId=run.command.command_id, sessionId=run.command.session_id):
             if run.phase == "finishing":
@@ -198,7 +200,7 @@ class Supervisor:
             self._start_worker(run, mode="run")
 
     def _start_worker(self, run: Run, *, mode: str, extra: dict[str, Any] | None = None) -> None:
-        worker = WorkerProcess(run.command, on_event=self._on_worker_event(run), mode=mode, extra=extra)
+        worker = self.spares.take().assign(run.command, self._on_worker_event(run), mode=mode, extra=extra)
         run.worker = worker
         run.tree = {worker.pid: proctree.creation_time(worker.pid)}
         self._unwaited.add(worker.pid)
@@ -296,6 +298,7 @@ class Supervisor:
             if event[0] == "message":
                 self._give_back(event[1])
         self.leases.stop()
+        self.spares.close()
         self._write_status()
         log.info("supervisor stopped", extra={"handled": self.handled, "forced": self.forced})
         return SupervisorExit.FORCED if self.forced else SupervisorExit.OK

@@ -20,21 +20,14 @@ EventHandler = Callable[[dict[str, Any]], None]
 
 
 class WorkerProcess:
-    """Starts `python -m steps.worker`, feeds it the command, collects its events and final result."""
+    """`python -m steps.worker`, started idle (imports done, waiting for its job on stdin), then given
+    one command; collects its step events and final result."""
 
-    def __init__(
-        self,
-        command: Command,
-        on_event: EventHandler | None = None,
-        *,
-        mode: str = "run",
-        extra: dict[str, Any] | None = None,
-        env: dict[str, str] | None = None,
-    ):
-        self.command = command
-        self.mode = mode
+    def __init__(self, env: dict[str, str] | None = None):
+        self.command: Command | None = None
+        self.mode = "idle"
         self.result: dict[str, Any] | None = None
-        self._on_event = on_event
+        self._on_event: EventHandler | None = None
         read_end, write_end = os.pipe()
         try:
             child_env = dict(os.environ if env is None else env)
@@ -53,13 +46,34 @@ class WorkerProcess:
         self._events = os.fdopen(read_end, "rb")
         self._reader = threading.Thread(target=self._read_events, name=f"events-{self.pid}", daemon=True)
         self._reader.start()
+
+    def assign(
+        self,
+        command: Command,
+        on_event: EventHandler | None = None,
+        *,
+        mode: str = "run",
+        extra: dict[str, Any] | None = None,
+    ) -> WorkerProcess:
+        """Hand the worker its one job; it starts at once (its interpreter is already up)."""
+        self.command, self.mode, self._on_event = command, mode, on_event
         assert self.process.stdin is not None
         try:
             job = {"mode": mode, "command": command.to_dict(), **(extra or {})}
             self.process.stdin.write(json.dumps(job).encode())
             self.process.stdin.close()
         except BrokenPipeError:
-            log.warning("worker exited before reading its command")
+            log.warning("worker exited before reading its job")
+        return self
+
+    def dismiss(self) -> None:
+        """An idle worker that will get no job: closing its stdin lets it exit quietly."""
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            self.process.stdin.close()
+        self.wait(timeout=10)
+
+    def is_idle_and_alive(self) -> bool:
+        return self.mode == "idle" and self.process.poll() is None
 
     @property
     def pid(self) -> int:
@@ -84,3 +98,26 @@ class WorkerProcess:
         code = self.process.wait(timeout)
         self._reader.join(timeout=5)
         return code
+
+
+class SpareWorkers:
+    """Keeps one worker started ahead of need, so a command does not wait for an interpreter to start
+    and import everything (about 100 ms here)."""
+
+    def __init__(self) -> None:
+        self._spare: WorkerProcess | None = None
+
+    def take(self) -> WorkerProcess:
+        spare, self._spare = self._spare, None
+        if spare is None or not spare.is_idle_and_alive():
+            spare = WorkerProcess()
+        self._spare = WorkerProcess()  # fork+exec returns at once; the imports happen in the child
+        return spare
+
+    def pids(self) -> set[int]:
+        return {self._spare.pid} if self._spare is not None else set()
+
+    def close(self) -> None:
+        if self._spare is not None:
+            self._spare.dismiss()
+            self._spare = None

@@ -9,13 +9,12 @@ import signal
 import time
 
 import pytest
-from conftest import ROOT
+from conftest import QUICK_BUILD
 from helpers import OutputWatcher, SupervisorProcess, git_out, processes_in, still_alive
 
 from supervisor.status import read_status, status_path
 
 pytestmark = pytest.mark.e2e
-QUICK_BUILD = f"node {ROOT / 'tests' / 'quick_build.mjs'}"
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import time
 
 import psutil
 import pytest
+from conftest import QUICK_BUILD
 from helpers import bucket_keys, git_out, message, run_worker
 
 pytestmark = pytest.mark.e2e
@@ -37,6 +38,7 @@ def test_build_failure_skips_deploy_but_pushes_the_commit(base_env, prewarm, s3,
 
 
 def test_agent_failure_still_commits_builds_and_pushes_its_edits(base_env, prewarm, s3, bucket, site_remote):
+    base_env = {**base_env, "BUILD_COMMAND": QUICK_BUILD}  # the build is not the subject here
     prewarm()
     response = run_worker(message(instruction="Make the header blue\n@fake fail"), base_env)
     assert response["errorCode"] == "AGENT_FAILED" and response["success"] is False
@@ -52,6 +54,7 @@ def test_agent_failure_still_commits_builds_and_pushes_its_edits(base_env, prewa
     [("@fake error-result", "error_max_turns"), ("@fake garbage", "no JSON result")],
 )
 def test_agent_that_exits_zero_without_success_is_a_failure(base_env, prewarm, bucket, directive, reason):
+    base_env = {**base_env, "BUILD_COMMAND": QUICK_BUILD}  # the build is not the subject here
     prewarm()
     response = run_worker(message(instruction=f"Do it\n{directive}\n@fake no-change"), base_env)
     assert response["errorCode"] == "AGENT_FAILED" and reason in response["error"]
@@ -59,6 +62,7 @@ def test_agent_that_exits_zero_without_success_is_a_failure(base_env, prewarm, b
 
 
 def test_agent_timeout_ends_its_whole_tree_and_keeps_its_edits(base_env, prewarm, bucket, site_remote, tmp_path):
+    base_env = {**base_env, "BUILD_COMMAND": QUICK_BUILD}  # the build is not the subject here
     prewarm()
     pidfile = tmp_path / "grandchild.pid"
     env = {**base_env, "AGENT_TIMEOUT_SECONDS": "3"}
@@ -73,6 +77,7 @@ def test_agent_timeout_ends_its_whole_tree_and_keeps_its_edits(base_env, prewarm
 
 
 def test_agent_that_hangs_after_its_result_counts_as_done(base_env, prewarm, bucket):
+    base_env = {**base_env, "BUILD_COMMAND": QUICK_BUILD}  # the build is not the subject here
     prewarm()
     response = run_worker(message(instruction="Make the header blue\n@fake hang-after-result"), base_env)
     assert response["success"] is True, response["error"]
@@ -93,6 +98,7 @@ def test_nothing_changed_means_no_commit_but_build_and_deploy_run(base_env, prew
 
 
 def test_agent_environment_has_no_credentials(base_env, prewarm, bucket, agent_log):
+    base_env = {**base_env, "BUILD_COMMAND": QUICK_BUILD}  # the build is not the subject here
     prewarm()
     env = {**base_env, "GITHUB_TOKEN": "ghp_canary_never_seen", "AWS_SESSION_TOKEN": "aws-canary"}
     run_worker(message(instruction="@fake no-change"), env)
@@ -101,6 +107,7 @@ def test_agent_environment_has_no_credentials(base_env, prewarm, bucket, agent_l
 
 
 def test_push_disabled_skips_the_push(base_env, prewarm, bucket, site_remote):
+    base_env = {**base_env, "BUILD_COMMAND": QUICK_BUILD}  # the build is not the subject here
     prewarm()
     response = run_worker(message(), {**base_env, "GIT_PUSH_ENABLED": "false"})
     assert statuses(response)["push"] == "skipped" and response["pushSuccess"] is False
@@ -109,6 +116,7 @@ def test_push_disabled_skips_the_push(base_env, prewarm, bucket, site_remote):
 
 
 def test_rejected_push_is_a_push_failure_and_the_commit_stays_local(base_env, prewarm, bucket, site_remote):
+    base_env = {**base_env, "BUILD_COMMAND": QUICK_BUILD}  # the build is not the subject here
     checkout = prewarm()
     hook = site_remote / "hooks" / "pre-receive"
     hook.write_text("#!/bin/sh\necho 'remote: pushes are closed today' >&2\nexit 1\n")

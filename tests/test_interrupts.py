@@ -10,7 +10,7 @@ import time
 
 import psutil
 import pytest
-from conftest import drain
+from conftest import QUICK_BUILD, drain
 from fake_agent_marker import marker
 from helpers import (
     OutputWatcher,
@@ -160,7 +160,7 @@ def test_interrupt_during_the_aws_sync(start, prewarm, sqs, queues, site_remote)
 
 def test_a_b_a_keeps_each_sessions_edits_on_its_own_branch(start, prewarm, sqs, queues, site_remote, tmp_path):
     prewarm()
-    _, watcher = start()
+    _, watcher = start(BUILD_COMMAND=QUICK_BUILD)
     first_a = f"Edit for A one\n@fake write a-one.txt from A\n@fake pidfile {tmp_path / 'a1'}\n@fake sleep 60"
     only_b = f"Edit for B\n@fake write b.txt from B\n@fake pidfile {tmp_path / 'b'}\n@fake sleep 60"
     send(sqs, queues, "a1", first_a, thread="chat-a")
@@ -188,7 +188,7 @@ def test_two_workspaces_run_side_by_side(start, prewarm, sqs, queues, make_bucke
     prewarm("acme")
     prewarm("globex")
     make_bucket("globex")
-    _, watcher = start(MAX_WORKERS="2")
+    _, watcher = start(MAX_WORKERS="2", BUILD_COMMAND=QUICK_BUILD)
     # Both clients' sites share the test remote: one thread each, so their branches differ.
     send(sqs, queues, "acme-1", "Acme change\n@fake sleep 3", client="acme", thread="chat-acme")
     send(sqs, queues, "globex-1", "Globex change\n@fake sleep 3", client="globex", thread="chat-globex")
@@ -205,7 +205,7 @@ def test_extra_commands_wait_for_a_free_worker(start, prewarm, sqs, queues, make
     for client in ("acme", "globex"):
         prewarm(client)
     make_bucket("globex")
-    _, watcher = start(MAX_WORKERS="1")
+    _, watcher = start(MAX_WORKERS="1", BUILD_COMMAND=QUICK_BUILD)
     send(sqs, queues, "acme-1", "Acme change\n@fake sleep 2", client="acme", thread="chat-acme")
     send(sqs, queues, "globex-1", "Globex change", client="globex", thread="chat-globex")
     assert watcher.response("acme-1")["success"] and watcher.response("globex-1")["success"]
@@ -221,7 +221,7 @@ def wait_for_file(path, timeout: float = 60) -> None:
 
 def test_message_is_deleted_only_after_its_response(start, prewarm, sqs, queues):
     prewarm()
-    _, watcher = start()
+    _, watcher = start(BUILD_COMMAND=QUICK_BUILD)
     send(sqs, queues, "cmd-1", "@fake no-change\n@fake sleep 2")
     watcher.progress("cmd-1", "agent")
     in_flight = sqs.get_queue_attributes(QueueUrl=queues["input"], AttributeNames=["All"])["Attributes"]

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import ROOT
+from conftest import QUICK_BUILD, ROOT
 from helpers import OutputWatcher, SupervisorProcess
 
 
@@ -22,7 +22,7 @@ def test_status_and_healthcheck_follow_a_running_supervisor(
     prewarm()
     make_bucket("acme")
     env = {**base_env, "INPUT_QUEUE_URL": queues["input"], "OUTPUT_QUEUE_URL": queues["output"],
-           "PROGRESS_EVENTS": "true", "SHUTDOWN_GRACE_SECONDS": "2"}  # fmt: skip
+           "PROGRESS_EVENTS": "true", "SHUTDOWN_GRACE_SECONDS": "2", "BUILD_COMMAND": QUICK_BUILD}  # fmt: skip
     supervisor = SupervisorProcess(env, tmp_path / "supervisor.log")
     watcher = OutputWatcher(sqs, queues["output"])
     try:

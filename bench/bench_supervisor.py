@@ -1,0 +1,276 @@
+"""Benchmark: interrupt latency, supervisor overhead per command, and supervisor memory over many commands.
+
+Everything real but the agent: the supervisor as its own process, moto's server for SQS and S3, a bare git
+remote, workers, git, the hash deploy. The agent is tests/fake_claude; the build is tests/quick_build.mjs
+(a few ms of node), so the figures are about the machinery, not about Astro.
+
+1. Interrupt latency, over --runs interrupts for each kind of tree: from sending the interrupting message
+   to the new worker's first step starting (its `workspace started` progress event, stamped by the
+   supervisor), and the part of it spent ending the old tree (the supervisor's `worker tree ended` log).
+   "polite": the agent and a grandchild in its own session honour SIGINT. "rude": both ignore it, so the
+   supervisor must wait INTERRUPT_GRACE_SECONDS and escalate. The obvious alternative, SIGINT to the direct
+   child only (the seed's way), is run on the same rude tree in this process for comparison.
+2. Overhead, over --commands commands sent one after another (each waits for its response): end-to-end
+   time (send → response received) minus the steps' own durations (what the worker measured) is the
+   supervisor's machinery: SQS, routing, starting the worker, events, response, delete. Also reported:
+   end-to-end minus only the time inside external commands (so our in-step Python counts as overhead).
+   The alternative: the same pipeline run in-process (no supervisor, no SQS, no worker process).
+3. Memory: the supervisor's RSS after 10 commands and after --commands commands.
+
+Run: .venv/bin/python bench/bench_supervisor.py [--runs 20] [--commands 200]   (about 6 minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from supervisor import proctree  # noqa: E402
+from supervisor.local_stack import LocalStack, local_stack  # noqa: E402
+
+FAKE_AGENT = ROOT / "tests" / "fake_claude"
+QUICK_BUILD = f"node {ROOT / 'tests' / 'quick_build.mjs'}"
+GRACE = 2.0
+
+
+class Output:
+    """Collects the output queue's bodies (responses and progress), with the time each was read."""
+
+    def __init__(self, stack: LocalStack):
+        self.stack = stack
+        self.bodies: list[dict[str, Any]] = []
+
+    def pump(self) -> None:
+        reply = self.stack.sqs.receive_message(
+            QueueUrl=self.stack.queues["output"], MaxNumberOfMessages=10, WaitTimeSeconds=1
+        )
+        for message in reply.get("Messages", []):
+            body = json.loads(message["Body"])
+            body["_read"] = time.time()
+            self.bodies.append(body)
+            self.stack.sqs.delete_message(QueueUrl=self.stack.queues["output"], ReceiptHandle=message["ReceiptHandle"])
+
+    def wait(self, command_id: str, kind: str = "response", step: str = "", timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for body in self.bodies:
+                if body["commandId"] != command_id or body["type"] != kind:
+                    continue
+                if kind == "response" or (body["step"] == step and body["status"] == "started"):
+                    return body
+            self.pump()
+        raise SystemExit(f"timed out waiting for {command_id} {kind} {step}")
+
+
+def stamp(body: dict[str, Any]) -> float:
+    return datetime.fromisoformat(body["timestamp"].replace("Z", "+00:00")).timestamp()
+
+
+def send(stack: LocalStack, command_id: str, instruction: str, thread: str) -> float:
+    body = {"instruction": instruction, "commandId": command_id, "chatThreadId": thread,
+            "clientId": "bench", "userId": "u1"}  # fmt: skip
+    sent = time.time()
+    stack.sqs.send_message(QueueUrl=stack.queues["input"], MessageBody=json.dumps(body))
+    return sent
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def log_events(log_path: Path, event: str) -> list[dict[str, Any]]:
+    found = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            if record.get("event") == event:
+                found.append(record)
+    return found
+
+
+def interrupt_latency(stack: LocalStack, runs: int, log_path: Path) -> dict[str, dict[str, float]]:
+    env = stack.supervisor_env(
+        AGENT_COMMAND=f"{sys.executable} {FAKE_AGENT}", BUILD_COMMAND=QUICK_BUILD, PROGRESS_EVENTS="true",
+        INTERRUPT_GRACE_SECONDS=str(GRACE), LOG_FORMAT="json", GIT_PUSH_ENABLED="true",
+    )  # fmt: skip
+    supervisor = stack.start_supervisor(env, log_path)
+    output = Output(stack)
+    send(stack, "warm-up", "@fake no-change", "warm")
+    output.wait("warm-up", timeout=300)  # clone and npm ci happen here
+    results: dict[str, dict[str, float]] = {}
+    for manner in ("polite", "rude"):
+        latencies = []
+        for index in range(runs):
+            old, new = f"{manner}-old-{index}", f"{manner}-new-{index}"
+            pidfile = stack.state / f"{old}.pid"
+            rude = "\n@fake ignore-sigint" if manner == "rude" else ""
+            send(stack, old, f"Slow\n@fake grandchild {pidfile} {manner}{rude}\n@fake sleep 60", f"{manner}-a")
+            output.wait(old, "progress", "agent")
+            while not pidfile.exists():
+                time.sleep(0.01)
+            sent = send(stack, new, "@fake no-change", f"{manner}-b")
+            latencies.append(stamp(output.wait(new, "progress", "workspace")) - sent)
+            output.wait(old)
+            output.wait(new)
+            if psutil.pid_exists(int(pidfile.read_text())):
+                raise SystemExit(f"{old}: the grandchild survived the interrupt")
+        ended = [r["tookMs"] / 1000 for r in log_events(log_path, "worker tree ended")[-runs:]]
+        results[manner] = {
+            "p50": statistics.median(latencies), "p95": percentile(latencies, 0.95),
+            "tree_p50": statistics.median(ended), "tree_p95": percentile(ended, 0.95),
+        }  # fmt: skip
+    supervisor.send_signal(signal.SIGTERM)
+    supervisor.wait(60)
+    return results
+
+
+def naive_interrupt(state: Path) -> tuple[int, int, float]:
+    """SIGINT to the direct child only vs our whole-tree interrupt, on the same rude tree."""
+    survivors = []
+    for whole_tree in (False, True):
+        pidfile = state / f"naive-{whole_tree}.pid"
+        workdir = state / f"naive-{whole_tree}"
+        workdir.mkdir(exist_ok=True)
+        (workdir / "src" / "pages").mkdir(parents=True, exist_ok=True)
+        (workdir / "src" / "pages" / "index.astro").write_text("<Base>\n</Base>\n")
+        agent = subprocess.Popen(
+            [sys.executable, str(FAKE_AGENT), "-p", f"x\n@fake grandchild {pidfile}\n@fake sleep 60"],
+            cwd=workdir, stdout=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        while not pidfile.exists():
+            time.sleep(0.01)
+        grandchild = int(pidfile.read_text())
+        started = time.monotonic()
+        if whole_tree:
+            proctree.end_tree(proctree.snapshot(agent.pid), grace=GRACE)
+        else:
+            agent.send_signal(signal.SIGINT)
+            agent.wait(10)
+            time.sleep(GRACE)
+        took = time.monotonic() - started
+        survivors.append(int(psutil.pid_exists(grandchild) and psutil.Process(grandchild).status() != "zombie"))
+        if survivors[-1]:
+            os.kill(grandchild, signal.SIGKILL)
+        agent.wait(10)
+    return survivors[0], survivors[1], took
+
+
+def overhead_and_memory(stack: LocalStack, commands: int, log_path: Path) -> dict[str, float]:
+    env = stack.supervisor_env(
+        AGENT_COMMAND=f"{sys.executable} {FAKE_AGENT}", BUILD_COMMAND=QUICK_BUILD, LOG_FORMAT="json",
+    )  # fmt: skip
+    supervisor = stack.start_supervisor(env, log_path)
+    process = psutil.Process(supervisor.pid)
+    output = Output(stack)
+    send(stack, "warm", "@fake no-change", "warm")
+    output.wait("warm", timeout=300)
+    machinery, outside_commands = [], []
+    rss: dict[int, int] = {}
+    for index in range(1, commands + 1):
+        command_id = f"cmd-{index}"
+        sent = send(stack, command_id, f"Change {index}\n@fake write bench/{index}.txt {index}", "overhead")
+        response = output.wait(command_id)
+        end_to_end = response["_read"] - sent
+        machinery.append(end_to_end - sum(step["durationMs"] for step in response["steps"]) / 1000)
+        outside_commands.append(end_to_end)
+        if index in (10, commands):
+            time.sleep(0.5)
+            rss[index] = process.memory_info().rss
+    finished = {r["commandId"]: r["commandMs"] / 1000 for r in log_events(log_path, "worker finished")}
+    outside_commands = [e2e - finished[f"cmd-{i + 1}"] for i, e2e in enumerate(outside_commands)]
+    supervisor.send_signal(signal.SIGTERM)
+    supervisor.wait(60)
+    return {
+        "machinery_median": statistics.median(machinery), "machinery_p95": percentile(machinery, 0.95),
+        "non_command_median": statistics.median(outside_commands),
+        "rss_10": rss[10], f"rss_{commands}": rss[commands], "commands": commands,
+    }  # fmt: skip
+
+
+def in_process_overhead(stack: LocalStack, runs: int) -> float:
+    """The alternative: the same steps run by run_pipeline in this process, no supervisor or worker."""
+    os.environ.update(stack.supervisor_env(AGENT_COMMAND=f"{sys.executable} {FAKE_AGENT}", BUILD_COMMAND=QUICK_BUILD))
+    from steps import shell
+    from steps.base import StepContext, workspace_path
+    from steps.git import Git
+    from steps.pipeline import run_pipeline
+    from supervisor.config import load_config
+    from supervisor.messages import parse_command
+
+    config = load_config(require_input_queue=False)
+    non_command = []
+    for index in range(runs):
+        body = json.dumps({"instruction": f"In process {index}\n@fake write inproc/{index}.txt {index}",
+                           "commandId": f"inproc-{uuid.uuid4().hex[:6]}", "chatThreadId": "overhead",
+                           "clientId": "bench", "userId": "u1"})  # fmt: skip
+        started, before = time.monotonic(), shell.command_seconds
+        command = parse_command(body, config.repo_url)
+        checkout = workspace_path(config, command)
+        run_pipeline(StepContext(config, command, checkout, Git(checkout, config)), lambda *_: None)
+        non_command.append(time.monotonic() - started - (shell.command_seconds - before))
+    return statistics.median(non_command)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=20, help="interrupts per kind of tree (default 20)")
+    parser.add_argument("--commands", type=int, default=200, help="commands for overhead and memory (default 200)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-supervisor-") as folder, local_stack(Path(folder)) as stack:
+        stack.create_bucket("bench")
+        state = Path(folder)
+        latency = interrupt_latency(stack, args.runs, state / "interrupts.log")
+        naive_survivors, ours_survivors, _ = naive_interrupt(state)
+        overhead = overhead_and_memory(stack, args.commands, state / "overhead.log")
+        in_process = in_process_overhead(stack, 20)
+
+    print(f"\ninterrupt latency over {args.runs} interrupts each (send → new worker's first step), grace {GRACE:g} s")
+    print(f"{'tree':<8}{'p50 s':>8}{'p95 s':>8}{'tree gone p50':>15}{'p95':>7}   goal")
+    for manner, goal in (("polite", 1.0), ("rude", GRACE + 1.0)):
+        row = latency[manner]
+        verdict = "met" if row["p95"] <= goal else "MISSED"
+        print(f"{manner:<8}{row['p50']:>8.3f}{row['p95']:>8.3f}{row['tree_p50']:>15.3f}{row['tree_p95']:>7.3f}"
+              f"   p95 ≤ {goal:g} s: {verdict}")  # fmt: skip
+    print(
+        f"alternative, SIGINT to the direct child only (rude tree): {naive_survivors} survivor(s); "
+        f"whole-tree interrupt: {ours_survivors}"
+    )
+    print(f"\nsupervisor overhead over {overhead['commands']} commands (trivial steps)")
+    print(
+        f"  machinery (end-to-end − steps' durations): median {overhead['machinery_median'] * 1000:.0f} ms, "
+        f"p95 {overhead['machinery_p95'] * 1000:.0f} ms   goal median ≤ 150 ms: "
+        f"{'met' if overhead['machinery_median'] <= 0.150 else 'MISSED'}"
+    )
+    print(
+        f"  everything but external commands: median {overhead['non_command_median'] * 1000:.0f} ms; "
+        f"in-process pipeline (no supervisor, no worker): {in_process * 1000:.0f} ms; "
+        f"ratio {overhead['non_command_median'] / in_process:.1f}x"
+    )
+    rss_10, rss_n = overhead["rss_10"], overhead[f"rss_{overhead['commands']}"]
+    growth = (rss_n - rss_10) / rss_10 * 100
+    print(
+        f"\nsupervisor RSS: {rss_10 / 2**20:.1f} MiB after 10 commands, {rss_n / 2**20:.1f} MiB after "
+        f"{overhead['commands']} ({growth:+.1f} %)   goal within 10 %: {'met' if abs(growth) <= 10 else 'MISSED'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
