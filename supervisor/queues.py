@@ -48,6 +48,9 @@ class Queues:
             QueueUrl=self.config.input_queue_url,
             MaxNumberOfMessages=max(1, min(10, max_messages)),
             WaitTimeSeconds=wait_seconds,
+            # Our lease from the first moment: even a receive whose reply never reaches us (a killed
+            # supervisor's long poll) holds a message no longer than this, not the queue's default.
+            VisibilityTimeout=self.config.visibility_timeout_seconds,
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
         )
         return [
