@@ -47,6 +47,8 @@ class StepContext:
     files_changed: list[str] = field(default_factory=list)
     commit: str | None = None
     build_ok: bool = False
+    # Things a person should know that are not failures (a stash kept on conflict, a pending push...).
+    warnings: list[str] = field(default_factory=list)
 
 
 Step = Callable[[StepContext], StepResult]

@@ -10,11 +10,11 @@ import time
 from typing import Any
 
 from steps.agent import already_done
-from steps.base import StepContext, elapsed_ms
+from steps.base import StepContext, StepError, elapsed_ms
 from steps.commit import commit_all
+from steps.ledger import Ledger
 from steps.push import push_branch
-from steps.repair import remove_stale_locks
-from steps.shell import CommandFailed, CommandTimedOut
+from steps.repair import repair
 from supervisor.responses import final_response
 
 log = logging.getLogger("steps.interrupted")
@@ -27,19 +27,19 @@ def finish_interrupted(ctx: StepContext, steps: list[dict[str, Any]], reason: st
     pushed = False
     error = reason
     if git.is_repo():
-        remove_stale_locks(ctx.checkout)  # the tree that held them is gone
+        repair(ctx.checkout, git)  # the tree that was interrupted may have been mid-git-command
         on_branch = git.current_branch() == branch
         if on_branch:
             wip = commit_all(ctx, wip=True)
             if wip:
                 log.info("interrupted edits committed as WIP", extra={"commit": wip, "files": len(ctx.files_changed)})
+            Ledger(ctx.checkout).end_command()
         elif git.is_dirty():
             log.warning("interrupted before its branch was checked out; changes stay on %s", git.current_branch())
         if ctx.config.git_push_enabled and git.has_ref(f"refs/heads/{branch}"):
             try:
-                push_branch(ctx, branch)
-                pushed = True
-            except (CommandFailed, CommandTimedOut) as push_error:
+                pushed = push_branch(ctx, branch) == "pushed"
+            except StepError as push_error:
                 error = f"{reason}; push failed: {push_error}"
     commit = wip or already_done(ctx)
     if commit and not ctx.files_changed:

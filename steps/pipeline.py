@@ -14,6 +14,7 @@ from typing import Any
 
 from steps import agent, build, commit, deploy, push, workspace
 from steps.base import Step, StepContext, StepError, StepResult, elapsed_ms
+from steps.ledger import Ledger
 from supervisor.logs import log_context
 from supervisor.responses import final_response
 
@@ -70,6 +71,8 @@ def run_pipeline(ctx: StepContext, report: Reporter) -> dict[str, Any]:
             continue
         results[name] = run_step(name, step, ctx, report)
 
+    if ctx.checkout.is_dir():
+        Ledger(ctx.checkout).end_command()  # finished here: not a command that died
     first_failure = next((r for r in results.values() if r.status == "failed"), None)
     return final_response(
         ctx.command,
@@ -84,5 +87,8 @@ def run_pipeline(ctx: StepContext, report: Reporter) -> dict[str, Any]:
         push_success=results["push"].status == "ok",
         error=first_failure.error if first_failure else None,
         error_code=first_failure.error_code if first_failure else None,
-        extra={"deploy": results["deploy"].details} if results["deploy"].status == "ok" else None,
+        extra={
+            **({"deploy": results["deploy"].details} if results["deploy"].status == "ok" else {}),
+            **({"warnings": ctx.warnings} if ctx.warnings else {}),
+        },
     )

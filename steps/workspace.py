@@ -13,7 +13,10 @@ import time
 
 from steps import deps
 from steps.base import StepContext, StepError, StepResult, ok
-from steps.sessions import preserve_leftovers
+from steps.ledger import Ledger
+from steps.push import push_pending
+from steps.repair import repair
+from steps.sessions import restore_session, settle_leftovers
 from steps.shell import CommandFailed, CommandTimedOut
 
 log = logging.getLogger("steps.workspace")
@@ -41,7 +44,8 @@ def _clone(ctx: StepContext) -> None:
     staging.rename(checkout)
 
 
-def _fetch(ctx: StepContext) -> None:
+def _fetch(ctx: StepContext) -> bool:
+    """Fetch; False (and a warning) when the remote cannot be reached: the command can still work here."""
     current = ctx.git.out("remote", "get-url", "origin", ok_codes=(0, 2))
     if current != ctx.command.repo_url:
         if current:
@@ -49,7 +53,13 @@ def _fetch(ctx: StepContext) -> None:
         else:
             ctx.git.run("remote", "add", "origin", ctx.command.repo_url)
         log.info("origin now points at the message's repository")
-    ctx.git.run("fetch", "--quiet", "--prune", "origin", credentials=True, timeout=NETWORK_TIMEOUT_SECONDS)
+    try:
+        ctx.git.run("fetch", "--quiet", "--prune", "origin", credentials=True, timeout=NETWORK_TIMEOUT_SECONDS)
+    except (CommandFailed, CommandTimedOut) as error:
+        ctx.warnings.append(f"could not fetch from the remote ({error}); working on the local checkout")
+        log.warning("fetch failed; going on with the local checkout: %s", error)
+        return False
+    return True
 
 
 def _exclude_build_output(ctx: StepContext) -> None:
@@ -90,15 +100,26 @@ def switch_to_branch(ctx: StepContext) -> str:
 def run(ctx: StepContext) -> StepResult:
     started = time.monotonic()
     try:
+        details: dict[str, object] = {}
         cloned = not ctx.git.is_repo()
         if cloned:
             _clone(ctx)
+            reachable = True
         else:
-            _fetch(ctx)
+            details["repaired"] = repair(ctx.checkout, ctx.git)
+            reachable = _fetch(ctx)
+        ledger = Ledger(ctx.checkout)
         _exclude_build_output(ctx)
-        leftovers = preserve_leftovers(ctx)
-        how = switch_to_branch(ctx)
-        installed = deps.ensure_dependencies(ctx.checkout)
+        details.update(settle_leftovers(ctx, ledger))
+        if reachable and ctx.config.git_push_enabled and ledger.pending_pushes():
+            details["pendingPushes"] = push_pending(ctx.git, ctx.config, ledger)
+        details["branch"] = switch_to_branch(ctx)
+        restored = restore_session(ctx.git, ctx.command.branch)
+        if restored.error:
+            ctx.warnings.append(restored.error)
+        details["restoredStashes"] = len(restored.restored)
+        ledger.begin_command(ctx.command.to_dict())
+        details["dependencies"] = deps.ensure_dependencies(ctx.checkout)
     except (CommandFailed, CommandTimedOut) as error:
         raise StepError("INTERNAL", f"workspace: {error}") from None
-    return ok(started, cloned=cloned, branch=how, dependencies=installed, **leftovers)
+    return ok(started, cloned=cloned, **{k: v for k, v in details.items() if v})

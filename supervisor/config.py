@@ -47,6 +47,7 @@ class Config:
     interrupt_grace_seconds: float
     shutdown_grace_seconds: float
     visibility_timeout_seconds: int
+    push_retry_seconds: float
     progress_events: bool
     log_format: str
     deploy_cache_control_immutable: str
@@ -188,6 +189,7 @@ def load_config(env: Mapping[str, str] | None = None, *, require_input_queue: bo
         interrupt_grace_seconds=_number(env, "INTERRUPT_GRACE_SECONDS", 5, minimum=0, integer=False),
         shutdown_grace_seconds=_number(env, "SHUTDOWN_GRACE_SECONDS", 25, minimum=0, integer=False),
         visibility_timeout_seconds=_number(env, "VISIBILITY_TIMEOUT_SECONDS", 120, minimum=4, integer=True),
+        push_retry_seconds=_number(env, "PUSH_RETRY_SECONDS", 60, minimum=0, integer=False),
         progress_events=_flag(env, "PROGRESS_EVENTS", False),
         log_format=_choice(env, "LOG_FORMAT", _default_log_format(), LOG_FORMATS),
         deploy_cache_control_immutable=_header_value(

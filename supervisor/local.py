@@ -164,6 +164,7 @@ def run_demo(stack: LocalStack, instruction: str, interactive: bool) -> int:
         except subprocess.TimeoutExpired:
             supervisor.kill()
         preview_server.shutdown()
+        preview_server.server_close()
         say("stopped: supervisor, preview server and local AWS")
     return code
 
