@@ -50,10 +50,3 @@ def commit_message(command: Command, files: list[str], *, wip: bool = False) -> 
     instruction = command.instruction.strip("\n")
     return f"{subject}\n\n{instruction}\n\n{_files_block(files)}\n\n{_trailers(command)}\n"
 
-
-def leftover_message(files: list[str]) -> str:
-    return (
-        "WIP: uncommitted changes found in the workspace\n\n"
-        "These changes were in the checkout when a new command started; they stay on this branch.\n\n"
-        f"{_files_block(files)}\n"
-    )

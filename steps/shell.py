@@ -140,23 +140,22 @@ def run(
 
     fields = current_context()  # sh calls back from its own threads
 
-    def on_out(line: str) -> None:
-        out_chunks.append(line)
+    def keep(line: str, chunks: list[str], stream: str) -> str:
+        chunks.append(line)
         text = line.rstrip("\n")
         tail.append(text)
         if log_output and text:
             with log_context(**fields):
-                log.info(text[:2000], extra={"stream": "stdout", "command": name})
+                log.info(text[:2000], extra={"stream": stream, "command": name})
+        return text
+
+    def on_out(line: str) -> None:
+        text = keep(line, out_chunks, "stdout")
         if on_line is not None and on_line(text) and not stopped_after_output.is_set() and len(timers) < 2:
             start_timer(linger, stopped_after_output)
 
     def on_err(line: str) -> None:
-        err_chunks.append(line)
-        text = line.rstrip("\n")
-        tail.append(text)
-        if log_output and text:
-            with log_context(**fields):
-                log.info(text[:2000], extra={"stream": "stderr", "command": name})
+        keep(line, err_chunks, "stderr")
 
     started = time.monotonic()
     try:

@@ -14,6 +14,5 @@ class WorkerExit(IntEnum):
     OK = 0  # the pipeline ran and a result was reported (the result may still say a step failed)
     CONFIG = 2
     BAD_INPUT = 4  # the command handed to the worker could not be read
-    NO_RESULT = 5  # the pipeline crashed before it could report a result
     INTERRUPTED = 130  # stopped by SIGINT (128 + 2)
     TERMINATED = 143  # stopped by SIGTERM (128 + 15), e.g. because the supervisor died

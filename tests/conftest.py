@@ -163,6 +163,18 @@ def base_env(
 
 
 @pytest.fixture
+def supervisor_env(base_env: dict[str, str], queues: dict[str, str]) -> dict[str, str]:
+    """base_env plus the three queues and a short shutdown grace: for `python -m supervisor` under test."""
+    return {
+        **base_env,
+        "INPUT_QUEUE_URL": queues["input"],
+        "OUTPUT_QUEUE_URL": queues["output"],
+        "DLQ_URL": queues["dlq"],
+        "SHUTDOWN_GRACE_SECONDS": "3",
+    }
+
+
+@pytest.fixture
 def queues(sqs: Any) -> dict[str, str]:
     """Fresh input, output and dead-letter queues for one test."""
     suffix = uuid.uuid4().hex[:8]

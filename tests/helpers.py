@@ -206,3 +206,11 @@ def processes_with(token: str) -> list[int]:
             if any(token in part for part in cmdline) and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc.info["pid"])
     return found
+
+
+def send(sqs: Any, queues: dict[str, str], command_id: str, instruction: str, thread: str = "chat-a",
+         client: str = "acme") -> None:  # fmt: skip
+    """Send a first-shape command for user u1 to the input queue."""
+    body = {"instruction": instruction, "commandId": command_id, "chatThreadId": thread, "clientId": client,
+            "userId": "u1"}  # fmt: skip
+    sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(body))

@@ -10,7 +10,7 @@ import time
 
 import pytest
 from conftest import QUICK_BUILD
-from helpers import OutputWatcher, SupervisorProcess, git_out, processes_in, still_alive
+from helpers import OutputWatcher, SupervisorProcess, git_out, processes_in, send, still_alive
 
 from supervisor.status import read_status, status_path
 
@@ -18,17 +18,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def env(base_env, queues, make_bucket):
+def env(supervisor_env, make_bucket):
     make_bucket("acme")
-    return {
-        **base_env,
-        "INPUT_QUEUE_URL": queues["input"],
-        "OUTPUT_QUEUE_URL": queues["output"],
-        "DLQ_URL": queues["dlq"],
-        "PROGRESS_EVENTS": "true",
-        "INTERRUPT_GRACE_SECONDS": "1",
-        "SHUTDOWN_GRACE_SECONDS": "3",
-    }
+    return {**supervisor_env, "PROGRESS_EVENTS": "true", "INTERRUPT_GRACE_SECONDS": "1"}
 
 
 @pytest.fixture
@@ -50,17 +42,6 @@ def supervisors(tmp_path):
     yield launch
     for process in started:
         process.stop()
-
-
-def send(sqs, queues, command_id: str, instruction: str, thread: str = "chat-a", client: str = "acme") -> None:
-    body = {
-        "instruction": instruction,
-        "commandId": command_id,
-        "chatThreadId": thread,
-        "clientId": client,
-        "userId": "u1",
-    }
-    sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(body))
 
 
 def worker_pid(workspace_root, command_id: str, timeout: float = 60) -> int:

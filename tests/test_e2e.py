@@ -12,15 +12,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def supervisor(base_env, queues, tmp_path):
-    env = {
-        **base_env,
-        "INPUT_QUEUE_URL": queues["input"],
-        "OUTPUT_QUEUE_URL": queues["output"],
-        "DLQ_URL": queues["dlq"],
-        "SHUTDOWN_GRACE_SECONDS": "3",
-    }
-    process = SupervisorProcess(env, tmp_path / "supervisor.log")
+def supervisor(supervisor_env, tmp_path):
+    process = SupervisorProcess(supervisor_env, tmp_path / "supervisor.log")
     yield process
     assert process.stop() == 0, process.log_path.read_text()[-3000:]
 

@@ -5,7 +5,6 @@ Each test runs the real supervisor against moto's SQS and S3, a bare remote, rea
 
 from __future__ import annotations
 
-import json
 import time
 
 import psutil
@@ -18,6 +17,7 @@ from helpers import (
     git_out,
     processes_in,
     processes_with,
+    send,
     still_alive,
 )
 
@@ -25,22 +25,13 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def start(base_env, queues, sqs, tmp_path, make_bucket):
+def start(supervisor_env, queues, sqs, tmp_path, make_bucket):
     """Start a supervisor (PROGRESS_EVENTS on, short grace) and an output watcher; stop both at the end."""
     started: list[tuple[SupervisorProcess, OutputWatcher]] = []
     make_bucket("acme")
 
     def launch(**overrides: str) -> tuple[SupervisorProcess, OutputWatcher]:
-        env = {
-            **base_env,
-            "INPUT_QUEUE_URL": queues["input"],
-            "OUTPUT_QUEUE_URL": queues["output"],
-            "DLQ_URL": queues["dlq"],
-            "PROGRESS_EVENTS": "true",
-            "INTERRUPT_GRACE_SECONDS": "1",
-            "SHUTDOWN_GRACE_SECONDS": "3",
-            **overrides,
-        }
+        env = {**supervisor_env, "PROGRESS_EVENTS": "true", "INTERRUPT_GRACE_SECONDS": "1", **overrides}
         process = SupervisorProcess(env, tmp_path / f"supervisor-{len(started)}.log")
         watcher = started[0][1] if started else OutputWatcher(sqs, queues["output"])
         started.append((process, watcher))
@@ -51,17 +42,6 @@ def start(base_env, queues, sqs, tmp_path, make_bucket):
         process.stop()
     if started:
         started[0][1].stop()
-
-
-def send(sqs, queues, command_id: str, instruction: str, thread: str = "chat-a", client: str = "acme") -> None:
-    body = {
-        "instruction": instruction,
-        "commandId": command_id,
-        "chatThreadId": thread,
-        "clientId": client,
-        "userId": "u1",
-    }
-    sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(body))
 
 
 def statuses(response):

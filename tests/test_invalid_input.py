@@ -12,16 +12,9 @@ from helpers import SupervisorProcess
 
 
 @pytest.mark.e2e
-def test_invalid_messages_get_an_error_response_and_go_to_the_dlq(base_env, queues, sqs, make_bucket, tmp_path):
+def test_invalid_messages_get_an_error_response_and_go_to_the_dlq(supervisor_env, queues, sqs, make_bucket, tmp_path):
     make_bucket("acme")
-    env = {
-        **base_env,
-        "INPUT_QUEUE_URL": queues["input"],
-        "OUTPUT_QUEUE_URL": queues["output"],
-        "DLQ_URL": queues["dlq"],
-        "SHUTDOWN_GRACE_SECONDS": "3",
-    }
-    supervisor = SupervisorProcess(env, tmp_path / "supervisor.log")
+    supervisor = SupervisorProcess(supervisor_env, tmp_path / "supervisor.log")
     bodies = [
         "{not json",
         json.dumps(["a", "list"]),
