@@ -49,4 +49,3 @@ def commit_message(command: Command, files: list[str], *, wip: bool = False) -> 
         subject = f"WIP: {subject}"
     instruction = command.instruction.strip("\n")
     return f"{subject}\n\n{instruction}\n\n{_files_block(files)}\n\n{_trailers(command)}\n"
-

@@ -1,0 +1,84 @@
+"""`bin/watch`: rebuild a site checkout when its files change (local development), with the workers' own
+build step (and, with --deploy, their deploy step).
+
+watchfiles' DefaultFilter skips .git and node_modules but not the build output or `.astro/`: watching a
+site root without skipping them rebuilds forever, so they are added here. Builds run through steps.shell,
+so Ctrl-C ends the whole build tree (npm does not forward signals), not only the direct child.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from watchfiles import DefaultFilter, watch
+
+from steps import build, deploy
+from steps.base import StepContext, StepError
+from steps.git import Git
+from supervisor.config import ConfigError, load_config
+from supervisor.logs import setup_logging
+from supervisor.messages import parse_command
+
+log = logging.getLogger("steps.watch")
+
+
+class SiteFilter(DefaultFilter):
+    """Source changes only: not the build output, Astro's cache, dependencies or git's own files."""
+
+    def __init__(self, build_dir: str):
+        super().__init__(ignore_dirs=(*DefaultFilter.ignore_dirs, build_dir.strip("/").split("/")[0], ".astro"))
+
+
+def _context(checkout: Path, client_id: str) -> StepContext:
+    config = load_config(require_input_queue=False)
+    body = {"instruction": "local rebuild", "commandId": "watch", "chatThreadId": "watch", "clientId": client_id,
+            "userId": "local", "repoUrl": str(checkout)}  # fmt: skip
+    return StepContext(config, parse_command(json.dumps(body)), checkout, Git(checkout, config))
+
+
+def rebuild(ctx: StepContext, with_deploy: bool) -> bool:
+    ctx.build_ok = False
+    for name, step in (("build", build.run), ("deploy", deploy.run)) if with_deploy else (("build", build.run),):
+        try:
+            result = step(ctx)
+        except StepError as error:
+            log.error("%s failed: %s", name, error)
+            return False
+        log.info("%s %s", name, result.status, extra={"durationMs": result.duration_ms, **result.details})
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="watch", description="Rebuild a site checkout whenever its files change "
+                                     "(BUILD_COMMAND into BUILD_DIR); Ctrl-C stops.")  # fmt: skip
+    parser.add_argument("checkout", type=Path, help="the site folder (a git checkout with package.json)")
+    parser.add_argument("--deploy", action="store_true", help="also deploy each good build (DEPLOY_STRATEGY)")
+    parser.add_argument("--client-id", default="local", help="names the bucket for --deploy (default: local)")
+    parser.add_argument("--once", action="store_true", help="build once and exit (no watching)")
+    args = parser.parse_args(argv)
+    checkout = args.checkout.resolve()
+    if not (checkout / "package.json").is_file():
+        print(f"error: {checkout} has no package.json: not a site to build", file=sys.stderr)
+        return 1
+    try:
+        ctx = _context(checkout, args.client_id)
+    except (ConfigError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    setup_logging(ctx.config.log_format, "watch")
+    ok = rebuild(ctx, args.deploy)
+    if args.once:
+        return 0 if ok else 1
+    log.info("watching %s (Ctrl-C stops)", checkout)
+    try:
+        for changes in watch(checkout, watch_filter=SiteFilter(ctx.config.build_dir), raise_interrupt=True):
+            log.info("changed: %s", ", ".join(sorted({Path(p).relative_to(checkout).as_posix() for _, p in changes})))
+            rebuild(ctx, args.deploy)
+    except KeyboardInterrupt:
+        log.info("stopped")
+    return 0
