@@ -152,7 +152,7 @@ def naive_interrupt(state: Path) -> tuple[int, int, float]:
         (workdir / "src" / "pages" / "index.astro").write_text("<Base>\n</Base>\n")
         agent = subprocess.Popen(
             [sys.executable, str(FAKE_AGENT), "-p", f"x\n@fake grandchild {pidfile}\n@fake sleep 60"],
-            cwd=workdir, stdout=subprocess.DEVNULL, start_new_session=True,
+            cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         while not pidfile.exists():
             time.sleep(0.01)
