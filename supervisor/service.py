@@ -34,6 +34,7 @@ TICK_SECONDS = 0.5
 # Time kept back from SHUTDOWN_GRACE_SECONDS for committing interrupted work and leaving.
 SHUTDOWN_RESERVE_SECONDS = 3.0
 WORKER_DIED_RETRY_SECONDS = 10
+RESPONSE_RETRY_SECONDS = 30  # a message whose response could not be sent comes back this much later
 
 
 class Supervisor:
@@ -70,9 +71,12 @@ class Supervisor:
                 event = self.events.get(timeout=TICK_SECONDS)
             except queue.Empty:
                 event = None
-            if event is not None:
-                self._dispatch(event)
-            self._tick()
+            try:
+                if event is not None:
+                    self._dispatch(event)
+                self._tick()
+            except Exception:  # one event's failure (SQS down for a moment) must not end every worker
+                log.exception("supervisor event failed; carrying on", extra={"kind": event[0] if event else "tick"})
         return self._leave(poller)
 
     # The loop's events ----------------------------------------------------------------------------
@@ -146,7 +150,12 @@ class Supervisor:
     # Outcomes -------------------------------------------------------------------------------------
 
     def _complete(self, run: Run, response: dict[str, Any]) -> None:
-        self._respond(response)
+        if not self._send(response):
+            # Deleted only after its response is sent: it comes back and the command is finished again.
+            log.error("response not sent; message kept", extra={"retryInSeconds": RESPONSE_RETRY_SECONDS})
+            self.leases.release(run.message)
+            self._set_visibility(run.message, RESPONSE_RETRY_SECONDS)
+            return
         self._delete(run.message)
         self.handled += 1
         log.info("command finished", extra={"success": response["success"], "errorCode": response["errorCode"]})
@@ -154,7 +163,7 @@ class Supervisor:
     def _worker_died(self, run: Run, code: int) -> None:
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
         log.error("worker died without a result", extra={"exit": how})
-        self._respond(self._failure(run, "WORKER_DIED", f"the worker ended unexpectedly ({how})"))
+        self._send(self._failure(run, "WORKER_DIED", f"the worker ended unexpectedly ({how})"))
         # Left for redelivery: the queue's redrive policy dead-letters a message that keeps killing workers.
         self.leases.release(run.message)
         self._set_visibility(run.message, WORKER_DIED_RETRY_SECONDS * max(1, run.message.receive_count))
@@ -181,9 +190,10 @@ class Supervisor:
         with log_context(commandId=command_id, sessionId=session_id):
             log.warning("invalid message: %s", error.reason, extra={"messageId": message.message_id})
             # With no DLQ_URL the queue's redrive policy dead-letters it; answer only the first delivery.
-            if command_id and (self.config.dlq_url or message.receive_count <= 1):
-                self._respond(invalid_message_response(command_id, session_id, error.reason))
             self.leases.release(message)
+            answer = command_id and (self.config.dlq_url or message.receive_count <= 1)
+            if answer and not self._send(invalid_message_response(command_id, session_id, error.reason)):
+                return  # left in the queue: answered and dead-lettered on a later delivery
             if self.queues.dead_letter(message, error.reason):
                 self.queues.delete(message)
 
@@ -220,7 +230,7 @@ class Supervisor:
                 return
             run.on_step_event(event)
             if self.config.progress_events and run.phase == "running":
-                self._respond(progress_event(run.command, event["step"], event["status"]))
+                self._send(progress_event(run.command, event["step"], event["status"]))
 
         return handle
 
@@ -330,12 +340,14 @@ class Supervisor:
         preview = self.config.preview_url_for(run.command.client_id)
         return failure_response(run.command, preview_url=preview, error_code=code, error=error)
 
-    def _respond(self, body: dict[str, Any]) -> None:
+    def _send(self, body: dict[str, Any]) -> bool:
+        """Send to the output queue (boto3 retries first); False when it could not be sent."""
         try:
             self.queues.respond(body)
-        except Exception:
-            log.exception("could not send to the output queue")
-            raise
+        except Exception as error:
+            log.error("could not send to the output queue: %s", error, extra={"type": body.get("type")})
+            return False
+        return True
 
     def _delete(self, message: Received) -> None:
         self.leases.release(message)
