@@ -13,6 +13,7 @@ from supervisor.config import Config
 from supervisor.messages import Command
 
 Status = Literal["ok", "failed", "skipped", "interrupted"]
+ProgressReporter = Callable[[str, str, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ class StepContext:
     build_ok: bool = False
     # Things a person should know that are not failures (a stash kept on conflict, a pending push...).
     warnings: list[str] = field(default_factory=list)
+    # What the agent run cost and did (the response's `agent` object), once the CLI has run.
+    agent_report: dict[str, Any] | None = None
+    # Live progress within a step (step, status, fields): the worker sends it to the supervisor.
+    on_progress: ProgressReporter = field(default=lambda _step, _status, _fields: None)
 
 
 Step = Callable[[StepContext], StepResult]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 from steps import shell
+from supervisor.files import write_atomic
 
 log = logging.getLogger("steps.deps")
 STAMP_NAME = ".webordinary-install.sha256"
@@ -40,8 +40,6 @@ def ensure_dependencies(checkout: Path) -> str:
     # npm runs install scripts of third-party packages: no credentials for them.
     shell.run(argv, cwd=checkout, env=shell.scrubbed_env(), timeout=INSTALL_TIMEOUT_SECONDS, log_output=True)
     # Written by rename, so a checkout whose node_modules is hard-linked from another keeps its own.
-    stamp.parent.mkdir(exist_ok=True)  # a project without dependencies gets no node_modules from npm
-    temporary = stamp.with_name(f"{STAMP_NAME}.{os.getpid()}")
-    temporary.write_text(digest + "\n")
-    temporary.replace(stamp)
+    # (a project without dependencies gets no node_modules from npm: write_atomic creates it)
+    write_atomic(stamp, digest + "\n")
     return "installed"

@@ -9,9 +9,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from supervisor.files import write_atomic
 
 
 class Ledger:
@@ -25,10 +26,7 @@ class Ledger:
             return default
 
     def _write(self, name: str, value: Any) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = self.folder / f".{name}.{os.getpid()}"
-        temporary.write_text(json.dumps(value))
-        temporary.replace(self.folder / name)  # a crash leaves the old or the new file, never half of one
+        write_atomic(self.folder / name, json.dumps(value))
 
     def _remove(self, name: str) -> None:
         (self.folder / name).unlink(missing_ok=True)

@@ -90,5 +90,6 @@ def run_pipeline(ctx: StepContext, report: Reporter) -> dict[str, Any]:
         extra={
             **({"deploy": results["deploy"].details} if results["deploy"].status == "ok" else {}),
             **({"warnings": ctx.warnings} if ctx.warnings else {}),
+            **({"agent": ctx.agent_report} if ctx.agent_report is not None else {}),
         },
     )

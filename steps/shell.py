@@ -46,6 +46,11 @@ SECRET_VARIABLES = frozenset(
         "GIT_ASKPASS",
         "SSH_ASKPASS",
         "SSH_AUTH_SOCK",
+        # The agent's model credentials: only the agent gets them (steps/claude/environment.py).
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "CLAUDE_CODE_OAUTH_TOKEN",
+        "AWS_BEARER_TOKEN_BEDROCK",
     }
 )
 TAIL_LINES = 40
@@ -57,7 +62,9 @@ command_seconds = 0.0
 interrupt_grace = 2.0
 
 
-AWS_CREDENTIAL_VARIABLES = frozenset(name for name in SECRET_VARIABLES if name.startswith("AWS_"))
+AWS_CREDENTIAL_VARIABLES = frozenset(
+    name for name in SECRET_VARIABLES if name.startswith("AWS_") and name != "AWS_BEARER_TOKEN_BEDROCK"
+)
 
 
 def scrubbed_env(
@@ -108,6 +115,7 @@ def run(
     timeout: float | None = None,
     stdin: str | None = None,
     log_output: bool = True,
+    log_stdout: bool = True,
     on_line: LineHook | None = None,
     linger: float = 10.0,
     ok_codes: Sequence[int] = (0,),
@@ -115,7 +123,8 @@ def run(
 ) -> CommandResult:
     """Run argv and wait; stream stdout/stderr to the log; raise CommandFailed or CommandTimedOut.
 
-    When `on_line` reports the output complete and the process has not exited `linger` seconds later,
+    `log_stdout=False` keeps stdout out of the log (the agent's stream holds whole files); stderr is
+    still logged. When `on_line` reports the output complete and the process has not exited `linger` seconds later,
     its tree is ended and the run counts as a success (a finished `claude -p` has been seen to hang).
     """
     name = Path(argv[0]).name
@@ -144,14 +153,18 @@ def run(
         chunks.append(line)
         text = line.rstrip("\n")
         tail.append(text)
-        if log_output and text:
+        if log_output and text and (log_stdout or stream == "stderr"):
             with log_context(**fields):
                 log.info(text[:2000], extra={"stream": stream, "command": name})
         return text
 
     def on_out(line: str) -> None:
         text = keep(line, out_chunks, "stdout")
-        if on_line is not None and on_line(text) and not stopped_after_output.is_set() and len(timers) < 2:
+        if on_line is None:
+            return
+        with log_context(**fields):  # the hook may log too
+            complete = on_line(text)
+        if complete and not stopped_after_output.is_set() and len(timers) < 2:
             start_timer(linger, stopped_after_output)
 
     def on_err(line: str) -> None:

@@ -72,6 +72,7 @@ def main() -> int:
     events = EventWriter.from_environment()
     checkout = workspace_path(config, command)
     ctx = StepContext(config=config, command=command, checkout=checkout, git=Git(checkout, config))
+    ctx.on_progress = events.progress
     with log_context(commandId=command.command_id, sessionId=command.session_id):
         try:
             with workspace_lock(checkout):
@@ -93,6 +94,7 @@ def main() -> int:
                 "success": response["success"],
                 "errorCode": response["errorCode"],
                 "commandMs": int(shell.command_seconds * 1000),
+                "costUsd": (response.get("agent") or {}).get("costUsd"),
             },
         )
     return WorkerExit.OK

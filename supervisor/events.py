@@ -38,6 +38,10 @@ class EventWriter:
             event.update(outcome=result.status, durationMs=result.duration_ms)
         self.send(event)
 
+    def progress(self, step: str, status: str, fields: dict[str, Any]) -> None:
+        """Progress within a step (the agent's tool uses); the supervisor decides what reaches the chat."""
+        self.send({"event": "progress", "step": step, "status": status, **fields})
+
     def result(self, response: dict[str, Any]) -> None:
         self.send({"event": "result", "response": response})
 

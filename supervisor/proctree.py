@@ -180,3 +180,16 @@ def terminate_tree(root_pid: int, *, grace: float = 2.0, first_signal: signal.Si
     tree = snapshot(root_pid)
     if tree:
         end_tree(tree, grace=grace, first_signal=first_signal, term_grace=2.0)
+
+
+def end_descendants(*, grace: float = 2.0) -> list[str]:
+    """End every process below this one: what a finished command left running (a server the agent
+    started in the background, re-parented to us as the subreaper). Returns their names."""
+    tree = snapshot(os.getpid(), include_root=False)
+    names = []
+    for pid in alive(tree):
+        with contextlib.suppress(psutil.Error):
+            names.append(" ".join(psutil.Process(pid).cmdline()[:3])[:80] or str(pid))
+    if names:
+        end_tree(tree, grace=grace, first_signal=signal.SIGTERM, term_grace=grace, reap_except=set)
+    return names

@@ -126,12 +126,14 @@ def invalid_message_response(command_id: str, session_id: str | None, reason: st
     }
 
 
-def progress_event(command: Command, step: str, status: str) -> dict[str, Any]:
+def progress_event(command: Command, step: str, status: str, **fields: Any) -> dict[str, Any]:
+    """started/finished/failed per step; `tool` (with `tool` and `target`) for each agent tool use."""
     return {
         "type": "progress",
         "commandId": command.command_id,
         "sessionId": command.session_id,
         "step": step,
         "status": status,
+        **fields,
         "timestamp": now_iso(),
     }

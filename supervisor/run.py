@@ -11,6 +11,8 @@ from supervisor.queues import Received
 from supervisor.worker_process import WorkerProcess
 
 STEP_NAMES = ("workspace", "agent", "commit", "build", "deploy", "push")
+# A busy agent cannot flood the chat: at most one progress event within a step per this many seconds.
+PROGRESS_INTERVAL_SECONDS = 1.0
 # running: the pipeline worker; interrupting: its tree is being ended; finishing: the WIP worker runs.
 Phase = Literal["running", "interrupting", "finishing"]
 
@@ -29,6 +31,8 @@ class Run:
     interrupt_reason: str | None = None
     interrupt_started: float | None = None
     return_message: bool = False  # interrupted by shutdown: hand the message back instead of deleting it
+    progress_sent_at: float = float("-inf")
+    progress_pending: dict[str, Any] | None = None  # the newest within-step event not yet sent
 
     @property
     def workspace(self) -> tuple[str, str, str]:
@@ -42,6 +46,18 @@ class Run:
             self.step, self.step_started = name, time.monotonic()
         elif "outcome" in event:
             self.outcomes[name] = (str(event["outcome"]), int(event.get("durationMs", 0)))
+            self.progress_pending = None  # the step is over: what it was doing is old news
+
+    def queue_progress(self, body: dict[str, Any]) -> None:
+        """Keep the newest within-step event; `due_progress` decides when it may go."""
+        self.progress_pending = body
+
+    def due_progress(self, now: float) -> dict[str, Any] | None:
+        """The pending event when a second has passed since the last one sent (coalescing the rest)."""
+        if self.progress_pending is None or now - self.progress_sent_at < PROGRESS_INTERVAL_SECONDS:
+            return None
+        body, self.progress_pending, self.progress_sent_at = self.progress_pending, None, now
+        return body
 
     def steps_when_interrupted(self) -> list[dict[str, Any]]:
         """The six steps as the response lists them: finished ones as they ended, the one running

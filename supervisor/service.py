@@ -89,6 +89,8 @@ class Supervisor:
             self._on_worker_exit(*event[1:])
         elif kind == "tree-ended":
             self._on_tree_ended(*event[1:])
+        elif kind == "worker-event":
+            self._on_worker_event(*event[1:])
 
     def _on_message(self, message: Received) -> None:
         try:
@@ -210,7 +212,8 @@ class Supervisor:
             self._start_worker(run, mode="run")
 
     def _start_worker(self, run: Run, *, mode: str, extra: dict[str, Any] | None = None) -> None:
-        worker = self.spares.take().assign(run.command, self._on_worker_event(run), mode=mode, extra=extra)
+        worker = self.spares.take()
+        worker.assign(run.command, self._events_of(run, worker.pid), mode=mode, extra=extra)
         run.worker = worker
         run.tree = {worker.pid: proctree.creation_time(worker.pid)}
         self._unwaited.add(worker.pid)
@@ -224,15 +227,34 @@ class Supervisor:
     def _keep_unreaped(self) -> set[int]:
         return set(self._unwaited)
 
-    def _on_worker_event(self, run: Run) -> Callable[[dict[str, Any]], None]:
+    def _events_of(self, run: Run, worker_pid: int) -> Callable[[dict[str, Any]], None]:
+        """The pipe reader's handler: it only queues the event; the loop acts on it (a slow SQS send
+        must never hold up the reader, or the worker's result)."""
+
         def handle(event: dict[str, Any]) -> None:
-            if event.get("event") != "step":
-                return
-            run.on_step_event(event)
-            if self.config.progress_events and run.phase == "running":
-                self._send(progress_event(run.command, event["step"], event["status"]))
+            if event.get("event") in ("step", "progress"):
+                self.events.put(("worker-event", run, worker_pid, event))
 
         return handle
+
+    def _on_worker_event(self, run: Run, worker_pid: int, event: dict[str, Any]) -> None:
+        if run.worker is None or run.worker.pid != worker_pid:
+            return  # from a worker already replaced
+        if event["event"] == "step":
+            run.on_step_event(event)
+        if not self.config.progress_events or run.phase != "running":
+            return
+        if event["event"] == "step":
+            self._send(progress_event(run.command, event["step"], event["status"]))
+        else:
+            fields = {k: v for k, v in event.items() if k not in ("event", "step", "status")}
+            run.queue_progress(progress_event(run.command, str(event.get("step")), str(event.get("status")), **fields))
+            self._send_due_progress(run)
+
+    def _send_due_progress(self, run: Run) -> None:
+        due = run.due_progress(time.monotonic())
+        if due is not None:
+            self._send(due)
 
     def _interrupt(self, run: Run, reason: str, *, return_message: bool = False) -> None:
         """SIGINT → grace → SIGTERM → SIGKILL to the whole tree, on a thread; "tree-ended" follows."""
@@ -260,6 +282,8 @@ class Supervisor:
         for run in self.runs.values():
             if run.worker is not None and run.phase != "interrupting":
                 run.tree.update(proctree.snapshot(run.worker.pid))
+            if run.phase == "running":
+                self._send_due_progress(run)
         proctree.reap_orphans(keep=self._keep_unreaped())
         if self.stop_started is not None:
             self._shutdown_step(now - self.stop_started)

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from supervisor.files import write_atomic
+
 HEALTHY_WITHIN_SECONDS = 30.0
 
 
@@ -21,10 +23,7 @@ def status_path(workspace_path: str | os.PathLike[str]) -> Path:
 
 
 def write_status(path: Path, status: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(json.dumps({**status, "heartbeat": time.time()}, indent=1))
-    temporary.replace(path)
+    write_atomic(path, json.dumps({**status, "heartbeat": time.time()}, indent=1))
 
 
 def read_status(path: Path) -> dict[str, Any]:

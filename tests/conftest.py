@@ -27,6 +27,7 @@ REGION = "us-west-2"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import git, git_out  # noqa: E402
+from scripted_api import ScriptedAPI  # noqa: E402
 
 from steps.deps import ensure_dependencies  # noqa: E402
 
@@ -113,6 +114,40 @@ def prewarm(workspace_root: Path, site_remote: Path, installed_site: Path):
         return prewarm_checkout(workspace_root, site_remote, installed_site, client, user)
 
     return make
+
+
+CLAUDE_BIN = ROOT / ".venv" / "claude-code" / "node_modules" / ".bin"
+
+
+@pytest.fixture(scope="session")
+def claude_cli() -> Path:
+    """The real Claude Code CLI at the pinned version (bin/install-claude; a no-op once installed)."""
+    subprocess.run([str(ROOT / "bin" / "install-claude")], check=True)
+    return CLAUDE_BIN / "claude"
+
+
+@pytest.fixture
+def scripted_api() -> Iterator[ScriptedAPI]:
+    """A scripted Messages API on 127.0.0.1 for the real CLI (tests/scripted_api.py)."""
+    api = ScriptedAPI().start()
+    yield api
+    api.stop()
+
+
+@pytest.fixture
+def real_agent_env(base_env: dict[str, str], claude_cli: Path, scripted_api: ScriptedAPI) -> dict[str, str]:
+    """base_env with no agent configuration at all: `claude` on PATH is the real CLI, talking to the
+    scripted API with a dummy key."""
+    env = {k: v for k, v in base_env.items() if not k.startswith(("AGENT_", "ANTHROPIC_", "CLAUDE_"))}
+    env.update(
+        {
+            "PATH": f"{claude_cli.parent}{os.pathsep}{env.get('PATH', '')}",
+            "ANTHROPIC_BASE_URL": scripted_api.base_url,
+            "ANTHROPIC_API_KEY": "sk-ant-test-dummy-key",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        }
+    )
+    return env
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ def test_defaults_match_the_contract():
     assert config.workspace_path == "/workspace"
     assert config.bucket_for("acme") == "edit.acme.webordinary.com"
     assert config.preview_url_for("acme") == "https://edit.acme.webordinary.com"
-    assert config.agent_command == ("claude",) and config.agent_timeout_seconds == 900
+    assert config.agent.command == ("claude",) and config.agent.timeout_seconds == 900
     assert config.build_command == ("npm", "run", "build") and config.build_dir == "dist"
     assert config.deploy_strategy == "hash" and config.git_push_enabled is True
     assert (config.max_workers, config.interrupt_grace_seconds, config.shutdown_grace_seconds) == (2, 5, 25)
@@ -25,7 +25,7 @@ def test_token_never_shows_in_repr():
 
 def test_agent_command_is_split_like_a_shell_would_without_running_one():
     config = load_config({"INPUT_QUEUE_URL": "http://x/q", "AGENT_COMMAND": "'/opt/my agent/claude' --model opus"})
-    assert config.agent_command == ("/opt/my agent/claude", "--model", "opus")
+    assert config.agent.command == ("/opt/my agent/claude", "--model", "opus")
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "1e999"])
