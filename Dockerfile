@@ -2,7 +2,8 @@
 # Debian bookworm's python3 is 3.11.
 FROM node:20-bookworm-slim
 
-ARG CLAUDE_CODE_VERSION=latest
+# The version the tests run (pyproject.toml, [tool.webordinary]).
+ARG CLAUDE_CODE_VERSION=2.1.330
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv git ca-certificates tini \
  && rm -rf /var/lib/apt/lists/* \
@@ -25,9 +26,10 @@ RUN pip install --no-cache-dir ".[awscli]"
 # Claude Code refuses to skip permission prompts as root, and nothing here needs root.
 RUN useradd --create-home --uid 10001 editor && mkdir -p /workspace && chown editor /workspace
 USER editor
+# The agent runs with the supervisor's defaults (README, "The agent"): edits and site commands
+# allowed inside the checkout, history and remotes denied.
 ENV WORKSPACE_PATH=/workspace \
-    LOG_FORMAT=json \
-    AGENT_COMMAND="claude --permission-mode acceptEdits"
+    LOG_FORMAT=json
 
 # Healthy only while the supervisor's loop keeps its status file fresh.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 CMD ["/app/bin/healthcheck"]

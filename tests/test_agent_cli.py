@@ -169,3 +169,26 @@ def test_the_agent_state_folder_is_per_workspace_and_outside_the_checkout(env, p
     shutil.rmtree(state)  # a lost state folder is a new conversation, not an error
     again = run_worker(message(instruction="Change the title to There", commandId="cmd-2"), env)
     assert again["success"] is True and again["agent"]["resumed"] is False
+
+
+def test_with_bedrock_the_agent_holds_only_the_assumed_roles_credentials(base_env, prewarm, make_bucket, agent_log):
+    """Through a real worker (the fake agent records its environment): STS on moto's server."""
+    make_bucket("acme")
+    prewarm()
+    env = {
+        **base_env,
+        "BUILD_COMMAND": QUICK_BUILD,
+        "CLAUDE_CODE_USE_BEDROCK": "1",
+        "AGENT_AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/webordinary-agent-bedrock",
+        "AGENT_AWS_REGION": "us-east-1",
+        "GITHUB_TOKEN": "ghp_never_for_the_agent",
+        "ANTHROPIC_API_KEY": "sk-ant-not-for-bedrock",
+    }
+    response = run_worker(message(instruction="Make the header blue"), env)
+    assert response["success"] is True, response["error"]
+    seen = json.loads(agent_log.read_text().splitlines()[-1])["env"]
+    assert seen["CLAUDE_CODE_USE_BEDROCK"] == "1" and seen["AWS_REGION"] == "us-east-1"
+    assert seen["AWS_ACCESS_KEY_ID"] not in ("", base_env["AWS_ACCESS_KEY_ID"]) and seen["AWS_SESSION_TOKEN"]
+    assert seen["AWS_SECRET_ACCESS_KEY"] != base_env["AWS_SECRET_ACCESS_KEY"]
+    leaked = {"GITHUB_TOKEN", "WEBORDINARY_GIT_TOKEN", "GIT_ASKPASS", "ANTHROPIC_API_KEY", "AWS_PROFILE"} & set(seen)
+    assert not leaked and not [k for k in seen if k.startswith("AWS_CONTAINER_")]

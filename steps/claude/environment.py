@@ -28,7 +28,7 @@ class AgentCredentialsError(RuntimeError):
 
 
 def agent_environment(agent: AgentConfig, state: AgentState, command: Command) -> dict[str, str]:
-    keep = AGENT_CREDENTIALS | (BEDROCK_CREDENTIALS if agent.backend == "bedrock" else frozenset())
+    keep = BEDROCK_CREDENTIALS if agent.backend == "bedrock" else AGENT_CREDENTIALS
     env = shell.scrubbed_env(keep=keep)
     env.setdefault("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")  # no telemetry or update checks
     env["DISABLE_AUTOUPDATER"] = "1"  # the version is pinned by the image

@@ -1,0 +1,197 @@
+"""The agent's pieces one by one: configuration, command line, stream, memory, environment, coalescing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from steps import shell
+from steps.claude.command_line import agent_argv
+from steps.claude.environment import AgentCredentialsError, agent_environment, role_session_seconds
+from steps.claude.memory import AgentState
+from steps.claude.stream import AgentStream, describe
+from supervisor.agent_config import DEFAULT_ALLOWED_TOOLS, AgentConfig, load_agent_config, split_rules
+from supervisor.config import ConfigError
+from supervisor.messages import parse_command
+from supervisor.run import Run
+
+COMMAND = parse_command(
+    json.dumps({"instruction": "Do it", "commandId": "c-1", "chatThreadId": "t1", "clientId": "acme", "userId": "u1"}),
+    "/srv/site.git",
+)
+ROLE = "arn:aws:iam::123456789012:role/webordinary-agent-bedrock"
+
+
+def after(argv: list[str], option: str) -> str:
+    return argv[argv.index(option) + 1]
+
+
+# Configuration -----------------------------------------------------------------------------------
+
+
+def test_defaults_let_the_agent_edit_and_run_site_commands_but_not_publish():
+    agent = load_agent_config({})
+    assert agent.command == ("claude",) and agent.permission_mode == "acceptEdits" and agent.backend == "anthropic"
+    assert "Bash(npm run *)" in agent.allowed_tools and "Bash(npm install *)" in agent.allowed_tools
+    assert "Bash(git push *)" in agent.disallowed_tools and "Bash(git reset *)" in agent.disallowed_tools
+    assert (agent.model, agent.max_turns, agent.max_budget_usd) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Edit,Bash(npm run build)", ("Edit", "Bash(npm run build)")),
+        ("+Bash(make *)", (*DEFAULT_ALLOWED_TOOLS, "Bash(make *)")),
+        ("none", ()),
+        ("Bash(echo a,b), Read", ("Bash(echo a,b)", "Read")),
+    ],
+)
+def test_allowed_tools_replace_extend_or_clear_the_defaults(raw, expected):
+    assert load_agent_config({"AGENT_ALLOWED_TOOLS": raw}).allowed_tools == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"AGENT_ALLOWED_TOOLS": "Bash(npm run *"}, "AGENT_ALLOWED_TOOLS"),
+        ({"AGENT_DISALLOWED_TOOLS": "rm -rf"}, "AGENT_DISALLOWED_TOOLS"),
+        ({"AGENT_PERMISSION_MODE": "yolo"}, "AGENT_PERMISSION_MODE"),
+        ({"AGENT_MAX_TURNS": "0"}, "AGENT_MAX_TURNS"),
+        ({"AGENT_MAX_TURNS": "two"}, "AGENT_MAX_TURNS"),
+        ({"AGENT_MAX_BUDGET_USD": "-1"}, "AGENT_MAX_BUDGET_USD"),
+        ({"AGENT_SETTINGS_FILE": "/nonexistent/settings.json"}, "AGENT_SETTINGS_FILE"),
+        ({"CLAUDE_CODE_USE_BEDROCK": "1"}, "AGENT_AWS_ROLE_ARN"),
+        ({"AGENT_AWS_ROLE_ARN": ROLE}, "CLAUDE_CODE_USE_BEDROCK"),
+        ({"CLAUDE_CODE_USE_BEDROCK": "1", "AGENT_AWS_ROLE_ARN": "my-role"}, "AGENT_AWS_ROLE_ARN"),
+    ],
+)
+def test_bad_agent_settings_stop_start_up_naming_the_variable(env, names):
+    with pytest.raises(ConfigError, match=names):
+        load_agent_config(env)
+
+
+def test_permission_mode_is_matched_without_case_and_rules_split_outside_parentheses():
+    assert load_agent_config({"AGENT_PERMISSION_MODE": "ACCEPTEDITS"}).permission_mode == "acceptEdits"
+    assert split_rules("A(x, y),B, ,C") == ["A(x, y)", "B", "C"]
+
+
+# The command line --------------------------------------------------------------------------------
+
+
+def test_the_command_line_names_every_choice_we_make():
+    argv = agent_argv(AgentConfig(), "Make it blue", session_id="s-1", resume=False)
+    assert argv[:3] == ["claude", "-p", "Make it blue"]
+    assert after(argv, "--output-format") == "stream-json" and "--verbose" in argv
+    assert after(argv, "--session-id") == "s-1" and "--resume" not in argv
+    assert after(argv, "--permission-mode") == "acceptEdits"
+    assert after(argv, "--setting-sources") == "" and "--strict-mcp-config" in argv
+    allowed = argv[argv.index("--allowedTools") + 1 : argv.index("--disallowedTools")]
+    assert tuple(allowed) == DEFAULT_ALLOWED_TOOLS
+    assert "--model" not in argv and "--max-turns" not in argv and "--max-budget-usd" not in argv
+
+
+def test_limits_model_resume_and_a_leading_dash():
+    agent = AgentConfig(model="claude-sonnet-4-5", max_turns=30, max_budget_usd=0.5, settings_file="/etc/a.json")
+    argv = agent_argv(agent, "--help me", session_id="s-2", resume=True)
+    assert argv[2] == " --help me" and after(argv, "--resume") == "s-2" and "--session-id" not in argv
+    assert after(argv, "--model") == "claude-sonnet-4-5" and after(argv, "--max-turns") == "30"
+    assert after(argv, "--max-budget-usd") == "0.5" and after(argv, "--settings") == "/etc/a.json"
+
+
+# The stream --------------------------------------------------------------------------------------
+
+
+def test_targets_are_paths_in_the_checkout_or_a_commands_first_words():
+    checkout = Path("/w/acme/u1/site")
+    assert describe("Edit", {"file_path": "/w/acme/u1/site/src/a.astro"}, checkout) == "src/a.astro"
+    assert describe("Write", {"file_path": "/etc/passwd"}, checkout) == "/etc/passwd"
+    assert (
+        describe("Bash", {"command": "npm run build -- --verbose --x a b c"}, checkout)
+        == "npm run build -- --verbose --x …"
+    )
+    assert describe("Task", "not a dict", checkout) == ""
+
+
+def test_the_stream_names_the_session_reports_tools_and_ends_on_the_result():
+    uses, sessions = [], []
+    stream = AgentStream(Path("/c"), uses.append, sessions.append)
+    tool = {"type": "tool_use", "name": "Read", "input": {"file_path": "/c/src/x.astro"}}
+    lines = [
+        "npm warn something",
+        json.dumps({"type": "system", "subtype": "init", "session_id": "abc"}),
+        json.dumps({"type": "assistant", "message": {"content": [{"type": "text", "text": "hi"}, tool]}}),
+        "{not json",
+    ]
+    assert [stream.feed(line) for line in lines] == [False] * 4
+    denial = {"tool_name": "Bash", "tool_input": {"command": "git push origin main"}}
+    assert stream.feed(json.dumps({"type": "result", "subtype": "success", "permission_denials": [denial]}))
+    assert sessions == ["abc"] and stream.started and [(u.tool, u.target) for u in uses] == [("Read", "src/x.astro")]
+    assert stream.denials() == [{"tool": "Bash", "target": "git push origin main"}]
+
+
+# Memory ------------------------------------------------------------------------------------------
+
+
+def test_each_thread_remembers_its_own_session_outside_the_checkout(tmp_path):
+    state = AgentState.for_command(str(tmp_path), COMMAND)
+    assert state.root == tmp_path / ".agent" / "acme" / "u1" / "site"
+    state.prepare()
+    assert state.session_of("thread-t1") is None
+    state.remember("thread-t1", "session-1", "c-1")
+    state.remember("thread-t2", "session-2", "c-2")
+    assert (state.session_of("thread-t1"), state.session_of("thread-t2")) == ("session-1", "session-2")
+    (state.root / "threads" / "thread-t1.json").write_text("{broken")
+    assert state.session_of("thread-t1") is None  # a new conversation, not an error
+
+
+# The environment ---------------------------------------------------------------------------------
+
+
+def test_the_api_key_reaches_the_agent_and_nothing_else(tmp_path, monkeypatch):
+    for name, value in {"ANTHROPIC_API_KEY": "sk-ant", "GITHUB_TOKEN": "ghp", "AWS_SECRET_ACCESS_KEY": "aws"}.items():
+        monkeypatch.setenv(name, value)
+    state = AgentState(tmp_path)
+    env = agent_environment(AgentConfig(), state, COMMAND)
+    assert env["ANTHROPIC_API_KEY"] == "sk-ant" and "GITHUB_TOKEN" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+    assert env["CLAUDE_CONFIG_DIR"] == str(tmp_path / "claude") and env["CLAUDE_CODE_TMPDIR"] == str(tmp_path / "tmp")
+    assert "ANTHROPIC_API_KEY" not in shell.scrubbed_env()  # npm, the build, git, the deploy
+
+
+def test_bedrock_gets_only_the_assumed_roles_credentials(aws_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant")
+    agent = AgentConfig(backend="bedrock", aws_role_arn=ROLE, aws_region="eu-central-1")
+    env = agent_environment(agent, AgentState(tmp_path), COMMAND)
+    assert env["CLAUDE_CODE_USE_BEDROCK"] == "1" and env["AWS_REGION"] == "eu-central-1"
+    assert env["AWS_ACCESS_KEY_ID"] != aws_env["AWS_ACCESS_KEY_ID"] and env["AWS_SESSION_TOKEN"]
+    assert env["AWS_SECRET_ACCESS_KEY"] != aws_env["AWS_SECRET_ACCESS_KEY"] and "ANTHROPIC_API_KEY" not in env
+
+
+def test_a_role_that_cannot_be_assumed_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    agent = AgentConfig(backend="bedrock", aws_role_arn=ROLE)
+    with pytest.raises(AgentCredentialsError, match="could not assume AGENT_AWS_ROLE_ARN"):
+        agent_environment(agent, AgentState(tmp_path), COMMAND)
+
+
+def test_the_role_session_outlasts_the_agent_timeout():
+    assert role_session_seconds(900) == 3600 and role_session_seconds(3600) == 3900
+    assert role_session_seconds(100_000) == 43200
+
+
+# Coalescing --------------------------------------------------------------------------------------
+
+
+def test_tool_progress_is_coalesced_to_one_event_a_second():
+    run = Run(COMMAND, message=None)  # type: ignore[arg-type]
+    run.queue_progress({"n": 1})
+    assert run.due_progress(100.0) == {"n": 1}
+    run.queue_progress({"n": 2})
+    run.queue_progress({"n": 3})
+    assert run.due_progress(100.5) is None  # within the second: held, the newest kept
+    assert run.due_progress(101.0) == {"n": 3} and run.due_progress(105.0) is None
+    run.queue_progress({"n": 4})
+    run.on_step_event({"step": "agent", "status": "finished", "outcome": "ok", "durationMs": 5})
+    assert run.due_progress(110.0) is None  # the step ended: its tool events are old news
