@@ -26,7 +26,7 @@ from supervisor.events import PARENT_PID_VARIABLE, EventWriter
 from supervisor.exit_codes import WorkerExit
 from supervisor.logs import log_context, setup_logging
 from supervisor.messages import Command
-from supervisor.proctree import become_subreaper, die_with_parent
+from supervisor.proctree import become_subreaper, die_with_parent, hide_environment
 from supervisor.responses import failure_response
 
 log = logging.getLogger("steps.worker")
@@ -57,6 +57,7 @@ def main() -> int:
     setup_logging(config.log_format, "worker")
     # Our descendants stay findable even when their parent dies; if the supervisor dies, so do we.
     become_subreaper()
+    hide_environment()
     die_with_parent(signal.SIGTERM, expected_parent=int(os.environ.get(PARENT_PID_VARIABLE, "0") or 0))
     signal.signal(signal.SIGINT, _raise_stopped)
     signal.signal(signal.SIGTERM, _raise_stopped)

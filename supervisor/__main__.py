@@ -9,7 +9,7 @@ import sys
 from supervisor.config import load_config_or_exit
 from supervisor.exit_codes import SupervisorExit
 from supervisor.logs import setup_logging
-from supervisor.proctree import become_subreaper
+from supervisor.proctree import become_subreaper, hide_environment
 from supervisor.service import Supervisor
 
 log = logging.getLogger("supervisor")
@@ -21,6 +21,7 @@ def main() -> int:
     # Orphaned descendants of a worker are re-parented to us, so an interrupt still finds them.
     if not become_subreaper():
         log.warning("could not become a child subreaper; orphaned processes may escape interrupts")
+    hide_environment()
     supervisor = Supervisor(config)
     # Handlers only record the signal; the loop acts on it (also as PID 1, which ignores unhandled signals).
     signal.signal(signal.SIGTERM, supervisor.on_signal)

@@ -22,6 +22,7 @@ import psutil
 log = logging.getLogger("supervisor.proctree")
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -30,6 +31,17 @@ def become_subreaper() -> bool:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def hide_environment() -> bool:
+    """Make /proc/<our pid>/environ (and mem, cwd…) unreadable to other processes of the same user, such
+    as a command the agent runs: our environment holds the git token and the deploy's credentials.
+    Programs we start get their own, ordinary /proc files (the flag resets on exec)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
 

@@ -192,3 +192,20 @@ def test_with_bedrock_the_agent_holds_only_the_assumed_roles_credentials(base_en
     assert seen["AWS_SECRET_ACCESS_KEY"] != base_env["AWS_SECRET_ACCESS_KEY"]
     leaked = {"GITHUB_TOKEN", "WEBORDINARY_GIT_TOKEN", "GIT_ASKPASS", "ANTHROPIC_API_KEY", "AWS_PROFILE"} & set(seen)
     assert not leaked and not [k for k in seen if k.startswith("AWS_CONTAINER_")]
+
+
+def test_a_turn_limit_stops_the_agent_and_keeps_what_it_did(env, prewarm, scripted_api, site_remote):
+    prewarm()
+
+    def respond(conversation):
+        if conversation.step < 2:
+            return edit_file(conversation, "src/layouts/Base.astro", "<h1>Amelia Stamps</h1>", "<h1>Half done</h1>")
+        return ToolCall("Bash", {"command": f"ls src # again {conversation.step}", "description": "look"})
+
+    scripted_api.when("Keep going", respond)
+    response = run_worker(message(instruction="Keep going"), {**env, "AGENT_MAX_TURNS": "3"})
+    assert response["errorCode"] == "AGENT_FAILED" and "max_turns" in response["error"]
+    assert response["commit"] and "<h1>Half done</h1>" in git_out(
+        site_remote, "show", "thread-chat-1:src/layouts/Base.astro"
+    )
+    assert response["agent"]["numTurns"] >= 3 and response["agent"]["costUsd"] > 0

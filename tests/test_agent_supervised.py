@@ -143,3 +143,9 @@ def test_an_interrupt_during_a_bash_call_leaves_nothing_running_and_commits_on_t
     watcher.response("cmd-next")
     alive = [p.pid for p in psutil.process_iter(["cmdline"]) if "agent-long-build" in " ".join(p.info["cmdline"] or [])]
     assert alive == [] and not [pid for pid in tree if psutil.pid_exists(pid) and pid in processes_in(checkout)]
+
+    # The interrupted thread's next command continues the interrupted conversation.
+    send(sqs, queues, "cmd-resume", "Change the title to Resumed", thread="chat-long")
+    resumed = watcher.response("cmd-resume")
+    assert resumed["success"] is True and resumed["agent"]["resumed"] is True
+    assert "Draft a page" in scripted_api.conversations("Change the title to Resumed")[0].user_texts()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -195,3 +197,13 @@ def test_tool_progress_is_coalesced_to_one_event_a_second():
     run.queue_progress({"n": 4})
     run.on_step_event({"step": "agent", "status": "finished", "outcome": "ok", "durationMs": 5})
     assert run.due_progress(110.0) is None  # the step ended: its tool events are old news
+
+
+def test_our_processes_hide_their_environment_from_the_agents_commands():
+    """PR_SET_DUMPABLE 0: /proc/<pid>/environ of the supervisor and workers is closed to the same user."""
+    code = (
+        "import ctypes; from supervisor.proctree import hide_environment; "
+        "print(hide_environment(), ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))"  # PR_GET_DUMPABLE
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "0"]

@@ -44,9 +44,11 @@ def test_hostile_ids_and_instruction_change_nothing_outside_the_workspace(
     assert response["success"] is True, response["error"]
     assert not list(tmp_path.rglob("pwned*")) and not list(Path.cwd().glob("pwned*"))
     assert tree_state(tmp_path, skip={workspace_root, site_remote, tmp_path / "agent-runs.jsonl"}) == outside_before
-    # Only the one checkout exists under the workspace root.
-    checkouts = [p.relative_to(workspace_root).as_posix() for p in workspace_root.glob("*/*/[!.]*")]
+    # Only the one checkout exists under the workspace root, and the agent's state for it beside the checkouts.
+    checkouts = [p.relative_to(workspace_root).as_posix() for p in workspace_root.glob("[!.]*/*/[!.]*")]
     assert checkouts == ["acme/u1/site"]
+    threads = [p.relative_to(workspace_root).as_posix() for p in workspace_root.glob(".agent/*/*/*/threads/*")]
+    assert threads == [f".agent/acme/u1/site/threads/{response['branch']}.json"]
 
     branch = response["branch"]
     assert branch == f"thread-touch-pwned-thread-{hashlib.sha256(thread.encode()).hexdigest()[:8]}"
