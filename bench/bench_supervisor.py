@@ -207,10 +207,10 @@ def overhead_and_memory(stack: LocalStack, commands: int, log_path: Path) -> dic
 def in_process_overhead(stack: LocalStack, runs: int) -> float:
     """The alternative: the same steps run by run_pipeline in this process, no supervisor or worker."""
     os.environ.update(stack.supervisor_env(AGENT_COMMAND=f"{sys.executable} {FAKE_AGENT}", BUILD_COMMAND=QUICK_BUILD))
-    from steps import shell
     from steps.base import StepContext, workspace_path
-    from steps.git import Git
+    from steps.git.repo import Git
     from steps.pipeline import run_pipeline
+    from steps.processes import shell
     from supervisor.config import load_config
     from supervisor.messages import parse_command
 

@@ -14,12 +14,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from steps import shell
 from steps.base import StepContext, StepError, StepResult, ok, skipped
 from steps.claude.command_line import agent_argv
 from steps.claude.environment import AgentCredentialsError, agent_environment
 from steps.claude.memory import AgentState
 from steps.claude.stream import AgentStream, ToolUse
+from steps.processes import shell
 from supervisor import proctree
 
 log = logging.getLogger("steps.agent")

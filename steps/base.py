@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from steps.git import Git
+from steps.git.repo import Git
 from supervisor.config import Config
 from supervisor.messages import Command
 

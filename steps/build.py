@@ -6,8 +6,8 @@ import shutil
 import time
 from pathlib import Path
 
-from steps import deps, shell
 from steps.base import StepContext, StepError, StepResult, ok
+from steps.processes import deps, shell
 
 
 def build_dir(ctx: StepContext) -> Path:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from steps.base import StepContext, StepError, StepResult, ok, skipped
-from steps.commit_message import commit_message
-from steps.shell import CommandFailed
+from steps.git.commit_message import commit_message
+from steps.processes.shell import CommandFailed
 
 
 def commit_all(ctx: StepContext, *, wip: bool = False) -> str | None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from steps import deploy_awscli, shell
 from steps.base import StepContext, StepError, StepResult, ok, skipped
-from steps.deploy_report import DeployReport
+from steps.bucket import deploy_awscli
+from steps.bucket.report import DeployReport
+from steps.processes import shell
 
 Strategy = Callable[[StepContext, str], DeployReport]
 
@@ -15,7 +16,7 @@ Strategy = Callable[[StepContext, str], DeployReport]
 def _strategy(name: str) -> Strategy:
     if name == "aws-cli":
         return deploy_awscli.deploy
-    from steps import deploy_hash  # boto3 is imported only when this strategy runs
+    from steps.bucket import deploy_hash  # boto3 is imported only when this strategy runs
 
     return deploy_hash.deploy
 

@@ -12,9 +12,9 @@ from typing import Any
 from steps.agent import already_done
 from steps.base import StepContext, StepError, elapsed_ms
 from steps.commit import commit_all
-from steps.ledger import Ledger
+from steps.git.ledger import Ledger
+from steps.git.repair import repair
 from steps.push import push_branch
-from steps.repair import repair
 from supervisor.responses import final_response
 
 log = logging.getLogger("steps.interrupted")

@@ -14,7 +14,7 @@ from typing import Any
 
 from steps import agent, build, commit, deploy, push, workspace
 from steps.base import Step, StepContext, StepError, StepResult, elapsed_ms
-from steps.ledger import Ledger
+from steps.git.ledger import Ledger
 from supervisor.logs import log_context
 from supervisor.responses import final_response
 

@@ -15,12 +15,12 @@ import sys
 from types import FrameType
 from typing import Any
 
-from steps import shell
 from steps.base import StepContext, workspace_path
-from steps.git import Git
+from steps.git.lock import WorkspaceBusy, workspace_lock
+from steps.git.repo import Git
 from steps.interrupted import finish_interrupted
 from steps.pipeline import run_pipeline
-from steps.workspace_lock import WorkspaceBusy, workspace_lock
+from steps.processes import shell
 from supervisor.config import load_config_or_exit
 from supervisor.events import PARENT_PID_VARIABLE, EventWriter
 from supervisor.exit_codes import WorkerExit

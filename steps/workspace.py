@@ -11,13 +11,13 @@ import os
 import shutil
 import time
 
-from steps import deps
 from steps.base import StepContext, StepError, StepResult, ok
-from steps.ledger import Ledger
-from steps.push import push_pending
-from steps.repair import repair
-from steps.sessions import restore_session, settle_leftovers
-from steps.shell import CommandFailed, CommandTimedOut
+from steps.git.ledger import Ledger
+from steps.git.remote import push_pending
+from steps.git.repair import repair
+from steps.git.sessions import restore_session, settle_leftovers
+from steps.processes import deps
+from steps.processes.shell import CommandFailed, CommandTimedOut
 
 log = logging.getLogger("steps.workspace")
 NETWORK_TIMEOUT_SECONDS = 300

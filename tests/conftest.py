@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import git, git_out  # noqa: E402
 from scripted_api import ScriptedAPI  # noqa: E402
 
-from steps.deps import ensure_dependencies  # noqa: E402
+from steps.processes.deps import ensure_dependencies  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,9 @@ from helpers import git, git_out
 
 from steps import commit, push, workspace
 from steps.base import StepContext, workspace_path
-from steps.git import Git
+from steps.git.ledger import Ledger
+from steps.git.repo import Git
 from steps.interrupted import finish_interrupted
-from steps.ledger import Ledger
 from supervisor.config import Config, load_config
 from supervisor.messages import parse_command
 

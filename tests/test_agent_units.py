@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from steps import shell
 from steps.claude.command_line import agent_argv
 from steps.claude.environment import AgentCredentialsError, agent_environment, role_session_seconds
 from steps.claude.memory import AgentState
 from steps.claude.stream import AgentStream, describe
+from steps.processes import shell
 from supervisor.agent_config import DEFAULT_ALLOWED_TOOLS, AgentConfig, load_agent_config, split_rules
 from supervisor.config import ConfigError
 from supervisor.messages import parse_command

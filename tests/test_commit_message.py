@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from steps.commit_message import commit_message, subject_from
+from steps.git.commit_message import commit_message, subject_from
 from supervisor.messages import parse_command
 
 

@@ -21,11 +21,12 @@ from helpers import message
 from hypothesis import given
 from hypothesis import strategies as st
 
-from steps import deploy, deploy_hash
+from steps import deploy
 from steps.base import StepContext, StepError
-from steps.content_types import CONTENT_TYPES, CachePolicy, content_type
-from steps.git import Git
-from steps.s3_plan import LocalFile, RemoteObject, keys_needing_stored_md5, make_plan
+from steps.bucket import deploy_hash
+from steps.bucket.content_types import CONTENT_TYPES, CachePolicy, content_type
+from steps.bucket.plan import LocalFile, RemoteObject, keys_needing_stored_md5, make_plan
+from steps.git.repo import Git
 from supervisor.config import Config, ConfigError, load_config
 from supervisor.messages import parse_command
 
@@ -436,8 +437,8 @@ def test_an_unchanged_multipart_file_is_not_uploaded_again(config, s3, bucket, t
 INTERRUPTIBLE_DEPLOY = """
 import sys, time
 from pathlib import Path
-from steps import deploy_hash
-from steps.content_types import CachePolicy
+from steps.bucket import deploy_hash
+from steps.bucket.content_types import CachePolicy
 from supervisor.config import load_config
 
 deploy_hash.UPLOAD_CONCURRENCY = 2

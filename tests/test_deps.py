@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from steps.deps import STAMP_NAME, ensure_dependencies
+from steps.processes.deps import STAMP_NAME, ensure_dependencies
 
 
 def write_package(folder, version: str) -> None:

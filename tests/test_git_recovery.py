@@ -12,7 +12,7 @@ from helpers import git, git_out
 
 from steps import workspace
 from steps.base import StepError
-from steps.ledger import Ledger
+from steps.git.ledger import Ledger
 
 
 @pytest.fixture

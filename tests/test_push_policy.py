@@ -8,9 +8,9 @@ import pytest
 from git_harness import harness_config
 
 from steps.base import StepError
-from steps.ledger import Ledger
-from steps.push import Pusher, classify
-from steps.shell import CommandFailed, CommandResult
+from steps.git.ledger import Ledger
+from steps.git.remote import Pusher, classify
+from steps.processes.shell import CommandFailed, CommandResult
 
 
 @pytest.mark.parametrize(

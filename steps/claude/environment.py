@@ -11,8 +11,8 @@ import re
 
 import boto3
 
-from steps import shell
 from steps.claude.memory import AgentState
+from steps.processes import shell
 from supervisor.agent_config import AgentConfig
 from supervisor.messages import Command
 

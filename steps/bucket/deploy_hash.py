@@ -29,9 +29,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.manager import TransferManager
 
 from steps.base import StepContext, StepError
-from steps.content_types import CachePolicy, content_type
-from steps.deploy_report import DeployReport
-from steps.s3_plan import LocalFile, Plan, RemoteObject, keys_needing_stored_md5, make_plan
+from steps.bucket.content_types import CachePolicy, content_type
+from steps.bucket.plan import LocalFile, Plan, RemoteObject, keys_needing_stored_md5, make_plan
+from steps.bucket.report import DeployReport
 from supervisor.config import Config
 
 log = logging.getLogger("steps.deploy")

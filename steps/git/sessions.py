@@ -14,12 +14,12 @@ import logging
 from dataclasses import dataclass, field
 
 from steps.base import StepContext
-from steps.commit_message import commit_message
-from steps.git import Git
-from steps.ledger import Ledger
+from steps.git.commit_message import commit_message
+from steps.git.ledger import Ledger
+from steps.git.repo import Git
 from supervisor.messages import Command
 
-log = logging.getLogger("steps.sessions")
+log = logging.getLogger("steps.git.sessions")
 STASH_PREFIX = "webordinary:"
 NO_COMMAND = "-"
 

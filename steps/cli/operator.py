@@ -12,13 +12,13 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from steps.git import Git
-from steps.ledger import Ledger
-from steps.push import push_pending
-from steps.repair import broken_states, repair
-from steps.sessions import drop_stash, restore_session, session_stashes
-from steps.shell import CommandFailed
-from steps.workspace_lock import WorkspaceBusy, workspace_lock
+from steps.git.ledger import Ledger
+from steps.git.lock import WorkspaceBusy, workspace_lock
+from steps.git.remote import push_pending
+from steps.git.repair import broken_states, repair
+from steps.git.repo import Git
+from steps.git.sessions import drop_stash, restore_session, session_stashes
+from steps.processes.shell import CommandFailed
 from supervisor.config import Config, ConfigError, load_config
 from supervisor.logs import setup_logging
 

@@ -12,10 +12,10 @@ import logging
 import shutil
 from pathlib import Path
 
-from steps.git import Git
-from steps.ledger import Ledger
+from steps.git.ledger import Ledger
+from steps.git.repo import Git
 
-log = logging.getLogger("steps.repair")
+log = logging.getLogger("steps.git.repair")
 IN_PROGRESS = (
     ("rebase-merge", ("rebase", "--abort")),
     ("rebase-apply", ("rebase", "--abort")),

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from steps import shell
+from steps.processes import shell
 from supervisor.config import Config
 
 ASKPASS = Path(__file__).with_name("git-askpass")

@@ -7,9 +7,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from steps import shell
 from steps.base import StepContext
-from steps.deploy_report import DeployReport
+from steps.bucket.report import DeployReport
+from steps.processes import shell
 
 SYNC_TIMEOUT_SECONDS = 1800
 

@@ -6,10 +6,10 @@ import hashlib
 import logging
 from pathlib import Path
 
-from steps import shell
+from steps.processes import shell
 from supervisor.files import write_atomic
 
-log = logging.getLogger("steps.deps")
+log = logging.getLogger("steps.processes.deps")
 STAMP_NAME = ".webordinary-install.sha256"
 INSTALL_TIMEOUT_SECONDS = 900
 

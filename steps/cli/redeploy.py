@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from steps import deploy_hash
 from steps.base import StepError
-from steps.content_types import CachePolicy
-from steps.s3_plan import Plan
+from steps.bucket import deploy_hash
+from steps.bucket.content_types import CachePolicy
+from steps.bucket.plan import Plan
 from supervisor.config import Config, ConfigError, load_config
 from supervisor.logs import setup_logging
 

@@ -21,7 +21,7 @@ import sh
 from supervisor.logs import current_context, log_context
 from supervisor.proctree import terminate_tree
 
-log = logging.getLogger("steps.shell")
+log = logging.getLogger("steps.processes.shell")
 
 # Variables that carry credentials. Commands that run code we did not write (the agent, npm, the
 # site's build) never see them; git and the deploy get only what they need, explicitly.

@@ -19,12 +19,12 @@ from watchfiles import DefaultFilter, watch
 
 from steps import build, deploy
 from steps.base import StepContext, StepError
-from steps.git import Git
+from steps.git.repo import Git
 from supervisor.config import ConfigError, load_config
 from supervisor.logs import setup_logging
 from supervisor.messages import parse_command
 
-log = logging.getLogger("steps.watch")
+log = logging.getLogger("steps.cli.watch")
 
 
 class SiteFilter(DefaultFilter):

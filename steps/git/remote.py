@@ -1,0 +1,138 @@
+"""Pushing to the remote: never forced; nothing committed is ever lost.
+
+- transient failures (network, 5xx, time-outs) are retried with backoff and jitter within
+  PUSH_RETRY_SECONDS; if the remote stays unreachable the commits stay local and the branch is recorded
+  as pending, to be pushed first by the next command in this workspace (or `bin/push-pending`);
+- a non-fast-forward rejection (any of git's wordings) → fetch, rebase onto the remote branch, push again;
+- a rebase conflict → abort, push the local work to `{branch}-conflict-{n}`, and the session branch
+  continues from the remote's version.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from steps.base import StepError
+from steps.git.ledger import Ledger
+from steps.git.repo import Git
+from steps.processes.shell import CommandFailed, CommandTimedOut
+from supervisor.config import Config
+
+log = logging.getLogger("steps.push")
+PUSH_TIMEOUT_SECONDS = 300
+MAX_REBASES = 3
+
+NON_FAST_FORWARD = ("non-fast-forward", "fetch first", "tip of your current branch is behind",
+                    "remote contains work that you do", "stale info", "! [rejected]")  # fmt: skip
+PERMANENT = ("authentication failed", "permission denied", "403", "[remote rejected]", "protected branch",
+             "invalid username or password", "repository not found")  # fmt: skip
+TRANSIENT = ("could not resolve host", "timed out", "connection refused", "connection reset", "hung up",
+             "early eof", "rpc failed", "returned error: 5", "unable to access", "could not read from remote",
+             "does not appear to be a git repository", "network is unreachable", "temporary failure",
+             "internal server error", "bad gateway", "service unavailable", "gateway time")  # fmt: skip
+
+
+def classify(output: str) -> str:
+    """ "rejected" (non-fast-forward), "permanent" or "transient", from git's C-locale output."""
+    text = output.lower()
+    if any(words in text for words in NON_FAST_FORWARD):
+        return "rejected"
+    if any(words in text for words in PERMANENT):
+        return "permanent"
+    if any(words in text for words in TRANSIENT):
+        return "transient"
+    return "permanent"
+
+
+@dataclass
+class Pusher:
+    git: Git
+    config: Config
+    ledger: Ledger
+    sleep: object = time.sleep  # replaced in unit tests
+
+    def push(self, branch: str) -> str:
+        """Push `branch`; returns "pushed" or "conflict:{branch}-conflict-{n}"; raises StepError."""
+        deadline = time.monotonic() + self.config.push_retry_seconds
+        attempt = rebases = 0
+        while True:
+            attempt += 1
+            try:
+                self.git.run("push", "--porcelain", "origin", f"refs/heads/{branch}:refs/heads/{branch}",
+                             credentials=True, timeout=PUSH_TIMEOUT_SECONDS)  # fmt: skip
+                self.ledger.remove_pending(branch)
+                return "pushed"
+            except CommandTimedOut as error:
+                kind, reason = "transient", str(error)
+            except CommandFailed as error:
+                reason = "\n".join(error.tail)
+                kind = classify(reason)
+            if kind == "rejected" and rebases < MAX_REBASES:
+                rebases += 1
+                log.info("push rejected: the remote branch moved; rebasing onto it", extra={"branch": branch})
+                conflict_branch = self._rebase_onto_remote(branch)
+                if conflict_branch:
+                    return f"conflict:{conflict_branch}"
+                continue
+            if kind == "transient" and time.monotonic() < deadline:
+                delay = min(30.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
+                delay = max(0.05, min(delay, deadline - time.monotonic()))
+                log.warning(
+                    "push failed (%s); retrying in %.1fs", _last_line(reason), delay, extra={"attempt": attempt}
+                )
+                self.sleep(delay)  # type: ignore[operator]
+                continue
+            if kind == "transient":
+                self.ledger.add_pending(branch)
+                raise StepError("PUSH_FAILED", f"remote unreachable ({_last_line(reason)}); the commits are kept "
+                                f"locally and {branch} will be pushed by the next command")  # fmt: skip
+            raise StepError("PUSH_FAILED", f"push of {branch} refused: {_last_line(reason)}")
+
+    def _rebase_onto_remote(self, branch: str) -> str | None:
+        """Rebase `branch` onto the remote's; on a conflict push it to a conflict branch and return that."""
+        git = self.git
+        git.run("fetch", "--quiet", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}",
+                credentials=True, timeout=PUSH_TIMEOUT_SECONDS)  # fmt: skip
+        upstream = f"refs/remotes/origin/{branch}"
+        rebased = git.run("rebase", "--quiet", upstream, branch, ok_codes=range(256))
+        if rebased.exit_code == 0:
+            return None
+        git.run("rebase", "--abort", ok_codes=range(256))
+        conflict = self._free_conflict_name(branch)
+        git.run("push", "--quiet", "origin", f"refs/heads/{branch}:refs/heads/{conflict}",
+                credentials=True, timeout=PUSH_TIMEOUT_SECONDS)  # fmt: skip
+        # The work is safe on the conflict branch; the session goes on from the remote's version.
+        git.run("checkout", "--quiet", branch)
+        git.run("reset", "--quiet", "--hard", upstream)
+        log.warning("rebase conflicted; local work pushed to %s", conflict, extra={"branch": branch})
+        return conflict
+
+    def _free_conflict_name(self, branch: str) -> str:
+        taken = self.git.out("ls-remote", "--heads", "origin", f"refs/heads/{branch}-conflict-*", credentials=True)
+        names = {line.split("refs/heads/", 1)[1] for line in taken.splitlines() if "refs/heads/" in line}
+        number = 1
+        while f"{branch}-conflict-{number}" in names:
+            number += 1
+        return f"{branch}-conflict-{number}"
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no output"
+
+
+def push_pending(git: Git, config: Config, ledger: Ledger) -> dict[str, str]:
+    """Push every branch recorded as pending; returns branch → outcome (failures stay pending)."""
+    outcomes = {}
+    for branch in ledger.pending_pushes():
+        if not git.has_ref(f"refs/heads/{branch}"):
+            ledger.remove_pending(branch)
+            continue
+        try:
+            outcomes[branch] = Pusher(git, config, ledger).push(branch)
+        except StepError as error:
+            outcomes[branch] = f"still pending: {error}"
+    return outcomes
