@@ -156,9 +156,16 @@ def main() -> int:
     tools = {
         # The venv's interpreter runs both, as the aws script's own shebang does (no shim, no re-exec).
         "hash (bin/redeploy)": [sys.executable, str(ROOT / "bin/redeploy"), str(checkout), "--bucket", "bench-hash"],
-        "aws s3 sync --delete": [str(ROOT / ".venv" / "bin" / "aws"), "s3", "sync", str(checkout / "dist"),
-                                 "s3://bench-sync", "--delete", "--no-progress"],
-    }  # fmt: skip
+        "aws s3 sync --delete": [
+            str(ROOT / ".venv" / "bin" / "aws"),
+            "s3",
+            "sync",
+            str(checkout / "dist"),
+            "s3://bench-sync",
+            "--delete",
+            "--no-progress",
+        ],
+    }
     try:
         size = generate_site(checkout / "dist", changed=False)
         print(f"site: {PAGES} pages + {ASSETS} assets, {size / 1e6:.1f} MB; moto server at {endpoint}", flush=True)
@@ -183,9 +190,11 @@ def print_table(runs: list[Run]) -> None:
         print("{:<17} {:<21} {:>8} {:>10} {:>11} {:>7}  {}".format(*row))
     ours, sync = runs[2], runs[3]
     ratio = sync.seconds / ours.seconds
-    print(f"\none-page rebuild: sync time / hash time = {ratio:.1f}x "
-          f"({'meets' if ratio >= 5 else 'MISSES'} the 5x goal); "
-          f"hash uploaded {ours.objects} object(s), sync {sync.objects}")  # fmt: skip
+    print(
+        f"\none-page rebuild: sync time / hash time = {ratio:.1f}x "
+        f"({'meets' if ratio >= 5 else 'MISSES'} the 5x goal); "
+        f"hash uploaded {ours.objects} object(s), sync {sync.objects}"
+    )
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from supervisor import proctree  # noqa: E402
+from supervisor.common import proctree  # noqa: E402
 from supervisor.local_stack import LocalStack, local_stack  # noqa: E402
 
 FAKE_AGENT = ROOT / "tests" / "fake_claude"
@@ -83,8 +83,13 @@ def stamp(body: dict[str, Any]) -> float:
 
 
 def send(stack: LocalStack, command_id: str, instruction: str, thread: str) -> float:
-    body = {"instruction": instruction, "commandId": command_id, "chatThreadId": thread,
-            "clientId": "bench", "userId": "u1"}  # fmt: skip
+    body = {
+        "instruction": instruction,
+        "commandId": command_id,
+        "chatThreadId": thread,
+        "clientId": "bench",
+        "userId": "u1",
+    }
     sent = time.time()
     stack.sqs.send_message(QueueUrl=stack.queues["input"], MessageBody=json.dumps(body))
     return sent
@@ -107,9 +112,13 @@ def log_events(log_path: Path, event: str) -> list[dict[str, Any]]:
 
 def interrupt_latency(stack: LocalStack, runs: int, log_path: Path) -> dict[str, dict[str, float]]:
     env = stack.supervisor_env(
-        AGENT_COMMAND=f"{sys.executable} {FAKE_AGENT}", BUILD_COMMAND=QUICK_BUILD, PROGRESS_EVENTS="true",
-        INTERRUPT_GRACE_SECONDS=str(GRACE), LOG_FORMAT="json", GIT_PUSH_ENABLED="true",
-    )  # fmt: skip
+        AGENT_COMMAND=f"{sys.executable} {FAKE_AGENT}",
+        BUILD_COMMAND=QUICK_BUILD,
+        PROGRESS_EVENTS="true",
+        INTERRUPT_GRACE_SECONDS=str(GRACE),
+        LOG_FORMAT="json",
+        GIT_PUSH_ENABLED="true",
+    )
     supervisor = stack.start_supervisor(env, log_path)
     output = Output(stack)
     send(stack, "warm-up", "@fake no-change", "warm")
@@ -133,9 +142,11 @@ def interrupt_latency(stack: LocalStack, runs: int, log_path: Path) -> dict[str,
                 raise SystemExit(f"{old}: the grandchild survived the interrupt")
         ended = [r["tookMs"] / 1000 for r in log_events(log_path, "worker tree ended")[-runs:]]
         results[manner] = {
-            "p50": statistics.median(latencies), "p95": percentile(latencies, 0.95),
-            "tree_p50": statistics.median(ended), "tree_p95": percentile(ended, 0.95),
-        }  # fmt: skip
+            "p50": statistics.median(latencies),
+            "p95": percentile(latencies, 0.95),
+            "tree_p50": statistics.median(ended),
+            "tree_p95": percentile(ended, 0.95),
+        }
     supervisor.send_signal(signal.SIGTERM)
     supervisor.wait(60)
     return results
@@ -152,8 +163,11 @@ def naive_interrupt(state: Path) -> tuple[int, int, float]:
         (workdir / "src" / "pages" / "index.astro").write_text("<Base>\n</Base>\n")
         agent = subprocess.Popen(
             [sys.executable, str(FAKE_AGENT), "-p", f"x\n@fake grandchild {pidfile}\n@fake sleep 60"],
-            cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         while not pidfile.exists():
             time.sleep(0.01)
         grandchild = int(pidfile.read_text())
@@ -174,8 +188,10 @@ def naive_interrupt(state: Path) -> tuple[int, int, float]:
 
 def overhead_and_memory(stack: LocalStack, commands: int, log_path: Path) -> dict[str, float]:
     env = stack.supervisor_env(
-        AGENT_COMMAND=f"{sys.executable} {FAKE_AGENT}", BUILD_COMMAND=QUICK_BUILD, LOG_FORMAT="json",
-    )  # fmt: skip
+        AGENT_COMMAND=f"{sys.executable} {FAKE_AGENT}",
+        BUILD_COMMAND=QUICK_BUILD,
+        LOG_FORMAT="json",
+    )
     supervisor = stack.start_supervisor(env, log_path)
     process = psutil.Process(supervisor.pid)
     output = Output(stack)
@@ -198,10 +214,13 @@ def overhead_and_memory(stack: LocalStack, commands: int, log_path: Path) -> dic
     supervisor.send_signal(signal.SIGTERM)
     supervisor.wait(60)
     return {
-        "machinery_median": statistics.median(machinery), "machinery_p95": percentile(machinery, 0.95),
+        "machinery_median": statistics.median(machinery),
+        "machinery_p95": percentile(machinery, 0.95),
         "non_command_median": statistics.median(outside_commands),
-        "rss_10": rss[10], f"rss_{commands}": rss[commands], "commands": commands,
-    }  # fmt: skip
+        "rss_10": rss[10],
+        f"rss_{commands}": rss[commands],
+        "commands": commands,
+    }
 
 
 def in_process_overhead(stack: LocalStack, runs: int) -> float:
@@ -211,15 +230,21 @@ def in_process_overhead(stack: LocalStack, runs: int) -> float:
     from steps.git.repo import Git
     from steps.pipeline import run_pipeline
     from steps.processes import shell
-    from supervisor.config import load_config
-    from supervisor.messages import parse_command
+    from supervisor.contract.command import parse_command
+    from supervisor.contract.config import load_config
 
     config = load_config(require_input_queue=False)
     non_command = []
     for index in range(runs):
-        body = json.dumps({"instruction": f"In process {index}\n@fake write inproc/{index}.txt {index}",
-                           "commandId": f"inproc-{uuid.uuid4().hex[:6]}", "chatThreadId": "overhead",
-                           "clientId": "bench", "userId": "u1"})  # fmt: skip
+        body = json.dumps(
+            {
+                "instruction": f"In process {index}\n@fake write inproc/{index}.txt {index}",
+                "commandId": f"inproc-{uuid.uuid4().hex[:6]}",
+                "chatThreadId": "overhead",
+                "clientId": "bench",
+                "userId": "u1",
+            }
+        )
         started, before = time.monotonic(), shell.command_seconds
         command = parse_command(body, config.repo_url)
         checkout = workspace_path(config, command)
@@ -246,8 +271,10 @@ def main() -> int:
     for manner, goal in (("polite", 1.0), ("rude", GRACE + 1.0)):
         row = latency[manner]
         verdict = "met" if row["p95"] <= goal else "MISSED"
-        print(f"{manner:<8}{row['p50']:>8.3f}{row['p95']:>8.3f}{row['tree_p50']:>15.3f}{row['tree_p95']:>7.3f}"
-              f"   p95 ≤ {goal:g} s: {verdict}")  # fmt: skip
+        print(
+            f"{manner:<8}{row['p50']:>8.3f}{row['p95']:>8.3f}{row['tree_p50']:>15.3f}{row['tree_p95']:>7.3f}"
+            f"   p95 ≤ {goal:g} s: {verdict}"
+        )
     print(
         f"alternative, SIGINT to the direct child only (rude tree): {naive_survivors} survivor(s); "
         f"whole-tree interrupt: {ours_survivors}"

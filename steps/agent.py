@@ -20,7 +20,8 @@ from steps.claude.environment import AgentCredentialsError, agent_environment
 from steps.claude.memory import AgentState
 from steps.claude.stream import AgentStream, ToolUse
 from steps.processes import shell
-from supervisor import proctree
+from supervisor.common import proctree
+from supervisor.contract.codes import ErrorCode
 
 log = logging.getLogger("steps.agent")
 # A finished `claude -p` has been seen to hang after printing its result (it waits for background
@@ -131,7 +132,7 @@ def run(ctx: StepContext) -> StepResult:
     try:
         env = agent_environment(ctx.config.agent, state, ctx.command)
     except AgentCredentialsError as error:
-        raise StepError("AGENT_FAILED", str(error)) from None
+        raise StepError(ErrorCode.AGENT_FAILED, str(error)) from None
     remembered = state.session_of(ctx.command.branch)
     try:
         outcome = _run_cli(ctx, state, env, remembered)
@@ -147,7 +148,7 @@ def run(ctx: StepContext) -> StepResult:
     except shell.CommandTimedOut:
         _end_leftovers(ctx)
         raise StepError(
-            "AGENT_TIMEOUT", f"the agent did not finish within {ctx.config.agent.timeout_seconds:g} s"
+            ErrorCode.AGENT_TIMEOUT, f"the agent did not finish within {ctx.config.agent.timeout_seconds:g} s"
         ) from None
     # Not on an interrupt: then the supervisor ends the whole tree, and one ladder is enough.
     _end_leftovers(ctx)
@@ -162,10 +163,11 @@ def run(ctx: StepContext) -> StepResult:
     )
     reason = _failure_reason(outcome)
     if reason:
-        raise StepError("AGENT_FAILED", reason[:MAX_ERROR_CHARS])
+        raise StepError(ErrorCode.AGENT_FAILED, reason[:MAX_ERROR_CHARS])
     ctx.agent_summary = str(outcome.stream.result.get("result") or "") if outcome.stream.result else ""
     if denials and not ctx.git.is_dirty():
         raise StepError(
-            "AGENT_FAILED", f"the agent changed nothing; it was not allowed to: {_refused(denials)}"[:MAX_ERROR_CHARS]
+            ErrorCode.AGENT_FAILED,
+            f"the agent changed nothing; it was not allowed to: {_refused(denials)}"[:MAX_ERROR_CHARS],
         )
     return ok(started, agentSessionId=report["sessionId"], turns=report["numTurns"], costUsd=report["costUsd"])

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from steps.git.repo import Git
-from supervisor.config import Config
-from supervisor.messages import Command
+from supervisor.contract.command import Command
+from supervisor.contract.config import Config
 
 Status = Literal["ok", "failed", "skipped", "interrupted"]
 ProgressReporter = Callable[[str, str, dict[str, Any]], None]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from steps.base import StepContext, StepError, StepResult, ok
 from steps.processes import deps, shell
+from supervisor.contract.codes import ErrorCode
 
 
 def build_dir(ctx: StepContext) -> Path:
@@ -25,9 +26,9 @@ def run(ctx: StepContext) -> StepResult:
         env = shell.scrubbed_env(NODE_ENV="production", ASTRO_TELEMETRY_DISABLED="1")
         shell.run(list(ctx.config.build_command), cwd=ctx.checkout, env=env)
     except (shell.CommandFailed, shell.CommandTimedOut) as error:
-        raise StepError("BUILD_FAILED", f"build: {error}") from None
+        raise StepError(ErrorCode.BUILD_FAILED, f"build: {error}") from None
     if not output.is_dir() or not any(output.iterdir()):
-        raise StepError("BUILD_FAILED", f"build finished but {ctx.config.build_dir}/ is missing or empty")
+        raise StepError(ErrorCode.BUILD_FAILED, f"build finished but {ctx.config.build_dir}/ is missing or empty")
     files = sum(1 for p in output.rglob("*") if p.is_file())
     ctx.build_ok = True
     return ok(started, files=files, dependencies=installed)

@@ -7,6 +7,7 @@ import time
 from steps.base import StepContext, StepError, StepResult, ok, skipped
 from steps.git.commit_message import commit_message
 from steps.processes.shell import CommandFailed
+from supervisor.contract.codes import ErrorCode
 
 
 def commit_all(ctx: StepContext, *, wip: bool = False) -> str | None:
@@ -28,7 +29,7 @@ def run(ctx: StepContext) -> StepResult:
     try:
         sha = commit_all(ctx)
     except CommandFailed as error:
-        raise StepError("INTERNAL", f"commit: {error}") from None
+        raise StepError(ErrorCode.INTERNAL, f"commit: {error}") from None
     if sha is None:
         return skipped(started, "nothing changed")
     return ok(started, commit=sha, files=len(ctx.files_changed))

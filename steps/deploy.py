@@ -9,6 +9,7 @@ from steps.base import StepContext, StepError, StepResult, ok, skipped
 from steps.bucket import deploy_awscli
 from steps.bucket.report import DeployReport
 from steps.processes import shell
+from supervisor.contract.codes import ErrorCode
 
 Strategy = Callable[[StepContext, str], DeployReport]
 
@@ -29,5 +30,5 @@ def run(ctx: StepContext) -> StepResult:
     try:
         report = _strategy(ctx.config.deploy_strategy)(ctx, bucket)
     except (shell.CommandFailed, shell.CommandTimedOut) as error:
-        raise StepError("DEPLOY_FAILED", f"deploy to s3://{bucket}: {error}") from None
+        raise StepError(ErrorCode.DEPLOY_FAILED, f"deploy to s3://{bucket}: {error}") from None
     return ok(started, bucket=bucket, **report.as_details())

@@ -15,7 +15,8 @@ from steps.commit import commit_all
 from steps.git.ledger import Ledger
 from steps.git.repair import repair
 from steps.push import push_branch
-from supervisor.responses import final_response
+from supervisor.contract.codes import ErrorCode
+from supervisor.contract.responses import final_response
 
 log = logging.getLogger("steps.interrupted")
 
@@ -38,7 +39,7 @@ def finish_interrupted(ctx: StepContext, steps: list[dict[str, Any]], reason: st
             log.warning("interrupted before its branch was checked out; changes stay on %s", git.current_branch())
         if ctx.config.git_push_enabled and git.has_ref(f"refs/heads/{branch}"):
             try:
-                pushed = push_branch(ctx, branch) == "pushed"
+                pushed = push_branch(ctx, branch).pushed
             except StepError as push_error:
                 error = f"{reason}; push failed: {push_error}"
     commit = wip or already_done(ctx)
@@ -57,5 +58,5 @@ def finish_interrupted(ctx: StepContext, steps: list[dict[str, Any]], reason: st
         push_success=pushed,
         interrupted=True,
         error=error,
-        error_code="INTERRUPTED",
+        error_code=ErrorCode.INTERRUPTED,
     )

@@ -15,19 +15,21 @@ from typing import Any
 from steps import agent, build, commit, deploy, push, workspace
 from steps.base import Step, StepContext, StepError, StepResult, elapsed_ms
 from steps.git.ledger import Ledger
-from supervisor.logs import log_context
-from supervisor.responses import final_response
+from supervisor.common.logs import log_context
+from supervisor.contract.codes import STEP_NAMES, ErrorCode
+from supervisor.contract.responses import final_response
 
 log = logging.getLogger("steps.pipeline")
 
-STEPS: tuple[tuple[str, Step], ...] = (
-    ("workspace", workspace.run),
-    ("agent", agent.run),
-    ("commit", commit.run),
-    ("build", build.run),
-    ("deploy", deploy.run),
-    ("push", push.run),
-)
+RUNNERS: dict[str, Step] = {
+    "workspace": workspace.run,
+    "agent": agent.run,
+    "commit": commit.run,
+    "build": build.run,
+    "deploy": deploy.run,
+    "push": push.run,
+}
+STEPS: tuple[tuple[str, Step], ...] = tuple((name, RUNNERS[name]) for name in STEP_NAMES)  # the contract's order
 # A failure of these leaves nothing sensible for the later steps to do.
 STOPS_PIPELINE = frozenset({"workspace"})
 
@@ -45,7 +47,7 @@ def run_step(name: str, step: Step, ctx: StepContext, report: Reporter) -> StepR
             result = StepResult("failed", elapsed_ms(started), error.details, str(error), error.error_code)
         except Exception as error:
             log.exception("step crashed")
-            result = StepResult("failed", elapsed_ms(started), {}, f"{name}: {error}", "INTERNAL")
+            result = StepResult("failed", elapsed_ms(started), {}, f"{name}: {error}", ErrorCode.INTERNAL)
         level = logging.WARNING if result.status == "failed" else logging.INFO
         log.log(
             level,

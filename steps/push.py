@@ -6,10 +6,11 @@ import time
 
 from steps.base import StepContext, StepError, StepResult, ok, skipped
 from steps.git.ledger import Ledger
-from steps.git.remote import Pusher
+from steps.git.remote import Pusher, PushOutcome
+from supervisor.contract.codes import ErrorCode
 
 
-def push_branch(ctx: StepContext, branch: str) -> str:
+def push_branch(ctx: StepContext, branch: str) -> PushOutcome:
     return Pusher(ctx.git, ctx.config, Ledger(ctx.checkout)).push(branch)
 
 
@@ -23,9 +24,12 @@ def run(ctx: StepContext) -> StepResult:
     if ctx.commit:  # a rebase gives the command's commit a new id
         found = ctx.git.commits_with_trailer("Command-Id", ctx.command.command_id, skip_subject_prefix="WIP:")
         ctx.commit = found[0] if found else ctx.commit
-    if outcome.startswith("conflict:"):
-        conflict = outcome.split(":", 1)[1]
+    if outcome.conflict_branch:
+        conflict = outcome.conflict_branch
         ctx.warnings.append(f"the branch moved on the remote and the rebase conflicted: this work is on {conflict}")
-        raise StepError("GIT_CONFLICT", f"push rejected and the rebase conflicted; the work is on {conflict}",
-                        conflictBranch=conflict)  # fmt: skip
+        raise StepError(
+            ErrorCode.GIT_CONFLICT,
+            f"push rejected and the rebase conflicted; the work is on {conflict}",
+            conflictBranch=conflict,
+        )
     return ok(started, branch=ctx.command.branch)

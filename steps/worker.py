@@ -21,13 +21,14 @@ from steps.git.repo import Git
 from steps.interrupted import finish_interrupted
 from steps.pipeline import run_pipeline
 from steps.processes import shell
-from supervisor.config import load_config_or_exit
-from supervisor.events import PARENT_PID_VARIABLE, EventWriter
-from supervisor.exit_codes import WorkerExit
-from supervisor.logs import log_context, setup_logging
-from supervisor.messages import Command
-from supervisor.proctree import become_subreaper, die_with_parent, hide_environment
-from supervisor.responses import failure_response
+from supervisor.common.logs import log_context, setup_logging
+from supervisor.common.proctree import become_subreaper, die_with_parent, hide_environment
+from supervisor.contract.codes import ErrorCode
+from supervisor.contract.command import Command
+from supervisor.contract.config import load_config_or_exit
+from supervisor.contract.exit_codes import WorkerExit
+from supervisor.contract.pipe import PARENT_PID_VARIABLE, EventWriter
+from supervisor.contract.responses import failure_response
 
 log = logging.getLogger("steps.worker")
 
@@ -87,7 +88,7 @@ def main() -> int:
             return WorkerExit.INTERRUPTED if stop.signum == signal.SIGINT else WorkerExit.TERMINATED
         except WorkspaceBusy as busy:
             preview = config.preview_url_for(command.client_id)
-            response = failure_response(command, preview_url=preview, error_code="INTERNAL", error=str(busy))
+            response = failure_response(command, preview_url=preview, error_code=ErrorCode.INTERNAL, error=str(busy))
         events.result(response)
         log.info(
             "worker finished",

@@ -18,6 +18,7 @@ from steps.git.repair import repair
 from steps.git.sessions import restore_session, settle_leftovers
 from steps.processes import deps
 from steps.processes.shell import CommandFailed, CommandTimedOut
+from supervisor.contract.codes import ErrorCode
 
 log = logging.getLogger("steps.workspace")
 NETWORK_TIMEOUT_SECONDS = 300
@@ -38,9 +39,15 @@ def _clone(ctx: StepContext) -> None:
     staging = checkout.with_name(f".{checkout.name}.cloning-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     ctx.git.run(
-        "clone", "--quiet", "--", ctx.command.repo_url, str(staging),
-        cwd=checkout.parent, credentials=True, timeout=NETWORK_TIMEOUT_SECONDS,
-    )  # fmt: skip
+        "clone",
+        "--quiet",
+        "--",
+        ctx.command.repo_url,
+        str(staging),
+        cwd=checkout.parent,
+        credentials=True,
+        timeout=NETWORK_TIMEOUT_SECONDS,
+    )
     staging.rename(checkout)
 
 
@@ -112,7 +119,8 @@ def run(ctx: StepContext) -> StepResult:
         _exclude_build_output(ctx)
         details.update(settle_leftovers(ctx, ledger))
         if reachable and ctx.config.git_push_enabled and ledger.pending_pushes():
-            details["pendingPushes"] = push_pending(ctx.git, ctx.config, ledger)
+            outcomes = push_pending(ctx.git, ctx.config, ledger)
+            details["pendingPushes"] = {branch: str(outcome) for branch, outcome in outcomes.items()}
         details["branch"] = switch_to_branch(ctx)
         restored = restore_session(ctx.git, ctx.command.branch)
         if restored.error:
@@ -121,5 +129,5 @@ def run(ctx: StepContext) -> StepResult:
         ledger.begin_command(ctx.command.to_dict())
         details["dependencies"] = deps.ensure_dependencies(ctx.checkout)
     except (CommandFailed, CommandTimedOut) as error:
-        raise StepError("INTERNAL", f"workspace: {error}") from None
+        raise StepError(ErrorCode.INTERNAL, f"workspace: {error}") from None
     return ok(started, cloned=cloned, **{k: v for k, v in details.items() if v})

@@ -6,10 +6,10 @@ import logging
 import signal
 import sys
 
-from supervisor.config import load_config_or_exit
-from supervisor.exit_codes import SupervisorExit
-from supervisor.logs import setup_logging
-from supervisor.proctree import become_subreaper, hide_environment
+from supervisor.common.logs import setup_logging
+from supervisor.common.proctree import become_subreaper, hide_environment
+from supervisor.contract.config import load_config_or_exit
+from supervisor.contract.exit_codes import SupervisorExit
 from supervisor.service import Supervisor
 
 log = logging.getLogger("supervisor")

@@ -141,8 +141,14 @@ def run_demo(stack: LocalStack, instruction: str, interactive: bool) -> int:
     try:
         while instruction:
             command_id = f"local-{uuid.uuid4().hex[:8]}"
-            body = {"instruction": instruction, "commandId": command_id, "chatThreadId": THREAD,
-                    "clientId": CLIENT, "userId": USER, "timestamp": int(time.time() * 1000)}  # fmt: skip
+            body = {
+                "instruction": instruction,
+                "commandId": command_id,
+                "chatThreadId": THREAD,
+                "clientId": CLIENT,
+                "userId": USER,
+                "timestamp": int(time.time() * 1000),
+            }
             sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(body))
             say(f"\nsent {command_id}: {instruction!r}  (the first run clones the site and runs npm ci)")
             response = wait_for(sqs, queues["output"], command_id)

@@ -34,8 +34,13 @@ def demo_remote(state: Path) -> Path:
     seed = state / "seed"
     shutil.rmtree(seed, ignore_errors=True)
     shutil.copytree(DEMO_SITE, seed, ignore=shutil.ignore_patterns("node_modules", "dist", ".astro"))
-    env = {**os.environ, "GIT_AUTHOR_NAME": "Demo", "GIT_AUTHOR_EMAIL": "demo@example.invalid",
-           "GIT_COMMITTER_NAME": "Demo", "GIT_COMMITTER_EMAIL": "demo@example.invalid"}  # fmt: skip
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Demo",
+        "GIT_AUTHOR_EMAIL": "demo@example.invalid",
+        "GIT_COMMITTER_NAME": "Demo",
+        "GIT_COMMITTER_EMAIL": "demo@example.invalid",
+    }
     for argv in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "Demo site"]):
         subprocess.run(argv, cwd=seed, env=env, check=True)
     remote.parent.mkdir(parents=True, exist_ok=True)

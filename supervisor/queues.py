@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 from botocore.config import Config as BotoConfig
 
-from supervisor.config import Config
+from supervisor.contract.config import Config
 
 log = logging.getLogger("supervisor.queues")
 LONG_POLL_SECONDS = 20

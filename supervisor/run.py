@@ -6,11 +6,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from supervisor.messages import Command
+from supervisor.contract.codes import STEP_NAMES
+from supervisor.contract.command import Command
 from supervisor.queues import Received
 from supervisor.worker_process import WorkerProcess
 
-STEP_NAMES = ("workspace", "agent", "commit", "build", "deploy", "push")
 # A busy agent cannot flood the chat: at most one progress event within a step per this many seconds.
 PROGRESS_INTERVAL_SECONDS = 1.0
 # running: the pipeline worker; interrupting: its tree is being ended; finishing: the WIP worker runs.

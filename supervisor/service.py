@@ -17,14 +17,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from supervisor import proctree
-from supervisor.config import Config
-from supervisor.exit_codes import SupervisorExit
+from supervisor.common import proctree
+from supervisor.common.logs import log_context
+from supervisor.contract.codes import ErrorCode
+from supervisor.contract.command import InvalidMessage, parse_command, read_ids
+from supervisor.contract.config import Config
+from supervisor.contract.exit_codes import SupervisorExit
+from supervisor.contract.responses import failure_response, invalid_message_response, progress_event
 from supervisor.leases import Leases
-from supervisor.logs import log_context
-from supervisor.messages import InvalidMessage, parse_command, read_ids
 from supervisor.queues import Queues, Received
-from supervisor.responses import failure_response, invalid_message_response, progress_event
 from supervisor.run import Run
 from supervisor.status import status_path, write_status
 from supervisor.worker_process import SpareWorkers, WorkerProcess
@@ -165,15 +166,14 @@ class Supervisor:
     def _worker_died(self, run: Run, code: int) -> None:
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
         log.error("worker died without a result", extra={"exit": how})
-        self._send(self._failure(run, "WORKER_DIED", f"the worker ended unexpectedly ({how})"))
+        self._send(self._failure(run, ErrorCode.WORKER_DIED, f"the worker ended unexpectedly ({how})"))
         # Left for redelivery: the queue's redrive policy dead-letters a message that keeps killing workers.
         self.leases.release(run.message)
         self._set_visibility(run.message, WORKER_DIED_RETRY_SECONDS * max(1, run.message.receive_count))
 
     def _finish_interrupted(self, run: Run, worker: WorkerProcess, code: int) -> None:
-        response = worker.result or self._failure(
-            run, "INTERRUPTED", f"{run.interrupt_reason}; the interrupted edits were not committed (exit {code})"
-        )
+        reason = f"{run.interrupt_reason}; the interrupted edits were not committed (exit {code})"
+        response = worker.result or self._failure(run, ErrorCode.INTERRUPTED, reason)
         response["interrupted"] = True
         if run.return_message:  # shutdown: the command is unfinished; another consumer runs it again
             log.info("interrupted by shutdown; message returned to the queue", extra={"commit": response["commit"]})
@@ -183,7 +183,7 @@ class Supervisor:
 
     def _answer_unstarted(self, run: Run, reason: str) -> None:
         with log_context(commandId=run.command.command_id, sessionId=run.command.session_id):
-            response = self._failure(run, "INTERRUPTED", reason)
+            response = self._failure(run, ErrorCode.INTERRUPTED, reason)
             response["interrupted"] = True
             self._complete(run, response)
 

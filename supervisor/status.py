@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from supervisor.files import write_atomic
+from supervisor.common.files import write_atomic
 
 HEALTHY_WITHIN_SECONDS = 30.0
 

@@ -64,9 +64,10 @@ def _tree_lines(pid: int) -> list[str]:
 
 def status_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="status", description="Show what the supervisor is doing: each worker's workspace, command, step, "
-        "elapsed time and live process tree, and the commands waiting for a worker."
-    )  # fmt: skip
+        prog="status",
+        description="Show what the supervisor is doing: each worker's workspace, command, step, "
+        "elapsed time and live process tree, and the commands waiting for a worker.",
+    )
     _workspace_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the status file as JSON")
     args = parser.parse_args(argv)
@@ -77,13 +78,17 @@ def status_main(argv: Sequence[str] | None = None) -> int:
     age = time.time() - float(status.get("heartbeat", 0))
     state = "running" if _alive(int(status.get("pid", 0))) and age < HEALTHY_WITHIN_SECONDS else "NOT RUNNING"
     stopping = ", stopping" if status.get("stopping") else ""
-    print(f"supervisor pid {status.get('pid')}: {state}, status {age:.0f}s old{stopping}; "
-          f"{status.get('handled', 0)} commands answered")  # fmt: skip
+    print(
+        f"supervisor pid {status.get('pid')}: {state}, status {age:.0f}s old{stopping}; "
+        f"{status.get('handled', 0)} commands answered"
+    )
     workers = status.get("workers", [])
     print(f"workers: {len(workers)} of {status.get('maxWorkers')}")
     for worker in workers:
-        print(f"  {worker['workspace']}  {worker['commandId']}  branch {worker['branch']}  "
-              f"{worker['phase']}/{worker.get('step') or '-'}  {worker['elapsedSeconds']:.0f}s")  # fmt: skip
+        print(
+            f"  {worker['workspace']}  {worker['commandId']}  branch {worker['branch']}  "
+            f"{worker['phase']}/{worker.get('step') or '-'}  {worker['elapsedSeconds']:.0f}s"
+        )
         if worker.get("workerPid"):
             print("\n".join(_tree_lines(int(worker["workerPid"]))))
     for waiting in status.get("waiting", []):

@@ -11,8 +11,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from supervisor.events import EVENT_FD_VARIABLE, PARENT_PID_VARIABLE, parse_event
-from supervisor.messages import Command
+from supervisor.contract.command import Command
+from supervisor.contract.pipe import EVENT_FD_VARIABLE, PARENT_PID_VARIABLE, parse_event
 
 log = logging.getLogger("supervisor.worker")
 

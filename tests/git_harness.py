@@ -14,8 +14,8 @@ from steps.base import StepContext, workspace_path
 from steps.git.ledger import Ledger
 from steps.git.repo import Git
 from steps.interrupted import finish_interrupted
-from supervisor.config import Config, load_config
-from supervisor.messages import parse_command
+from supervisor.contract.command import parse_command
+from supervisor.contract.config import Config, load_config
 
 
 def plain_remote(root: Path, name: str = "site") -> Path:
@@ -47,8 +47,13 @@ class Harness:
 
     def context(self, thread: str, instruction: str = "Edit", repo_url: str | None = None) -> StepContext:
         self.counter += 1
-        body = {"instruction": instruction, "commandId": f"cmd-{self.counter}", "chatThreadId": thread,
-                "clientId": "acme", "userId": "u1"}  # fmt: skip
+        body = {
+            "instruction": instruction,
+            "commandId": f"cmd-{self.counter}",
+            "chatThreadId": thread,
+            "clientId": "acme",
+            "userId": "u1",
+        }
         command = parse_command(json.dumps(body), repo_url or str(self.remote))
         checkout = workspace_path(self.config, command)
         return StepContext(self.config, command, checkout, Git(checkout, self.config))

@@ -45,7 +45,7 @@ def message(**fields: Any) -> dict[str, Any]:
 
 def run_worker(body: dict[str, Any], env: dict[str, str], timeout: float = 180) -> dict[str, Any]:
     """Parse the message as the supervisor would and run one real worker process on it."""
-    from supervisor.messages import parse_command
+    from supervisor.contract.command import parse_command
 
     command = parse_command(json.dumps(body), env.get("REPO_URL"))
     completed = subprocess.run(
@@ -208,9 +208,15 @@ def processes_with(token: str) -> list[int]:
     return found
 
 
-def send(sqs: Any, queues: dict[str, str], command_id: str, instruction: str, thread: str = "chat-a",
-         client: str = "acme") -> None:  # fmt: skip
+def send(
+    sqs: Any, queues: dict[str, str], command_id: str, instruction: str, thread: str = "chat-a", client: str = "acme"
+) -> None:
     """Send a first-shape command for user u1 to the input queue."""
-    body = {"instruction": instruction, "commandId": command_id, "chatThreadId": thread, "clientId": client,
-            "userId": "u1"}  # fmt: skip
+    body = {
+        "instruction": instruction,
+        "commandId": command_id,
+        "chatThreadId": thread,
+        "clientId": client,
+        "userId": "u1",
+    }
     sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(body))

@@ -14,9 +14,9 @@ from steps.claude.environment import AgentCredentialsError, agent_environment, r
 from steps.claude.memory import AgentState
 from steps.claude.stream import AgentStream, describe
 from steps.processes import shell
-from supervisor.agent_config import DEFAULT_ALLOWED_TOOLS, AgentConfig, load_agent_config, split_rules
-from supervisor.config import ConfigError
-from supervisor.messages import parse_command
+from supervisor.contract.agent_config import DEFAULT_ALLOWED_TOOLS, AgentConfig, load_agent_config, split_rules
+from supervisor.contract.command import parse_command
+from supervisor.contract.config import ConfigError
 from supervisor.run import Run
 
 COMMAND = parse_command(
@@ -202,7 +202,7 @@ def test_tool_progress_is_coalesced_to_one_event_a_second():
 def test_our_processes_hide_their_environment_from_the_agents_commands():
     """PR_SET_DUMPABLE 0: /proc/<pid>/environ of the supervisor and workers is closed to the same user."""
     code = (
-        "import ctypes; from supervisor.proctree import hide_environment; "
+        "import ctypes; from supervisor.common.proctree import hide_environment; "
         "print(hide_environment(), ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))"  # PR_GET_DUMPABLE
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

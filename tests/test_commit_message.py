@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from steps.git.commit_message import commit_message, subject_from
-from supervisor.messages import parse_command
+from supervisor.contract.command import parse_command
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.config import ConfigError, load_config
+from supervisor.contract.config import ConfigError, load_config
 
 
 def test_defaults_match_the_contract():

@@ -169,8 +169,13 @@ def test_a_burst_of_valid_and_invalid_messages_gets_exactly_one_answer_each(
             body = {"commandId": command_id, "instruction": "", "chatThreadId": "t", "clientId": client, "userId": "u1"}
         else:
             valid.append(command_id)
-            body = {"commandId": command_id, "instruction": f"Change {index}\n@fake write burst/{index}.txt {index}",
-                    "chatThreadId": f"chat-{client}", "clientId": client, "userId": "u1"}  # fmt: skip
+            body = {
+                "commandId": command_id,
+                "instruction": f"Change {index}\n@fake write burst/{index}.txt {index}",
+                "chatThreadId": f"chat-{client}",
+                "clientId": client,
+                "userId": "u1",
+            }
         sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(body))
 
     expected = len(valid) + len(invalid)

@@ -27,8 +27,8 @@ from steps.bucket import deploy_hash
 from steps.bucket.content_types import CONTENT_TYPES, CachePolicy, content_type
 from steps.bucket.plan import LocalFile, RemoteObject, keys_needing_stored_md5, make_plan
 from steps.git.repo import Git
-from supervisor.config import Config, ConfigError, load_config
-from supervisor.messages import parse_command
+from supervisor.contract.command import parse_command
+from supervisor.contract.config import Config, ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-west-2"
@@ -439,7 +439,7 @@ import sys, time
 from pathlib import Path
 from steps.bucket import deploy_hash
 from steps.bucket.content_types import CachePolicy
-from supervisor.config import load_config
+from supervisor.contract.config import load_config
 
 deploy_hash.UPLOAD_CONCURRENCY = 2
 config = load_config(require_input_queue=False)
@@ -474,8 +474,12 @@ def test_an_interrupted_deploy_deletes_nothing_and_never_breaks_a_page(
     env = {**os.environ, **aws_env, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
         [sys.executable, "-c", INTERRUPTIBLE_DEPLOY, str(build), bucket],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not any(wanted(k) for k in changed_keys(s3, bucket, before)):

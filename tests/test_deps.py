@@ -10,8 +10,12 @@ from steps.processes.deps import STAMP_NAME, ensure_dependencies
 
 def write_package(folder, version: str) -> None:
     (folder / "package.json").write_text(json.dumps({"name": "tiny", "version": version, "private": True}))
-    subprocess.run(["npm", "install", "--package-lock-only", "--no-audit", "--no-fund"], cwd=folder, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["npm", "install", "--package-lock-only", "--no-audit", "--no-fund"],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+    )
 
 
 def test_install_runs_once_per_lockfile(tmp_path):

@@ -28,8 +28,13 @@ def test_build_failure_skips_deploy_but_pushes_the_commit(base_env, prewarm, s3,
     before = bucket_keys(s3, bucket)
     response = run_worker(message(instruction="Add a page\n@fake break-build"), base_env)
     assert statuses(response) == {
-        "workspace": "ok", "agent": "ok", "commit": "ok", "build": "failed", "deploy": "skipped", "push": "ok",
-    }  # fmt: skip
+        "workspace": "ok",
+        "agent": "ok",
+        "commit": "ok",
+        "build": "failed",
+        "deploy": "skipped",
+        "push": "ok",
+    }
     assert response["success"] is False and response["errorCode"] == "BUILD_FAILED"
     assert response["buildSuccess"] is False and response["deploySuccess"] is False and response["pushSuccess"]
     assert bucket_keys(s3, bucket) == before  # the live site is untouched
@@ -90,8 +95,13 @@ def test_nothing_changed_means_no_commit_but_build_and_deploy_run(base_env, prew
     response = run_worker(message(instruction="Just look around\n@fake no-change"), base_env)
     assert response["success"] is True
     assert statuses(response) == {
-        "workspace": "ok", "agent": "ok", "commit": "skipped", "build": "ok", "deploy": "ok", "push": "ok",
-    }  # fmt: skip
+        "workspace": "ok",
+        "agent": "ok",
+        "commit": "skipped",
+        "build": "ok",
+        "deploy": "ok",
+        "push": "ok",
+    }
     assert response["commit"] is None and response["filesChanged"] == []
     assert b"Amelia Stamps" in bucket_keys(s3, bucket)["index.html"]
     assert git_out(site_remote, "rev-parse", "thread-chat-1") == base  # the branch exists, unchanged

@@ -77,9 +77,13 @@ def test_interrupt_during_the_agent_ends_every_process_and_commits_the_edits(
 
     assert old["interrupted"] is True and old["errorCode"] == "INTERRUPTED" and old["success"] is False
     assert statuses(old) == {
-        "workspace": "ok", "agent": "interrupted", "commit": "skipped", "build": "skipped", "deploy": "skipped",
+        "workspace": "ok",
+        "agent": "interrupted",
+        "commit": "skipped",
+        "build": "skipped",
+        "deploy": "skipped",
         "push": "skipped",
-    }  # fmt: skip
+    }
     assert still_alive(tree) == [] and not psutil.pid_exists(grandchild)
     assert processes_with(marker(slow)) == [] and processes_with("@fake sleep 120") == []
     # The interrupted edits are a WIP commit on its own branch, on the remote.

@@ -19,16 +19,33 @@ def test_invalid_messages_get_an_error_response_and_go_to_the_dlq(supervisor_env
         "{not json",
         json.dumps(["a", "list"]),
         json.dumps({"commandId": "no-instruction", "chatThreadId": "c", "clientId": "acme", "userId": "u1"}),
-        json.dumps({"commandId": "bad-client", "instruction": "x", "chatThreadId": "c", "clientId": "../etc",
-                    "userId": "u1"}),
-        json.dumps({"commandId": "bad-type", "type": "chat", "instruction": "x", "threadId": "c",
-                    "projectId": "acme", "userId": "u1"}),
-        json.dumps({"commandId": "bad-thread", "instruction": "x", "chatThreadId": "a\nb", "clientId": "acme",
-                    "userId": "u1"}),
+        json.dumps(
+            {"commandId": "bad-client", "instruction": "x", "chatThreadId": "c", "clientId": "../etc", "userId": "u1"}
+        ),
+        json.dumps(
+            {
+                "commandId": "bad-type",
+                "type": "chat",
+                "instruction": "x",
+                "threadId": "c",
+                "projectId": "acme",
+                "userId": "u1",
+            }
+        ),
+        json.dumps(
+            {"commandId": "bad-thread", "instruction": "x", "chatThreadId": "a\nb", "clientId": "acme", "userId": "u1"}
+        ),
         json.dumps({"instruction": "no command id", "chatThreadId": "c", "clientId": "acme", "userId": "u1"}),
-        json.dumps({"commandId": "valid-after", "instruction": "@fake no-change", "chatThreadId": "c",
-                    "clientId": "acme", "userId": "u1"}),
-    ]  # fmt: skip
+        json.dumps(
+            {
+                "commandId": "valid-after",
+                "instruction": "@fake no-change",
+                "chatThreadId": "c",
+                "clientId": "acme",
+                "userId": "u1",
+            }
+        ),
+    ]
     for body in bodies:
         sqs.send_message(QueueUrl=queues["input"], MessageBody=body)
     try:

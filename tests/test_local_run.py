@@ -19,8 +19,13 @@ def test_local_run_completes_one_instruction_and_leaves_nothing_running(tmp_path
     before = {p.pid for p in psutil.process_iter()}
     completed = subprocess.run(
         [sys.executable, "-m", "supervisor.local", "--once", "--state", str(tmp_path), "Make the header green"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     out = completed.stdout
     assert "SCRIPTED DEMO AGENT" in out

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from supervisor.messages import InvalidMessage, branch_for_thread, parse_command, read_ids
+from supervisor.contract.command import InvalidMessage, branch_for_thread, parse_command, read_ids
 
 REPO = "/srv/git/site.git"
 
@@ -34,9 +34,16 @@ def test_first_shape():
 
 def test_later_shape_aliases_and_projectid_wins():
     fields = {
-        "type": "work", "instruction": "x", "commandId": "c", "threadId": "t9", "projectId": "globex",
-        "clientId": "acme", "userId": "u1", "sessionId": "s", "repoUrl": "https://github.com/o/my-site.git",
-    }  # fmt: skip
+        "type": "work",
+        "instruction": "x",
+        "commandId": "c",
+        "threadId": "t9",
+        "projectId": "globex",
+        "clientId": "acme",
+        "userId": "u1",
+        "sessionId": "s",
+        "repoUrl": "https://github.com/o/my-site.git",
+    }
     raw = json.dumps(fields)
     command = parse_command(raw, None)
     assert (command.thread_id, command.client_id, command.session_id) == ("t9", "globex", "s")

@@ -21,13 +21,24 @@ def test_status_and_healthcheck_follow_a_running_supervisor(
 ):
     prewarm()
     make_bucket("acme")
-    env = {**base_env, "INPUT_QUEUE_URL": queues["input"], "OUTPUT_QUEUE_URL": queues["output"],
-           "PROGRESS_EVENTS": "true", "SHUTDOWN_GRACE_SECONDS": "2", "BUILD_COMMAND": QUICK_BUILD}  # fmt: skip
+    env = {
+        **base_env,
+        "INPUT_QUEUE_URL": queues["input"],
+        "OUTPUT_QUEUE_URL": queues["output"],
+        "PROGRESS_EVENTS": "true",
+        "SHUTDOWN_GRACE_SECONDS": "2",
+        "BUILD_COMMAND": QUICK_BUILD,
+    }
     supervisor = SupervisorProcess(env, tmp_path / "supervisor.log")
     watcher = OutputWatcher(sqs, queues["output"])
     try:
-        body = {"instruction": "Slow one\n@fake sleep 30", "commandId": "cmd-status", "chatThreadId": "c",
-                "clientId": "acme", "userId": "u1"}  # fmt: skip
+        body = {
+            "instruction": "Slow one\n@fake sleep 30",
+            "commandId": "cmd-status",
+            "chatThreadId": "c",
+            "clientId": "acme",
+            "userId": "u1",
+        }
         sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(body))
         watcher.progress("cmd-status", "agent")
         time.sleep(1)  # the status file is rewritten about twice a second

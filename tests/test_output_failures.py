@@ -21,8 +21,13 @@ def test_an_unreachable_output_queue_keeps_the_message_and_the_supervisor(
     env = {**supervisor_env, "OUTPUT_QUEUE_URL": missing, "BUILD_COMMAND": QUICK_BUILD}
     supervisor = SupervisorProcess(env, tmp_path / "supervisor.log")
     try:
-        body = {"instruction": "@fake no-change", "commandId": "cmd-1", "chatThreadId": "c", "clientId": "acme",
-                "userId": "u1"}  # fmt: skip
+        body = {
+            "instruction": "@fake no-change",
+            "commandId": "cmd-1",
+            "chatThreadId": "c",
+            "clientId": "acme",
+            "userId": "u1",
+        }
         sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(body))
         deadline = time.monotonic() + 60
         while not any(line.get("event") == "response not sent; message kept" for line in supervisor.log_lines()):

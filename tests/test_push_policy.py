@@ -71,7 +71,7 @@ def test_transient_failures_are_retried_with_growing_jittered_delays(tmp_path):
     git = ScriptedGit(["fatal: the remote end hung up unexpectedly"] * 3)
     delays: list[float] = []
     outcome = Pusher(git, config, Ledger(tmp_path), sleep=delays.append).push("thread-a")  # type: ignore[arg-type]
-    assert outcome == "pushed" and git.pushes == 4
+    assert outcome.pushed and str(outcome) == "pushed" and git.pushes == 4
     assert len(delays) == 3 and delays[0] < delays[2]  # 0.5 s, 1 s, 2 s, each ±50 %
     assert all(0.2 <= d <= 3.0 for d in delays)
 

@@ -33,8 +33,9 @@ def test_a_change_rebuilds_once_and_ctrl_c_stops_the_whole_build(prewarm, base_e
     checkout = prewarm()
     log_path = tmp_path / "watch.log"
     with log_path.open("wb") as log:
-        watcher = subprocess.Popen([str(ROOT / "bin" / "watch"), str(checkout)], cwd=ROOT, env=base_env,
-                                   stdout=log, stderr=log)  # fmt: skip
+        watcher = subprocess.Popen(
+            [str(ROOT / "bin" / "watch"), str(checkout)], cwd=ROOT, env=base_env, stdout=log, stderr=log
+        )
     try:
         wait_until(lambda: builds(log_path) == 1)
         page = checkout / "src" / "pages" / "index.astro"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import mimetypes
 from dataclasses import dataclass
 
-from supervisor.config import Config
+from supervisor.contract.config import Config
 
 CONTENT_TYPES: dict[str, str] = {
     "html": "text/html; charset=utf-8",

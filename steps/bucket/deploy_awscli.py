@@ -31,8 +31,17 @@ def aws_executable() -> str:
 
 def deploy(ctx: StepContext, bucket: str) -> DeployReport:
     source = ctx.checkout / ctx.config.build_dir
-    argv = [aws_executable(), "s3", "sync", str(source), f"s3://{bucket}", "--delete", "--no-progress",
-            "--region", ctx.config.aws_region]  # fmt: skip
+    argv = [
+        aws_executable(),
+        "s3",
+        "sync",
+        str(source),
+        f"s3://{bucket}",
+        "--delete",
+        "--no-progress",
+        "--region",
+        ctx.config.aws_region,
+    ]
     if ctx.config.aws_endpoint_url:
         argv += ["--endpoint-url", ctx.config.aws_endpoint_url]
     result = shell.run(argv, cwd=ctx.checkout, env=aws_env(ctx), timeout=SYNC_TIMEOUT_SECONDS)

@@ -32,7 +32,8 @@ from steps.base import StepContext, StepError
 from steps.bucket.content_types import CachePolicy, content_type
 from steps.bucket.plan import LocalFile, Plan, RemoteObject, keys_needing_stored_md5, make_plan
 from steps.bucket.report import DeployReport
-from supervisor.config import Config
+from supervisor.contract.codes import ErrorCode
+from supervisor.contract.config import Config
 
 log = logging.getLogger("steps.deploy")
 
@@ -72,16 +73,20 @@ def deploy_build(
     report = DeployReport("hash", uploaded=len(plan.uploads), skipped=len(plan.skips), deleted=deleted, bytes_sent=sent)
     log.info(
         "deploy to s3://%s: %d uploaded, %d skipped, %d deleted, %d bytes sent",
-        bucket, report.uploaded, report.skipped, report.deleted, sent,
+        bucket,
+        report.uploaded,
+        report.skipped,
+        report.deleted,
+        sent,
         extra={"uploaded": report.uploaded, "skipped": report.skipped, "deleted": deleted, "bytesSent": sent},
-    )  # fmt: skip
+    )
     return report
 
 
 def plan_deploy(build_dir: Path, bucket: str, client: S3Client, *, force: bool = False) -> Plan:
     """Read-only: what a deploy of build_dir to bucket would do (also `bin/redeploy --dry-run`)."""
     if not build_dir.is_dir():  # before any request: a failed build never reaches the bucket
-        raise StepError("DEPLOY_FAILED", f"build folder {build_dir} is missing: nothing deployed")
+        raise StepError(ErrorCode.DEPLOY_FAILED, f"build folder {build_dir} is missing: nothing deployed")
     with ThreadPoolExecutor(max_workers=1) as lister:
         listing = lister.submit(list_bucket, client, bucket)  # the bucket answers while we read the build
         local = hash_files(built_files(build_dir))
@@ -106,7 +111,7 @@ def built_files(build_dir: Path) -> dict[str, Path]:
                 continue
             files[path.relative_to(build_dir).as_posix()] = path
     if not files:
-        raise StepError("DEPLOY_FAILED", f"build folder {build_dir} is empty: nothing deployed")
+        raise StepError(ErrorCode.DEPLOY_FAILED, f"build folder {build_dir} is empty: nothing deployed")
     return files
 
 
@@ -114,7 +119,7 @@ def hash_files(paths: dict[str, Path]) -> dict[str, LocalFile]:
     try:
         return {key: LocalFile(key, path, path.stat().st_size, file_md5(path)) for key, path in paths.items()}
     except OSError as error:
-        raise StepError("DEPLOY_FAILED", f"reading the build: {error}") from None
+        raise StepError(ErrorCode.DEPLOY_FAILED, f"reading the build: {error}") from None
 
 
 def file_md5(path: Path) -> str:
@@ -174,7 +179,7 @@ def delete_all(client: S3Client, bucket: str, keys: list[str]) -> int:
         if errors:
             first = errors[0]
             raise StepError(
-                "DEPLOY_FAILED",
+                ErrorCode.DEPLOY_FAILED,
                 f"deploy to s3://{bucket}: {len(errors)} stale objects not deleted, "
                 f"first {first.get('Key')}: {first.get('Code')} {first.get('Message')}",
             )
@@ -188,4 +193,4 @@ def s3_errors(bucket: str) -> Iterator[None]:
         yield
     except (BotoCoreError, ClientError, S3UploadFailedError, OSError) as error:
         reason = " ".join(str(error).split())  # some botocore messages span lines
-        raise StepError("DEPLOY_FAILED", f"deploy to s3://{bucket}: {reason}"[:500]) from None
+        raise StepError(ErrorCode.DEPLOY_FAILED, f"deploy to s3://{bucket}: {reason}"[:500]) from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from supervisor.agent_config import AgentConfig
+from supervisor.contract.agent_config import AgentConfig
 
 
 def agent_argv(agent: AgentConfig, instruction: str, *, session_id: str, resume: bool) -> list[str]:

@@ -13,8 +13,8 @@ import boto3
 
 from steps.claude.memory import AgentState
 from steps.processes import shell
-from supervisor.agent_config import AgentConfig
-from supervisor.messages import Command
+from supervisor.contract.agent_config import AgentConfig
+from supervisor.contract.command import Command
 
 # Model credentials; shell.SECRET_VARIABLES keeps them from every other command.
 AGENT_CREDENTIALS = frozenset({"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"})

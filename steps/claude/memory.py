@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor.files import write_atomic
-from supervisor.messages import Command
+from supervisor.common.files import write_atomic
+from supervisor.contract.command import Command
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from steps.git.repair import broken_states, repair
 from steps.git.repo import Git
 from steps.git.sessions import drop_stash, restore_session, session_stashes
 from steps.processes.shell import CommandFailed
-from supervisor.config import Config, ConfigError, load_config
-from supervisor.logs import setup_logging
+from supervisor.common.logs import setup_logging
+from supervisor.contract.config import Config, ConfigError, load_config
 
 LOCK_WAIT_SECONDS = 5.0
 
@@ -72,8 +72,11 @@ def _find_stash(git: Git, prefix: str) -> str:
 
 
 def _stash(argv: Sequence[str] | None) -> int:
-    parser = argparse.ArgumentParser(prog="stash", description="The session stashes of a checkout: uncommitted "
-                                     "changes put aside for the session branch they belong to.")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="stash",
+        description="The session stashes of a checkout: uncommitted "
+        "changes put aside for the session branch they belong to.",
+    )
     _checkout_argument(parser)
     actions = parser.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="every session stash: id, branch, command, date")
@@ -112,8 +115,10 @@ def _stash(argv: Sequence[str] | None) -> int:
 
 
 def _push_pending(argv: Sequence[str] | None) -> int:
-    parser = argparse.ArgumentParser(prog="push-pending", description="Push every branch whose commits could "
-                                     "not reach the remote (recorded as pending by a worker).")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="push-pending",
+        description="Push every branch whose commits could not reach the remote (recorded as pending by a worker).",
+    )
     _checkout_argument(parser)
     args = parser.parse_args(argv)
     config, git = _open(args.checkout)
@@ -125,7 +130,7 @@ def _push_pending(argv: Sequence[str] | None) -> int:
         outcomes = push_pending(git, config, ledger)
     for branch, outcome in outcomes.items():
         print(f"{branch}: {outcome}")
-    return 0 if all(not o.startswith("still pending") for o in outcomes.values()) else 1
+    return 0 if all(outcome.pending is None for outcome in outcomes.values()) else 1
 
 
 def _workspace(argv: Sequence[str] | None) -> int:
@@ -154,9 +159,12 @@ def _workspace(argv: Sequence[str] | None) -> int:
 
 
 def _repair(argv: Sequence[str] | None) -> int:
-    parser = argparse.ArgumentParser(prog="repair", description="Repair what a crash left in a checkout (an "
-                                     "unfinished rebase/merge/cherry-pick, stale locks, a detached HEAD, a stash "
-                                     "cut short), as a worker does before each command.")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="repair",
+        description="Repair what a crash left in a checkout (an "
+        "unfinished rebase/merge/cherry-pick, stale locks, a detached HEAD, a stash "
+        "cut short), as a worker does before each command.",
+    )
     _checkout_argument(parser)
     args = parser.parse_args(argv)
     _, git = _open(args.checkout)

@@ -16,8 +16,8 @@ from steps.base import StepError
 from steps.bucket import deploy_hash
 from steps.bucket.content_types import CachePolicy
 from steps.bucket.plan import Plan
-from supervisor.config import Config, ConfigError, load_config
-from supervisor.logs import setup_logging
+from supervisor.common.logs import setup_logging
+from supervisor.contract.config import Config, ConfigError, load_config
 
 PROG = "redeploy"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130

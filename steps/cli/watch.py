@@ -20,9 +20,9 @@ from watchfiles import DefaultFilter, watch
 from steps import build, deploy
 from steps.base import StepContext, StepError
 from steps.git.repo import Git
-from supervisor.config import ConfigError, load_config
-from supervisor.logs import setup_logging
-from supervisor.messages import parse_command
+from supervisor.common.logs import setup_logging
+from supervisor.contract.command import parse_command
+from supervisor.contract.config import ConfigError, load_config
 
 log = logging.getLogger("steps.cli.watch")
 
@@ -36,8 +36,14 @@ class SiteFilter(DefaultFilter):
 
 def _context(checkout: Path, client_id: str) -> StepContext:
     config = load_config(require_input_queue=False)
-    body = {"instruction": "local rebuild", "commandId": "watch", "chatThreadId": "watch", "clientId": client_id,
-            "userId": "local", "repoUrl": str(checkout)}  # fmt: skip
+    body = {
+        "instruction": "local rebuild",
+        "commandId": "watch",
+        "chatThreadId": "watch",
+        "clientId": client_id,
+        "userId": "local",
+        "repoUrl": str(checkout),
+    }
     return StepContext(config, parse_command(json.dumps(body)), checkout, Git(checkout, config))
 
 
@@ -54,8 +60,10 @@ def rebuild(ctx: StepContext, with_deploy: bool) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="watch", description="Rebuild a site checkout whenever its files change "
-                                     "(BUILD_COMMAND into BUILD_DIR); Ctrl-C stops.")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="watch",
+        description="Rebuild a site checkout whenever its files change (BUILD_COMMAND into BUILD_DIR); Ctrl-C stops.",
+    )
     parser.add_argument("checkout", type=Path, help="the site folder (a git checkout with package.json)")
     parser.add_argument("--deploy", action="store_true", help="also deploy each good build (DEPLOY_STRATEGY)")
     parser.add_argument("--client-id", default="local", help="names the bucket for --deploy (default: local)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from supervisor.messages import Command
+from supervisor.contract.command import Command
 
 SUBJECT_LIMIT = 72
 FILES_LISTED = 200

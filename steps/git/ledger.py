@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from supervisor.files import write_atomic
+from supervisor.common.files import write_atomic
 
 
 class Ledger:

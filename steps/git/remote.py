@@ -19,20 +19,49 @@ from steps.base import StepError
 from steps.git.ledger import Ledger
 from steps.git.repo import Git
 from steps.processes.shell import CommandFailed, CommandTimedOut
-from supervisor.config import Config
+from supervisor.contract.codes import ErrorCode
+from supervisor.contract.config import Config
 
 log = logging.getLogger("steps.push")
 PUSH_TIMEOUT_SECONDS = 300
 MAX_REBASES = 3
 
-NON_FAST_FORWARD = ("non-fast-forward", "fetch first", "tip of your current branch is behind",
-                    "remote contains work that you do", "stale info", "! [rejected]")  # fmt: skip
-PERMANENT = ("authentication failed", "permission denied", "403", "[remote rejected]", "protected branch",
-             "invalid username or password", "repository not found")  # fmt: skip
-TRANSIENT = ("could not resolve host", "timed out", "connection refused", "connection reset", "hung up",
-             "early eof", "rpc failed", "returned error: 5", "unable to access", "could not read from remote",
-             "does not appear to be a git repository", "network is unreachable", "temporary failure",
-             "internal server error", "bad gateway", "service unavailable", "gateway time")  # fmt: skip
+NON_FAST_FORWARD = (
+    "non-fast-forward",
+    "fetch first",
+    "tip of your current branch is behind",
+    "remote contains work that you do",
+    "stale info",
+    "! [rejected]",
+)
+PERMANENT = (
+    "authentication failed",
+    "permission denied",
+    "403",
+    "[remote rejected]",
+    "protected branch",
+    "invalid username or password",
+    "repository not found",
+)
+TRANSIENT = (
+    "could not resolve host",
+    "timed out",
+    "connection refused",
+    "connection reset",
+    "hung up",
+    "early eof",
+    "rpc failed",
+    "returned error: 5",
+    "unable to access",
+    "could not read from remote",
+    "does not appear to be a git repository",
+    "network is unreachable",
+    "temporary failure",
+    "internal server error",
+    "bad gateway",
+    "service unavailable",
+    "gateway time",
+)
 
 
 def classify(output: str) -> str:
@@ -47,6 +76,24 @@ def classify(output: str) -> str:
     return "permanent"
 
 
+@dataclass(frozen=True)
+class PushOutcome:
+    """How a push ended without an error: pushed as is, or (after a rebase conflict) to a conflict
+    branch; `pending` when the remote stayed unreachable and the branch waits for the next command."""
+
+    conflict_branch: str | None = None
+    pending: str | None = None  # why it is still pending
+
+    @property
+    def pushed(self) -> bool:
+        return self.conflict_branch is None and self.pending is None
+
+    def __str__(self) -> str:
+        if self.pending is not None:
+            return f"still pending: {self.pending}"
+        return f"pushed to {self.conflict_branch}" if self.conflict_branch else "pushed"
+
+
 @dataclass
 class Pusher:
     git: Git
@@ -54,17 +101,23 @@ class Pusher:
     ledger: Ledger
     sleep: object = time.sleep  # replaced in unit tests
 
-    def push(self, branch: str) -> str:
-        """Push `branch`; returns "pushed" or "conflict:{branch}-conflict-{n}"; raises StepError."""
+    def push(self, branch: str) -> PushOutcome:
+        """Push `branch` (to a conflict branch when its rebase conflicts); raises StepError."""
         deadline = time.monotonic() + self.config.push_retry_seconds
         attempt = rebases = 0
         while True:
             attempt += 1
             try:
-                self.git.run("push", "--porcelain", "origin", f"refs/heads/{branch}:refs/heads/{branch}",
-                             credentials=True, timeout=PUSH_TIMEOUT_SECONDS)  # fmt: skip
+                self.git.run(
+                    "push",
+                    "--porcelain",
+                    "origin",
+                    f"refs/heads/{branch}:refs/heads/{branch}",
+                    credentials=True,
+                    timeout=PUSH_TIMEOUT_SECONDS,
+                )
                 self.ledger.remove_pending(branch)
-                return "pushed"
+                return PushOutcome()
             except CommandTimedOut as error:
                 kind, reason = "transient", str(error)
             except CommandFailed as error:
@@ -75,7 +128,7 @@ class Pusher:
                 log.info("push rejected: the remote branch moved; rebasing onto it", extra={"branch": branch})
                 conflict_branch = self._rebase_onto_remote(branch)
                 if conflict_branch:
-                    return f"conflict:{conflict_branch}"
+                    return PushOutcome(conflict_branch=conflict_branch)
                 continue
             if kind == "transient" and time.monotonic() < deadline:
                 delay = min(30.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
@@ -87,23 +140,38 @@ class Pusher:
                 continue
             if kind == "transient":
                 self.ledger.add_pending(branch)
-                raise StepError("PUSH_FAILED", f"remote unreachable ({_last_line(reason)}); the commits are kept "
-                                f"locally and {branch} will be pushed by the next command")  # fmt: skip
-            raise StepError("PUSH_FAILED", f"push of {branch} refused: {_last_line(reason)}")
+                raise StepError(
+                    ErrorCode.PUSH_FAILED,
+                    f"remote unreachable ({_last_line(reason)}); the commits are kept "
+                    f"locally and {branch} will be pushed by the next command",
+                )
+            raise StepError(ErrorCode.PUSH_FAILED, f"push of {branch} refused: {_last_line(reason)}")
 
     def _rebase_onto_remote(self, branch: str) -> str | None:
         """Rebase `branch` onto the remote's; on a conflict push it to a conflict branch and return that."""
         git = self.git
-        git.run("fetch", "--quiet", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}",
-                credentials=True, timeout=PUSH_TIMEOUT_SECONDS)  # fmt: skip
+        git.run(
+            "fetch",
+            "--quiet",
+            "origin",
+            f"+refs/heads/{branch}:refs/remotes/origin/{branch}",
+            credentials=True,
+            timeout=PUSH_TIMEOUT_SECONDS,
+        )
         upstream = f"refs/remotes/origin/{branch}"
         rebased = git.run("rebase", "--quiet", upstream, branch, ok_codes=range(256))
         if rebased.exit_code == 0:
             return None
         git.run("rebase", "--abort", ok_codes=range(256))
         conflict = self._free_conflict_name(branch)
-        git.run("push", "--quiet", "origin", f"refs/heads/{branch}:refs/heads/{conflict}",
-                credentials=True, timeout=PUSH_TIMEOUT_SECONDS)  # fmt: skip
+        git.run(
+            "push",
+            "--quiet",
+            "origin",
+            f"refs/heads/{branch}:refs/heads/{conflict}",
+            credentials=True,
+            timeout=PUSH_TIMEOUT_SECONDS,
+        )
         # The work is safe on the conflict branch; the session goes on from the remote's version.
         git.run("checkout", "--quiet", branch)
         git.run("reset", "--quiet", "--hard", upstream)
@@ -124,7 +192,7 @@ def _last_line(text: str) -> str:
     return lines[-1][:300] if lines else "no output"
 
 
-def push_pending(git: Git, config: Config, ledger: Ledger) -> dict[str, str]:
+def push_pending(git: Git, config: Config, ledger: Ledger) -> dict[str, PushOutcome]:
     """Push every branch recorded as pending; returns branch → outcome (failures stay pending)."""
     outcomes = {}
     for branch in ledger.pending_pushes():
@@ -134,5 +202,5 @@ def push_pending(git: Git, config: Config, ledger: Ledger) -> dict[str, str]:
         try:
             outcomes[branch] = Pusher(git, config, ledger).push(branch)
         except StepError as error:
-            outcomes[branch] = f"still pending: {error}"
+            outcomes[branch] = PushOutcome(pending=str(error))
     return outcomes

@@ -7,18 +7,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from steps.processes import shell
-from supervisor.config import Config
+from supervisor.contract.config import Config
 
 ASKPASS = Path(__file__).with_name("git-askpass")
 # ext:: and fd:: can run commands; only the transports a site remote really uses are allowed.
 ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
 FIXED_OPTIONS = (
-    "-c", "core.quotepath=off",
-    "-c", "commit.gpgsign=false",
-    "-c", "color.ui=false",
-    "-c", "advice.detachedHead=false",
-    "-c", "credential.helper=",
-)  # fmt: skip
+    "-c",
+    "core.quotepath=off",
+    "-c",
+    "commit.gpgsign=false",
+    "-c",
+    "color.ui=false",
+    "-c",
+    "advice.detachedHead=false",
+    "-c",
+    "credential.helper=",
+)
 
 
 @dataclass(frozen=True)

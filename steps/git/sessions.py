@@ -17,7 +17,7 @@ from steps.base import StepContext
 from steps.git.commit_message import commit_message
 from steps.git.ledger import Ledger
 from steps.git.repo import Git
-from supervisor.messages import Command
+from supervisor.contract.command import Command
 
 log = logging.getLogger("steps.git.sessions")
 STASH_PREFIX = "webordinary:"
@@ -125,8 +125,10 @@ def settle_leftovers(ctx: StepContext, ledger: Ledger) -> dict[str, str]:
         git.run("add", "--all")
         message = commit_message(died, git.staged_paths(), wip=True)
         git.run("commit", "--quiet", "--no-verify", "--cleanup=verbatim", "--file", "-", stdin=message)
-        log.warning("a command died here; its edits are committed as WIP on its branch",
-                    extra={"branch": branch, "diedCommandId": died.command_id})  # fmt: skip
+        log.warning(
+            "a command died here; its edits are committed as WIP on its branch",
+            extra={"branch": branch, "diedCommandId": died.command_id},
+        )
         return {"leftovers": f"committed as WIP of {died.command_id} on {branch}"}
     sha = stash_changes(git, ledger, branch, None)
     return {"leftovers": f"stashed for {branch} ({sha[:12]})"}

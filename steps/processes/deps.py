@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from steps.processes import shell
-from supervisor.files import write_atomic
+from supervisor.common.files import write_atomic
 
 log = logging.getLogger("steps.processes.deps")
 STAMP_NAME = ".webordinary-install.sha256"

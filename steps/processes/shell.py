@@ -18,8 +18,8 @@ from pathlib import Path
 
 import sh
 
-from supervisor.logs import current_context, log_context
-from supervisor.proctree import terminate_tree
+from supervisor.common.logs import current_context, log_context
+from supervisor.common.proctree import terminate_tree
 
 log = logging.getLogger("steps.processes.shell")
 

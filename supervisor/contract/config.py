@@ -11,9 +11,9 @@ import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
-from supervisor import env_values as ev
-from supervisor.agent_config import AgentConfig, load_agent_config
-from supervisor.env_values import ConfigError
+from supervisor.contract import env_values as ev
+from supervisor.contract.agent_config import AgentConfig, load_agent_config
+from supervisor.contract.env_values import ConfigError
 
 __all__ = ["Config", "ConfigError", "load_config", "load_config_or_exit"]
 

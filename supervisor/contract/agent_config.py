@@ -15,8 +15,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from supervisor import env_values as ev
-from supervisor.env_values import ConfigError
+from supervisor.contract import env_values as ev
+from supervisor.contract.env_values import ConfigError
 
 PERMISSION_MODES = ("acceptEdits", "auto", "bypassPermissions", "dontAsk", "manual", "plan")
 

@@ -5,22 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from supervisor.messages import Command
+from supervisor.contract.codes import ErrorCode
+from supervisor.contract.command import Command
 
-ERROR_CODES = frozenset(
-    {
-        "INVALID_MESSAGE",
-        "AGENT_FAILED",
-        "AGENT_TIMEOUT",
-        "BUILD_FAILED",
-        "DEPLOY_FAILED",
-        "PUSH_FAILED",
-        "GIT_CONFLICT",
-        "INTERRUPTED",
-        "WORKER_DIED",
-        "INTERNAL",
-    }
-)
+ERROR_CODES = frozenset(ErrorCode)
 MAX_SUMMARY_CHARS = 16_000
 MAX_FILES_LISTED = 2_000
 
@@ -120,7 +108,7 @@ def invalid_message_response(command_id: str, session_id: str | None, reason: st
         "pushSuccess": False,
         "interrupted": False,
         "error": reason,
-        "errorCode": "INVALID_MESSAGE",
+        "errorCode": ErrorCode.INVALID_MESSAGE,
         "durationMs": 0,
         "steps": [],
     }
