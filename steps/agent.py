@@ -157,10 +157,9 @@ def run(ctx: StepContext) -> StepResult:
     denials = report["permissionDenials"]
     if denials:
         ctx.warnings.append(f"the agent was not allowed to: {_refused(denials)}"[:MAX_ERROR_CHARS])
-    log.info(
-        "agent finished",
-        extra={k: v for k, v in report.items() if k != "permissionDenials"} | {"denials": len(denials)},
-    )
+    # The CLI's session id under its own name: `sessionId` in a log line is the chat's (CONTRACT §2).
+    summary = {"agentSessionId": report["sessionId"], "resumed": report["resumed"], "numTurns": report["numTurns"]}
+    log.info("agent finished", extra={**summary, "costUsd": report["costUsd"], "denials": len(denials)})
     reason = _failure_reason(outcome)
     if reason:
         raise StepError(ErrorCode.AGENT_FAILED, reason[:MAX_ERROR_CHARS])

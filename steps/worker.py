@@ -34,15 +34,36 @@ log = logging.getLogger("steps.worker")
 
 
 class Stopped(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived: unwind like Ctrl-C (each running command's tree is ended on the way out)."""
+    """SIGINT or SIGTERM arrived: unwind like Ctrl-C."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
 
-def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
-    raise Stopped(signum)
+class _Signals:
+    """Who ends the tree when we are stopped, and no second signal cutting that short.
+
+    With our supervisor alive, its ladder (supervisor/pool.py) signals every process of our tree: we
+    just leave. When it died (PR_SET_PDEATHSIG sent us SIGTERM), nobody else will: our command's tree is
+    ended on the way out (steps/processes/shell.py), and later signals are ignored until we are gone.
+    """
+
+    def __init__(self, supervisor_pid: int):
+        self.supervisor_pid = supervisor_pid
+        self.stopping = False
+
+    def supervisor_alive(self) -> bool:
+        return self.supervisor_pid != 0 and os.getppid() == self.supervisor_pid
+
+    def on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if self.stopping:
+            return  # already on the way out
+        self.stopping = True
+        raise Stopped(signum)
+
+    def ends_tree(self, error: BaseException) -> bool:
+        return not (isinstance(error, Stopped) and self.supervisor_alive())
 
 
 def read_job(text: str) -> tuple[str, Command, dict[str, Any]]:
@@ -59,11 +80,17 @@ def main() -> int:
     # Our descendants stay findable even when their parent dies; if the supervisor dies, so do we.
     become_subreaper()
     hide_environment()
-    die_with_parent(signal.SIGTERM, expected_parent=int(os.environ.get(PARENT_PID_VARIABLE, "0") or 0))
-    signal.signal(signal.SIGINT, _raise_stopped)
-    signal.signal(signal.SIGTERM, _raise_stopped)
+    supervisor_pid = int(os.environ.get(PARENT_PID_VARIABLE, "0") or 0)
+    die_with_parent(signal.SIGTERM, expected_parent=supervisor_pid)
+    signals = _Signals(supervisor_pid)
+    signal.signal(signal.SIGINT, signals.on_signal)
+    signal.signal(signal.SIGTERM, signals.on_signal)
+    shell.ends_tree_on_interrupt = signals.ends_tree
     shell.interrupt_grace = config.interrupt_grace_seconds
-    text = sys.stdin.read()  # a spare worker waits here, imports done, until it is given a job
+    try:
+        text = sys.stdin.read()  # a spare worker waits here, imports done, until it is given a job
+    except Stopped:
+        return WorkerExit.OK  # a spare stopped before it had a job: nothing to report
     if not text.strip():
         return WorkerExit.OK  # dismissed without a job
     try:

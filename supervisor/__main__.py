@@ -10,7 +10,7 @@ from supervisor.common.logs import setup_logging
 from supervisor.common.proctree import become_subreaper, hide_environment
 from supervisor.contract.config import load_config_or_exit
 from supervisor.contract.exit_codes import SupervisorExit
-from supervisor.service import Supervisor
+from supervisor.loop import Supervisor
 
 log = logging.getLogger("supervisor")
 

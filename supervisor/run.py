@@ -13,8 +13,19 @@ from supervisor.worker_process import WorkerProcess
 
 # A busy agent cannot flood the chat: at most one progress event within a step per this many seconds.
 PROGRESS_INTERVAL_SECONDS = 1.0
-# running: the pipeline worker; interrupting: its tree is being ended; finishing: the WIP worker runs.
-Phase = Literal["running", "interrupting", "finishing"]
+# waiting: received, no worker yet; running: the pipeline worker; interrupting: its tree is being
+# ended; finishing: the worker committing the interrupted work runs.
+Phase = Literal["waiting", "running", "interrupting", "finishing"]
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "waiting": frozenset({"running"}),
+    "running": frozenset({"interrupting"}),
+    "interrupting": frozenset({"finishing"}),
+    "finishing": frozenset({"interrupting"}),  # a cold stop ends the finishing worker too
+}
+
+
+class PhaseError(RuntimeError):
+    """A run was asked to move to a phase it cannot reach from where it is: a bug in the loop."""
 
 
 @dataclass
@@ -22,7 +33,7 @@ class Run:
     command: Command
     message: Received
     worker: WorkerProcess | None = None
-    phase: Phase = "running"
+    phase: Phase = "waiting"
     started: float = field(default_factory=time.monotonic)
     step: str | None = None
     step_started: float = 0.0
@@ -37,6 +48,12 @@ class Run:
     @property
     def workspace(self) -> tuple[str, str, str]:
         return self.command.workspace_key
+
+    def move_to(self, phase: Phase) -> None:
+        """The one way a run changes phase; only the transitions in TRANSITIONS are allowed."""
+        if phase not in TRANSITIONS[self.phase]:
+            raise PhaseError(f"{self.command.command_id}: {self.phase} → {phase} is not a transition")
+        self.phase = phase
 
     def on_step_event(self, event: dict[str, Any]) -> None:
         name = event.get("step")

@@ -32,3 +32,32 @@ def read_status(path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"{path} does not hold a status object")
     return value
+
+
+def status_report(supervisor: Any) -> dict[str, Any]:
+    """What `bin/status` shows: the supervisor's workers and the commands waiting for one."""
+    workers = [
+        {
+            "workspace": "/".join(run.workspace),
+            "commandId": run.command.command_id,
+            "sessionId": run.command.session_id,
+            "branch": run.command.branch,
+            "phase": run.phase,
+            "step": run.step,
+            "workerPid": run.worker.pid if run.worker else None,
+            "elapsedSeconds": round(run.elapsed(), 1),
+        }
+        for run in supervisor.router.running.values()
+    ]
+    waiting = [
+        {"workspace": "/".join(run.workspace), "commandId": run.command.command_id}
+        for run in supervisor.router.waiting.values()
+    ]
+    return {
+        "pid": os.getpid(),
+        "stopping": supervisor.shutdown.stopping,
+        "maxWorkers": supervisor.config.max_workers,
+        "handled": supervisor.answers.handled,
+        "workers": workers,
+        "waiting": waiting,
+    }

@@ -62,6 +62,16 @@ command_seconds = 0.0
 interrupt_grace = 2.0
 
 
+def _always(_error: BaseException) -> bool:
+    return True
+
+
+# Whether an exception that interrupts a running command means we end the command's tree. Yes by
+# default (Ctrl-C in bin/watch: nobody else will); a worker answers no while its supervisor lives,
+# since the supervisor's ladder already reaches every process of the tree (steps/worker.py).
+ends_tree_on_interrupt: Callable[[BaseException], bool] = _always
+
+
 AWS_CREDENTIAL_VARIABLES = frozenset(
     name for name in SECRET_VARIABLES if name.startswith("AWS_") and name != "AWS_BEARER_TOKEN_BEDROCK"
 )
@@ -200,10 +210,11 @@ def run(
         if not stopped_after_output.is_set():
             raise CommandFailed(argv, error.exit_code, list(tail)) from None
         log.warning("%s lingered %gs after its output was complete; ended it", name, linger)
-    except BaseException:
-        # Interrupted (or any other way out): the command got the same SIGINT, so it has the grace to
-        # stop by itself before the ladder goes on; nothing is left running behind us.
-        terminate_tree(process.pid, grace=interrupt_grace, first_signal=signal.SIGINT)
+    except BaseException as error:
+        # Interrupted (or any other way out): one ladder per tree. Ours (SIGINT, grace, SIGTERM, SIGKILL)
+        # unless whoever interrupted us is ending the whole tree already (a worker's supervisor).
+        if ends_tree_on_interrupt(error):
+            terminate_tree(process.pid, grace=interrupt_grace, first_signal=signal.SIGINT)
         raise
     finally:
         for timer in timers:

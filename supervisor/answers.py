@@ -1,0 +1,74 @@
+"""How each way a command can end is answered: its final response, a dead worker, an interrupted or
+superseded command, an invalid message. Decides the response; `Delivery` carries it out."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from supervisor.common.logs import log_context
+from supervisor.contract.codes import ErrorCode
+from supervisor.contract.command import InvalidMessage, read_ids
+from supervisor.contract.config import Config
+from supervisor.contract.responses import failure_response, invalid_message_response
+from supervisor.delivery import Delivery
+from supervisor.queues import Received
+from supervisor.run import Run
+
+log = logging.getLogger("supervisor")
+WORKER_DIED_RETRY_SECONDS = 10
+
+
+def log_context_of(run: Run) -> Any:
+    return log_context(commandId=run.command.command_id, sessionId=run.command.session_id)
+
+
+class Answers:
+    def __init__(self, config: Config, delivery: Delivery):
+        self.config = config
+        self.delivery = delivery
+        self.handled = 0  # commands answered and deleted
+
+    def final(self, run: Run, response: dict[str, Any]) -> None:
+        if self.delivery.answer(run.message, response):
+            self.handled += 1
+            log.info("command finished", extra={"success": response["success"], "errorCode": response["errorCode"]})
+
+    def worker_died(self, run: Run, code: int) -> None:
+        how = f"signal {-code}" if code < 0 else f"exit code {code}"
+        log.error("worker died without a result", extra={"exit": how})
+        self.delivery.send(self._failure(run, ErrorCode.WORKER_DIED, f"the worker ended unexpectedly ({how})"))
+        # Left for redelivery: the queue's redrive policy dead-letters a message that keeps killing workers.
+        self.delivery.retry_later(run.message, WORKER_DIED_RETRY_SECONDS * max(1, run.message.receive_count))
+
+    def finish_interrupted(self, run: Run, result: dict[str, Any] | None, code: int) -> None:
+        reason = f"{run.interrupt_reason}; the interrupted edits were not committed (exit {code})"
+        response = result or self._failure(run, ErrorCode.INTERRUPTED, reason)
+        response["interrupted"] = True
+        if run.return_message:  # shutdown: the command is unfinished; another consumer runs it again
+            log.info("interrupted by shutdown; message returned to the queue", extra={"commit": response["commit"]})
+            self.delivery.give_back(run.message)
+            return
+        self.final(run, response)
+
+    def superseded(self, run: Run, reason: str) -> None:
+        """A command that never started because a newer one for its workspace arrived."""
+        with log_context_of(run):
+            response = self._failure(run, ErrorCode.INTERRUPTED, reason)
+            response["interrupted"] = True
+            self.final(run, response)
+
+    def reject(self, message: Received, error: InvalidMessage) -> None:
+        command_id, session_id = read_ids(message.body)
+        with log_context(commandId=command_id, sessionId=session_id):
+            log.warning("invalid message: %s", error.reason, extra={"messageId": message.message_id})
+            # With no DLQ_URL the queue's redrive policy dead-letters it; answer only the first delivery.
+            answer = command_id and (self.config.dlq_url or message.receive_count <= 1)
+            if answer and not self.delivery.send(invalid_message_response(command_id, session_id, error.reason)):
+                self.delivery.leases.release(message)
+                return  # left in the queue: answered and dead-lettered on a later delivery
+            self.delivery.dead_letter(message, error.reason)
+
+    def _failure(self, run: Run, code: ErrorCode, error: str) -> dict[str, Any]:
+        preview = self.config.preview_url_for(run.command.client_id)
+        return failure_response(run.command, preview_url=preview, error_code=code, error=error)

@@ -1,0 +1,47 @@
+"""What the supervisor's threads tell its loop. Threads only put these on the loop's queue; the loop
+alone acts on them (changes a Run, talks to SQS, reaps)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from supervisor.queues import Received
+from supervisor.run import Run
+from supervisor.worker_process import WorkerProcess
+
+
+@dataclass(frozen=True)
+class MessageReceived:
+    """The poller took a message off the input queue (its lease is already held)."""
+
+    message: Received
+
+
+@dataclass(frozen=True)
+class WorkerReported:
+    """A step or progress event a worker wrote to its pipe."""
+
+    run: Run
+    worker_pid: int
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WorkerExited:
+    """A worker's process ended; its result, if it wrote one, is on `worker.result`."""
+
+    run: Run
+    worker: WorkerProcess
+    code: int
+
+
+@dataclass(frozen=True)
+class TreeEnded:
+    """Nothing of an interrupted worker's process tree is left; `signals` says what it took."""
+
+    run: Run
+    signals: dict[str, int]
+
+
+LoopEvent = MessageReceived | WorkerReported | WorkerExited | TreeEnded

@@ -1,0 +1,249 @@
+"""The supervisor's event loop: it alone makes decisions, changes runs and talks to SQS.
+
+Threads only wait and post typed events (supervisor/events.py): the poller (a long poll, continuously),
+the pool's waiters and interrupters (supervisor/pool.py); the lease keeper renews visibility. Each
+event is dispatched here; `routing.Router` decides what runs where, `delivery.Delivery` carries out
+every message outcome, `shutdown.Shutdown` keeps the stop deadlines, checked on every tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from supervisor.answers import Answers, log_context_of
+from supervisor.contract.command import InvalidMessage, parse_command
+from supervisor.contract.config import Config
+from supervisor.contract.exit_codes import SupervisorExit
+from supervisor.contract.responses import progress_event
+from supervisor.delivery import Delivery
+from supervisor.events import LoopEvent, MessageReceived, TreeEnded, WorkerExited, WorkerReported
+from supervisor.leases import Leases
+from supervisor.poller import Poller
+from supervisor.pool import WorkerPool
+from supervisor.queues import Queues, Received
+from supervisor.routing import Router
+from supervisor.run import Run
+from supervisor.shutdown import Shutdown
+from supervisor.status import status_path, status_report, write_status
+
+log = logging.getLogger("supervisor")
+TICK_SECONDS = 0.5
+PoolFactory = Callable[[Callable[[LoopEvent], None]], WorkerPool]
+
+
+class Supervisor:
+    def __init__(
+        self,
+        config: Config,
+        queues: Queues | None = None,
+        *,
+        pool: PoolFactory = WorkerPool,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.config = config
+        self.queues = queues or Queues(config)
+        self.leases = Leases(self.queues, lease_seconds=config.visibility_timeout_seconds)
+        self.delivery = Delivery(self.queues, self.leases)
+        self.answers = Answers(config, self.delivery)
+        self.events: queue.Queue[LoopEvent] = queue.Queue()
+        self.router = Router(config.max_workers)
+        self.shutdown = Shutdown(config.shutdown_grace_seconds, config.interrupt_grace_seconds)
+        self.pool = pool(self.events.put)
+        self.clock = clock
+        self._signals: list[int] = []  # appended by signal handlers, read by the loop (no locks there)
+        self.poller_stop = threading.Event()
+        self._next_tick = 0.0
+        self._status_file = status_path(config.workspace_path)
+
+    # Entry points ---------------------------------------------------------------------------------
+
+    def on_signal(self, signum: int, _frame: object = None) -> None:
+        self._signals.append(signum)
+
+    def run(self) -> int:
+        log.info("supervisor started", extra={"queue": self.config.input_queue_url, "workers": self.config.max_workers})
+        self.leases.start()
+        poller = Poller(self.queues, self.leases, self.delivery, self.events.put, self.poller_stop)
+        poller.start()
+        while not self.finished():
+            self.step(TICK_SECONDS)
+        return self._leave(poller)
+
+    def step(self, timeout: float) -> None:
+        """One turn of the loop: signals, at most one event, the periodic checks."""
+        self._take_signals()
+        try:
+            event = self.events.get(timeout=timeout)
+        except queue.Empty:
+            event = None
+        try:
+            if event is not None:
+                self.dispatch(event)
+            self._tick()
+        except Exception:  # one event's failure (SQS down for a moment) must not end every worker
+            log.exception("supervisor event failed; carrying on", extra={"kind": type(event).__name__})
+
+    def finished(self) -> bool:
+        return self.shutdown.stopping and not self.router.running
+
+    def dispatch(self, event: LoopEvent) -> None:
+        match event:
+            case MessageReceived(message):
+                self._on_message(message)
+            case WorkerReported(run, worker_pid, body):
+                self._on_report(run, worker_pid, body)
+            case WorkerExited(run, worker, code):
+                self._on_exit(run, worker, code)
+            case TreeEnded(run, signals):
+                self._on_tree_ended(run, signals)
+
+    # Events ---------------------------------------------------------------------------------------
+
+    def _on_message(self, message: Received) -> None:
+        try:
+            command = parse_command(message.body, self.config.repo_url)
+        except InvalidMessage as error:
+            self.answers.reject(message, error)
+            return
+        if self.shutdown.stopping:
+            self.delivery.give_back(message)
+            return
+        held = self.router.holding(message.message_id)
+        if held is not None:  # delivered again while we still work on it: keep the newest receipt
+            held.message = message
+            return
+        run = Run(command, message)
+        with log_context_of(run):
+            log.info("command received", extra={"branch": command.branch, "workspace": "/".join(run.workspace)})
+        arrival = self.router.arrive(run)
+        if arrival.superseded is not None:
+            reason = f"superseded by a newer command ({command.command_id}) before it started"
+            self.answers.superseded(arrival.superseded, reason)
+        if arrival.interrupt is not None:
+            self._interrupt(arrival.interrupt, f"a newer command ({command.command_id}) arrived for this workspace")
+        self._start_ready()
+
+    def _on_report(self, run: Run, worker_pid: int, event: dict[str, Any]) -> None:
+        if run.worker is None or run.worker.pid != worker_pid:
+            return  # from a worker already replaced
+        if event["event"] == "step":
+            run.on_step_event(event)
+        if not self.config.progress_events or run.phase != "running":
+            return
+        if event["event"] == "step":
+            self.delivery.send(progress_event(run.command, event["step"], event["status"]))
+        else:
+            fields = {k: v for k, v in event.items() if k not in ("event", "step", "status")}
+            run.queue_progress(progress_event(run.command, str(event.get("step")), str(event.get("status")), **fields))
+            self._send_due_progress(run)
+
+    def _on_exit(self, run: Run, worker: Any, code: int) -> None:
+        self.pool.forget(worker)
+        if worker is not run.worker or run.phase == "interrupting":
+            return  # a replaced worker, or an interrupt that reports through TreeEnded
+        self.pool.end_leftovers(run)
+        with log_context_of(run):
+            if run.phase == "finishing":
+                self.answers.finish_interrupted(run, worker.result, code)
+            elif worker.result is not None:
+                self.answers.final(run, worker.result)
+            else:
+                self.answers.worker_died(run, code)
+        self.router.finished(run)
+        self._start_ready()
+
+    def _on_tree_ended(self, run: Run, signals: dict[str, int]) -> None:
+        took_ms = int((self.clock() - (run.interrupt_started or self.clock())) * 1000)
+        with log_context_of(run):
+            log.info("worker tree ended", extra={"signals": signals, "tookMs": took_ms, "reason": run.interrupt_reason})
+            if self.shutdown.forced:
+                self.delivery.give_back(run.message)
+                self.router.finished(run)
+                return
+            run.move_to("finishing")
+            extra = {"steps": run.steps_when_interrupted(), "reason": run.interrupt_reason}
+            self.pool.start(run, mode="interrupted", extra=extra)
+
+    # Workers --------------------------------------------------------------------------------------
+
+    def _start_ready(self) -> None:
+        if self.shutdown.stopping:
+            return
+        for run in self.router.ready():
+            run.move_to("running")
+            run.started = self.clock()
+            self.pool.start(run, mode="run")
+
+    def _interrupt(self, run: Run, reason: str, *, return_message: bool = False) -> None:
+        """SIGINT → grace → SIGTERM → SIGKILL to the whole tree (the pool's thread); TreeEnded follows."""
+        run.move_to("interrupting")
+        run.interrupt_reason, run.return_message, run.interrupt_started = reason, return_message, self.clock()
+        grace = 0.0 if self.shutdown.forced else self.config.interrupt_grace_seconds
+        processes = self.pool.interrupt(run, grace=grace)
+        with log_context_of(run):
+            log.info("interrupting", extra={"reason": reason, "processes": processes, "step": run.step})
+
+    def _send_due_progress(self, run: Run) -> None:
+        due = run.due_progress(self.clock())
+        if due is not None:
+            self.delivery.send(due)
+
+    # Periodic work and shutdown -------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        now = self.clock()
+        if now < self._next_tick:
+            return
+        self._next_tick = now + TICK_SECONDS
+        runs = list(self.router.running.values())
+        self.pool.track(runs)
+        for run in runs:
+            if run.phase == "running":
+                self._send_due_progress(run)
+        if self.shutdown.interrupt_due(now):
+            for run in runs:
+                if run.phase == "running":
+                    self._interrupt(run, "the supervisor is shutting down", return_message=True)
+        self._write_status()
+
+    def _take_signals(self) -> None:
+        while self._signals:
+            name = signal.Signals(self._signals.pop(0)).name
+            if self.shutdown.begin(self.clock()):
+                log.info("stopping: finishing running work", extra={"signal": name})
+                self.poller_stop.set()
+                for run in self.router.take_waiting():
+                    self.delivery.give_back(run.message)
+            elif self.shutdown.force():
+                log.warning("second stop signal: ending all work now", extra={"signal": name})
+                for run in list(self.router.running.values()):
+                    if run.phase != "interrupting" and run.worker is not None:
+                        self._interrupt(run, "the supervisor was stopped at once", return_message=True)
+
+    def _leave(self, poller: threading.Thread) -> int:
+        # A receive still in flight may deliver messages: they are handed back.
+        poller.join(timeout=max(0.0, self.shutdown.time_left(self.clock()) - 0.5))
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(event, MessageReceived):
+                self.delivery.give_back(event.message)
+        self.leases.stop()
+        self.pool.close()
+        self._write_status()
+        log.info("supervisor stopped", extra={"handled": self.answers.handled, "forced": self.shutdown.forced})
+        return SupervisorExit.FORCED if self.shutdown.forced else SupervisorExit.OK
+
+    def _write_status(self) -> None:
+        try:
+            write_status(self._status_file, status_report(self))
+        except OSError as error:
+            log.warning("could not write the status file: %s", error)

@@ -1,0 +1,101 @@
+"""An in-memory implementation of `Queues` (as dramatiq's StubBroker is of its brokers): the input
+queue with SQS's visibility rules, the output queue and the dead-letter queue as lists. For tests of
+the loop that need no SQS, no network and no process; also handy for trying the supervisor by hand."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from supervisor.queues import Received
+
+
+class ReceiptHandleIsInvalid(Exception):
+    """The receipt handle is not the message's current one (deleted, or received again since)."""
+
+
+@dataclass
+class _Stored:
+    message_id: str
+    body: str
+    visible_at: float = 0.0
+    receive_count: int = 0
+    receipt: str = ""
+
+
+class MemoryQueues:
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.responses: list[dict[str, Any]] = []
+        self.dead_letters: list[tuple[Received, str]] = []
+        self._input: dict[str, _Stored] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Condition()
+
+    # What a test does -----------------------------------------------------------------------------
+
+    def send(self, body: dict[str, Any] | str) -> str:
+        """Put a message on the input queue; returns its id."""
+        with self._lock:
+            message_id = f"m-{next(self._ids)}"
+            self._input[message_id] = _Stored(message_id, body if isinstance(body, str) else json.dumps(body))
+            self._lock.notify_all()
+            return message_id
+
+    def in_flight(self) -> list[str]:
+        """Ids of messages on the input queue that are invisible now."""
+        with self._lock:
+            return [m.message_id for m in self._input.values() if m.visible_at > self.clock()]
+
+    def remaining(self) -> list[str]:
+        with self._lock:
+            return list(self._input)
+
+    # The Queues interface -------------------------------------------------------------------------
+
+    def receive(self, max_messages: int = 1, wait_seconds: float = 0) -> list[Received]:
+        deadline = time.monotonic() + wait_seconds
+        with self._lock:
+            while True:
+                now = self.clock()
+                ready = [m for m in self._input.values() if m.visible_at <= now][:max_messages]
+                if ready or time.monotonic() >= deadline:
+                    break
+                self._lock.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+            received = []
+            for stored in ready:
+                stored.receive_count += 1
+                stored.receipt = f"{stored.message_id}/{stored.receive_count}"
+                stored.visible_at = now + 30
+                received.append(Received(stored.message_id, stored.receipt, stored.body, stored.receive_count))
+            return received
+
+    def respond(self, body: dict[str, Any]) -> bool:
+        json.dumps(body)  # a body SQS could not take fails here as it would there
+        self.responses.append(body)
+        return True
+
+    def dead_letter(self, message: Received, reason: str) -> bool:
+        self.dead_letters.append((message, reason))
+        return True
+
+    def delete(self, message: Received) -> None:
+        with self._lock:
+            self._current(message)
+            del self._input[message.message_id]
+
+    def extend(self, message: Received, seconds: int) -> None:
+        with self._lock:
+            self._current(message).visible_at = self.clock() + seconds
+            self._lock.notify_all()
+
+    def _current(self, message: Received) -> _Stored:
+        stored = self._input.get(message.message_id)
+        if stored is None or stored.receipt != message.receipt_handle:
+            raise ReceiptHandleIsInvalid(message.receipt_handle)
+        return stored

@@ -1,0 +1,44 @@
+"""The poller thread: long-polls the input queue continuously (also while workers run) and posts each
+message to the loop, its lease already held."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from supervisor.delivery import Delivery
+from supervisor.events import LoopEvent, MessageReceived
+from supervisor.leases import Leases
+from supervisor.queues import Queues
+
+log = logging.getLogger("supervisor.poller")
+RECEIVE_RETRY_SECONDS = 2
+
+
+class Poller(threading.Thread):
+    def __init__(
+        self,
+        queues: Queues,
+        leases: Leases,
+        delivery: Delivery,
+        post: Callable[[LoopEvent], None],
+        stop: threading.Event,
+    ):
+        super().__init__(name="poller", daemon=True)
+        self.queues, self.leases, self.delivery, self.post, self.stop = queues, leases, delivery, post, stop
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                messages = self.queues.receive(max_messages=10)
+            except Exception:
+                log.exception("receive failed; retrying")
+                self.stop.wait(RECEIVE_RETRY_SECONDS)
+                continue
+            for message in messages:
+                if self.stop.is_set():  # the loop may be gone already: its last receive is handed back here
+                    self.delivery.give_back(message)
+                    continue
+                self.leases.hold(message)
+                self.post(MessageReceived(message))

@@ -1,0 +1,82 @@
+"""The supervisor's processes: starting workers (one spare ahead of need), waiting for them, and ending
+their trees. Its threads only wait on something and post what happened to the loop.
+
+The one escalation ladder for a worker's tree is `proctree.end_tree`, run here: SIGINT to every process
+(snapshot taken before any signal), INTERRUPT_GRACE_SECONDS, SIGTERM, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from supervisor.common import proctree
+from supervisor.events import LoopEvent, TreeEnded, WorkerExited, WorkerReported
+from supervisor.run import Run
+from supervisor.worker_process import SpareWorkers, WorkerProcess
+
+log = logging.getLogger("supervisor.pool")
+
+
+class WorkerPool:
+    def __init__(self, post: Callable[[LoopEvent], None]):
+        self.post = post
+        self.spares = SpareWorkers()
+        # Workers whose exit status their own waiter collects: the loop's reaping leaves them alone.
+        # Changed by the loop only (start, and forget once it has handled the exit).
+        self.unwaited: set[int] = set()
+
+    def start(self, run: Run, *, mode: str, extra: dict[str, Any] | None = None) -> None:
+        worker = self.spares.take()
+        pid = worker.pid
+
+        def report(event: dict[str, Any]) -> None:  # on the pipe reader's thread: only post
+            if event.get("event") in ("step", "progress"):
+                self.post(WorkerReported(run, pid, event))
+
+        worker.assign(run.command, report, mode=mode, extra=extra)
+        run.worker = worker
+        run.tree = {pid: proctree.creation_time(pid)}
+        self.unwaited.add(pid)
+        threading.Thread(target=self._wait_for, args=(run, worker), name=f"wait-{pid}", daemon=True).start()
+
+    def _wait_for(self, run: Run, worker: WorkerProcess) -> None:
+        self.post(WorkerExited(run, worker, worker.wait()))
+
+    def forget(self, worker: WorkerProcess) -> None:
+        self.unwaited.discard(worker.pid)
+
+    def interrupt(self, run: Run, *, grace: float) -> int:
+        """End the run's whole tree on a thread (TreeEnded follows); returns how many processes it has."""
+        assert run.worker is not None
+        tree = {**run.tree, **proctree.snapshot(run.worker.pid)}  # before any signal: orphans move away
+
+        def end() -> None:
+            self.post(TreeEnded(run, proctree.end_tree(tree, grace=grace, first_signal=signal.SIGINT)))
+
+        threading.Thread(target=end, name=f"interrupt-{run.worker.pid}", daemon=True).start()
+        return len(tree)
+
+    def end_leftovers(self, run: Run) -> list[int]:
+        """After a worker exited: end what is left of its tree and any orphan re-parented to us (workers
+        are subreapers themselves, so an orphan of ours can only come from a worker that died)."""
+        keep = self.unwaited | self.spares.pids()
+        leftovers = {**run.tree, **proctree.adopted_orphans(keep=keep)}
+        survivors = proctree.alive(leftovers)
+        if survivors:
+            log.warning("worker left processes behind; ending them", extra={"pids": survivors})
+            proctree.end_tree(leftovers, grace=0.5, first_signal=signal.SIGTERM, term_grace=0.5)
+        return survivors
+
+    def track(self, runs: list[Run]) -> None:
+        """Refresh each live tree's snapshot (children started since) and collect inherited zombies."""
+        for run in runs:
+            if run.worker is not None and run.phase != "interrupting":
+                run.tree.update(proctree.snapshot(run.worker.pid))
+        proctree.reap_orphans(keep=self.unwaited)
+
+    def close(self) -> None:
+        self.spares.close()

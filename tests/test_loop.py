@@ -1,0 +1,271 @@
+"""The supervisor's loop from scripted event histories: no process, no moto, no network.
+
+An in-memory queue stands in for SQS and a fake pool for the worker processes; each test feeds the
+loop the events its threads would post (a worker's exit, a tree ended) and reads what it decided.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from supervisor.contract.config import load_config
+from supervisor.events import MessageReceived, TreeEnded, WorkerExited, WorkerReported
+from supervisor.loop import Supervisor
+from supervisor.memory_queues import MemoryQueues
+from supervisor.run import PhaseError, Run
+
+
+@dataclass
+class FakeWorker:
+    pid: int
+    result: dict[str, Any] | None = None
+
+
+@dataclass
+class FakePool:
+    """Stands in for supervisor.pool.WorkerPool: records what the loop asked of it."""
+
+    post: Any
+    started: list[tuple[str, str]] = field(default_factory=list)  # (commandId, mode)
+    interrupted: list[str] = field(default_factory=list)
+    unwaited: set[int] = field(default_factory=set)
+    next_pid: int = 1000
+
+    def start(self, run: Run, *, mode: str, extra: dict[str, Any] | None = None) -> None:
+        self.next_pid += 1
+        run.worker = FakeWorker(self.next_pid)  # type: ignore[assignment]
+        self.started.append((run.command.command_id, mode))
+
+    def interrupt(self, run: Run, *, grace: float) -> int:
+        self.interrupted.append(run.command.command_id)
+        return 3
+
+    def forget(self, worker: Any) -> None: ...
+    def end_leftovers(self, run: Run) -> list[int]:
+        return []
+
+    def track(self, runs: list[Run]) -> None: ...
+    def close(self) -> None: ...
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def world(tmp_path):
+    env = {
+        "INPUT_QUEUE_URL": "http://memory/input",
+        "OUTPUT_QUEUE_URL": "http://memory/output",
+        "DLQ_URL": "http://memory/dlq",
+        "WORKSPACE_PATH": str(tmp_path),
+        "REPO_URL": "/srv/site.git",
+        "MAX_WORKERS": "2",
+        "SHUTDOWN_GRACE_SECONDS": "25",
+        "INTERRUPT_GRACE_SECONDS": "5",
+        "PROGRESS_EVENTS": "true",
+        "LOG_FORMAT": "json",
+    }
+    clock = Clock()
+    queues = MemoryQueues(clock)
+    supervisor = Supervisor(load_config(env), queues, pool=FakePool, clock=clock)  # type: ignore[arg-type]
+    return supervisor, queues, clock
+
+
+def command(command_id: str, *, thread: str = "t", client: str = "acme", **extra: Any) -> dict[str, Any]:
+    return {
+        "instruction": "Do it",
+        "commandId": command_id,
+        "chatThreadId": thread,
+        "clientId": client,
+        "userId": "u1",
+        **extra,
+    }
+
+
+def deliver(supervisor: Supervisor, queues: MemoryQueues, *bodies: dict[str, Any] | str) -> None:
+    """What the poller does: send, receive, hold, post; then the loop takes every event."""
+    for body in bodies:
+        queues.send(body)
+    for message in queues.receive(max_messages=10):
+        supervisor.leases.hold(message)
+        supervisor.dispatch(MessageReceived(message))
+
+
+def run_of(supervisor: Supervisor, command_id: str) -> Run:
+    runs = [*supervisor.router.running.values(), *supervisor.router.waiting.values()]
+    return next(run for run in runs if run.command.command_id == command_id)
+
+
+def finish(supervisor: Supervisor, command_id: str, *, success: bool = True, code: int = 0) -> None:
+    run = run_of(supervisor, command_id)
+    worker = run.worker
+    assert worker is not None
+    worker.result = (
+        {"type": "response", "commandId": command_id, "success": success, "errorCode": None, "commit": None}
+        if code == 0
+        else None
+    )
+    supervisor.dispatch(WorkerExited(run, worker, code))  # type: ignore[arg-type]
+
+
+def answers(queues: MemoryQueues) -> list[tuple[str, Any]]:
+    return [(r["commandId"], r.get("errorCode")) for r in queues.responses if r["type"] == "response"]
+
+
+def test_one_worker_per_workspace_and_at_most_max_workers(world):
+    supervisor, queues, _ = world
+    deliver(supervisor, queues, command("a1"), command("b1", client="beta"), command("c1", client="gamma"))
+    assert supervisor.pool.started == [("a1", "run"), ("b1", "run")]  # MAX_WORKERS=2: c1 waits
+    finish(supervisor, "a1")
+    assert supervisor.pool.started[-1] == ("c1", "run")
+    assert answers(queues) == [("a1", None)] and len(queues.remaining()) == 2  # a1 deleted after its answer
+
+
+def test_a_newer_command_interrupts_the_running_one_and_supersedes_a_waiting_one(world):
+    supervisor, queues, _ = world
+    deliver(supervisor, queues, command("a1"))
+    deliver(supervisor, queues, command("a2", thread="t2"))
+    assert supervisor.pool.interrupted == ["a1"] and run_of(supervisor, "a1").phase == "interrupting"
+    deliver(supervisor, queues, command("a3", thread="t3"))  # a2 never started: answered at once
+    assert answers(queues) == [("a2", "INTERRUPTED")]
+    assert supervisor.pool.interrupted == ["a1"]  # interrupted once, not again
+
+    a1 = run_of(supervisor, "a1")
+    supervisor.dispatch(TreeEnded(a1, {"SIGINT": 3}))
+    assert a1.phase == "finishing" and supervisor.pool.started[-1] == ("a1", "interrupted")
+    finish(supervisor, "a1")  # the finishing worker's result: the WIP commit and push
+    assert answers(queues)[-1] == ("a1", None) and queues.responses[-1]["interrupted"] is True
+    assert supervisor.pool.started[-1] == ("a3", "run")
+
+
+def test_a_worker_that_dies_is_answered_and_its_message_left_for_redelivery(world):
+    supervisor, queues, clock = world
+    deliver(supervisor, queues, command("a1"))
+    finish(supervisor, "a1", code=-9)
+    assert answers(queues) == [("a1", "WORKER_DIED")]
+    assert queues.remaining() == ["m-1"] and queues.in_flight() == ["m-1"]
+    clock.now += 11  # visible again after 10 s x receive count
+    assert queues.in_flight() == [] and not supervisor.router.running
+
+
+def test_a_finished_result_is_never_lost_to_a_slow_progress_send(world):
+    """The race of a reader blocked on SQS: events go through the loop, the result stays on the worker."""
+    supervisor, queues, _ = world
+    deliver(supervisor, queues, command("a1"))
+    run = run_of(supervisor, "a1")
+    for status in ("started", "finished"):
+        supervisor.dispatch(WorkerReported(run, run.worker.pid, {"event": "step", "step": "agent", "status": status}))
+    finish(supervisor, "a1")
+    assert [(b["type"], b.get("status")) for b in queues.responses] == [
+        ("progress", "started"),
+        ("progress", "finished"),
+        ("response", None),
+    ]
+
+
+def test_events_of_a_replaced_worker_are_ignored(world):
+    supervisor, queues, _ = world
+    deliver(supervisor, queues, command("a1"))
+    run = run_of(supervisor, "a1")
+    supervisor.dispatch(WorkerReported(run, 4242, {"event": "step", "step": "agent", "status": "started"}))
+    supervisor.dispatch(WorkerExited(run, FakeWorker(4242, {"success": True}), 0))  # type: ignore[arg-type]
+    assert queues.responses == [] and run.phase == "running" and run.step is None
+
+
+def test_tool_progress_is_coalesced_by_the_loop_clock(world):
+    supervisor, queues, clock = world
+    deliver(supervisor, queues, command("a1"))
+    run = run_of(supervisor, "a1")
+
+    def tool(n: int) -> None:
+        body = {"event": "progress", "step": "agent", "status": "tool", "tool": "Edit", "target": f"f{n}"}
+        supervisor.dispatch(WorkerReported(run, run.worker.pid, body))
+
+    tool(1)
+    tool(2)
+    tool(3)
+    assert [b["target"] for b in queues.responses] == ["f1"]
+    clock.now += 1.0
+    supervisor.step(0)  # the tick sends the newest held event
+    assert [b["target"] for b in queues.responses] == ["f1", "f3"]
+
+
+def test_warm_stop_hands_back_waiting_work_then_interrupts_running_work_at_its_deadline(world):
+    supervisor, queues, clock = world
+    deliver(supervisor, queues, command("a1"), command("b1", client="beta"), command("c1", client="gamma"))
+    supervisor.on_signal(15)
+    supervisor.step(0)
+    assert supervisor.shutdown.stopping and not supervisor.router.waiting
+    assert "m-3" not in queues.in_flight()  # c1 never started: handed back at once
+    finish(supervisor, "b1")  # running work may still finish and be answered
+    clock.now += 16.9  # 25 - 5 - 3: not yet
+    supervisor._next_tick = 0
+    supervisor.step(0)
+    assert supervisor.pool.interrupted == []
+    clock.now += 0.2
+    supervisor._next_tick = 0
+    supervisor.step(0)
+    assert supervisor.pool.interrupted == ["a1"]
+    a1 = run_of(supervisor, "a1")
+    supervisor.dispatch(TreeEnded(a1, {"SIGINT": 3}))
+    finish(supervisor, "a1")  # WIP committed; no response, the message goes back
+    assert answers(queues) == [("b1", None)] and "m-1" not in queues.in_flight() and supervisor.finished()
+
+
+def test_a_second_signal_ends_everything_at_once_and_hands_messages_back(world):
+    supervisor, queues, _ = world
+    deliver(supervisor, queues, command("a1"))
+    supervisor.on_signal(15)
+    supervisor.on_signal(2)
+    supervisor.step(0)
+    assert supervisor.shutdown.forced and supervisor.pool.interrupted == ["a1"]
+    supervisor.dispatch(TreeEnded(run_of(supervisor, "a1"), {"SIGINT": 3}))
+    assert supervisor.finished() and queues.in_flight() == [] and answers(queues) == []
+
+
+def test_invalid_messages_are_answered_and_dead_lettered(world):
+    supervisor, queues, _ = world
+    deliver(supervisor, queues, command("bad", userId="Not Valid"), "not json at all")
+    assert answers(queues) == [("bad", "INVALID_MESSAGE")]
+    assert len(queues.dead_letters) == 2 and queues.remaining() == []
+
+
+def test_a_message_delivered_again_while_held_keeps_its_newest_receipt(world):
+    supervisor, queues, clock = world
+    deliver(supervisor, queues, command("a1"))
+    clock.now += 31  # our lease lapsed (say the renewal failed): SQS hands it out again
+    for message in queues.receive():
+        supervisor.dispatch(MessageReceived(message))
+    assert supervisor.pool.started == [("a1", "run")]  # not run twice
+    finish(supervisor, "a1")
+    assert queues.remaining() == []  # deleted with the newest receipt
+
+
+def test_phases_change_only_along_the_allowed_transitions(world):
+    supervisor, queues, _ = world
+    deliver(supervisor, queues, command("a1"))
+    run = run_of(supervisor, "a1")
+    with pytest.raises(PhaseError):
+        run.move_to("finishing")
+    run.move_to("interrupting")
+    with pytest.raises(PhaseError):
+        run.move_to("running")
+
+
+def test_the_status_report_lists_workers_and_waiting_commands(world):
+    from supervisor.status import status_report
+
+    supervisor, queues, _ = world
+    deliver(supervisor, queues, command("a1"), command("a2", thread="t2"))
+    report = status_report(supervisor)
+    assert [w["commandId"] for w in report["workers"]] == ["a1"] and report["waiting"][0]["commandId"] == "a2"
+    assert json.loads(json.dumps(report))["maxWorkers"] == 2
