@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from supervisor.common import proctree  # noqa: E402
-from supervisor.local_stack import LocalStack, local_stack  # noqa: E402
+from supervisor.local.stack import LocalStack, local_stack  # noqa: E402
 
 FAKE_AGENT = ROOT / "tests" / "fake_claude"
 QUICK_BUILD = f"node {ROOT / 'tests' / 'quick_build.mjs'}"

@@ -10,40 +10,17 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
-from dataclasses import dataclass
-from typing import Any
 
 from steps.base import StepContext, StepError, StepResult, ok, skipped
-from steps.claude.command_line import agent_argv
 from steps.claude.environment import AgentCredentialsError, agent_environment
+from steps.claude.invocation import agent_report, failure_reason, refused, run_cli
 from steps.claude.memory import AgentState
-from steps.claude.stream import AgentStream, ToolUse
 from steps.processes import shell
 from supervisor.common import proctree
 from supervisor.contract.codes import ErrorCode
 
-log = logging.getLogger("steps.agent")
-# A finished `claude -p` has been seen to hang after printing its result (it waits for background
-# tasks); give it this long to exit, then end its tree.
-LINGER_AFTER_RESULT_SECONDS = 10.0
+log = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 2000
-
-
-@dataclass
-class AgentRun:
-    """One CLI run: what it printed, and how it ended."""
-
-    stream: AgentStream
-    session_id: str
-    resumed: bool
-    exit_code: int = 0
-    stderr_tail: str = ""
-
-    @property
-    def resume_failed(self) -> bool:
-        # A resume that cannot find or read its transcript exits before the session starts.
-        return self.resumed and self.exit_code != 0 and not self.stream.started
 
 
 def already_done(ctx: StepContext) -> str | None:
@@ -53,68 +30,12 @@ def already_done(ctx: StepContext) -> str | None:
     return found[0] if found else None
 
 
-def _run_cli(ctx: StepContext, state: AgentState, env: dict[str, str], resume: str | None) -> AgentRun:
-    session_id = resume or str(uuid.uuid4())
-    branch, command_id = ctx.command.branch, ctx.command.command_id
-
-    def on_tool(use: ToolUse) -> None:
-        ctx.on_progress("agent", "tool", {"tool": use.tool, "target": use.target})
-
-    # Remembered as soon as the session exists, so an interrupted or killed run is resumed next time.
-    stream = AgentStream(ctx.checkout, on_tool, lambda sid: state.remember(branch, sid, command_id))
-    run = AgentRun(stream, session_id, resumed=resume is not None)
-    argv = agent_argv(ctx.config.agent, ctx.command.instruction, session_id=session_id, resume=run.resumed)
-    try:
-        shell.run(
-            argv,
-            cwd=ctx.checkout,
-            env=env,
-            timeout=ctx.config.agent.timeout_seconds,
-            log_stdout=False,
-            on_line=stream.feed,
-            linger=LINGER_AFTER_RESULT_SECONDS,
-        )
-    except shell.CommandFailed as error:
-        run.exit_code = error.exit_code
-        run.stderr_tail = error.tail[-1] if error.tail else ""
-    return run
-
-
-def _report(run: AgentRun) -> dict[str, Any]:
-    result = run.stream.result or {}
-    return {
-        "sessionId": run.stream.session_id or run.session_id,
-        "resumed": run.resumed,
-        "numTurns": result.get("num_turns"),
-        "costUsd": result.get("total_cost_usd"),
-        "permissionDenials": run.stream.denials(),
-    }
-
-
-def _failure_reason(run: AgentRun) -> str | None:
-    """Why the run failed, or None when it succeeded."""
-    result = run.stream.result
-    if result is None:
-        if run.exit_code:
-            return f"the agent exited with {run.exit_code}: {run.stderr_tail}"
-        return "the agent printed no JSON result"
-    if result.get("is_error") or result.get("subtype", "success") != "success" or run.exit_code:
-        errors = result.get("errors") if isinstance(result.get("errors"), list) else []
-        detail = result.get("result") or "; ".join(map(str, errors)) or run.stderr_tail
-        return f"the agent reported an error ({result.get('subtype')}): {detail}"
-    return None
-
-
 def _end_leftovers(ctx: StepContext) -> None:
     """End what the agent left running (`npm run dev &`), so nothing of it touches the commit or build."""
     left = proctree.end_descendants()
     if left:
         log.warning("ended processes the agent left running", extra={"processes": left})
         ctx.warnings.append(f"the agent left {len(left)} process(es) running ({', '.join(left)}); they were ended")
-
-
-def _refused(denials: list[dict[str, str]]) -> str:
-    return "; ".join(f"{d['tool']} {d['target']}".strip() for d in denials)
 
 
 def run(ctx: StepContext) -> StepResult:
@@ -135,7 +56,7 @@ def run(ctx: StepContext) -> StepResult:
         raise StepError(ErrorCode.AGENT_FAILED, str(error)) from None
     remembered = state.session_of(ctx.command.branch)
     try:
-        outcome = _run_cli(ctx, state, env, remembered)
+        outcome = run_cli(ctx, state, env, remembered)
         if outcome.resume_failed:
             log.warning(
                 "could not resume the thread's conversation; starting a new one", extra={"reason": outcome.stderr_tail}
@@ -144,7 +65,7 @@ def run(ctx: StepContext) -> StepResult:
                 f"the chat's earlier conversation could not be resumed ({outcome.stderr_tail or 'no transcript'}); "
                 "the agent started a new one"
             )
-            outcome = _run_cli(ctx, state, env, None)
+            outcome = run_cli(ctx, state, env, None)
     except shell.CommandTimedOut:
         _end_leftovers(ctx)
         raise StepError(
@@ -153,20 +74,20 @@ def run(ctx: StepContext) -> StepResult:
     # Not on an interrupt: then the supervisor ends the whole tree, and one ladder is enough.
     _end_leftovers(ctx)
 
-    report = ctx.agent_report = _report(outcome)
+    report = ctx.agent_report = agent_report(outcome)
     denials = report["permissionDenials"]
     if denials:
-        ctx.warnings.append(f"the agent was not allowed to: {_refused(denials)}"[:MAX_ERROR_CHARS])
+        ctx.warnings.append(f"the agent was not allowed to: {refused(denials)}"[:MAX_ERROR_CHARS])
     # The CLI's session id under its own name: `sessionId` in a log line is the chat's (CONTRACT §2).
     summary = {"agentSessionId": report["sessionId"], "resumed": report["resumed"], "numTurns": report["numTurns"]}
     log.info("agent finished", extra={**summary, "costUsd": report["costUsd"], "denials": len(denials)})
-    reason = _failure_reason(outcome)
+    reason = failure_reason(outcome)
     if reason:
         raise StepError(ErrorCode.AGENT_FAILED, reason[:MAX_ERROR_CHARS])
     ctx.agent_summary = str(outcome.stream.result.get("result") or "") if outcome.stream.result else ""
     if denials and not ctx.git.is_dirty():
         raise StepError(
             ErrorCode.AGENT_FAILED,
-            f"the agent changed nothing; it was not allowed to: {_refused(denials)}"[:MAX_ERROR_CHARS],
+            f"the agent changed nothing; it was not allowed to: {refused(denials)}"[:MAX_ERROR_CHARS],
         )
     return ok(started, agentSessionId=report["sessionId"], turns=report["numTurns"], costUsd=report["costUsd"])

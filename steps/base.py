@@ -55,6 +55,11 @@ class StepContext:
     # Live progress within a step (step, status, fields): the worker sends it to the supervisor.
     on_progress: ProgressReporter = field(default=lambda _step, _status, _fields: None)
 
+    @property
+    def build_folder(self) -> Path:
+        """BUILD_DIR in this checkout: where the build writes and the deploy reads."""
+        return self.checkout / self.config.build_dir
+
 
 Step = Callable[[StepContext], StepResult]
 

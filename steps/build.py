@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import shutil
 import time
-from pathlib import Path
 
 from steps.base import StepContext, StepError, StepResult, ok
 from steps.processes import deps, shell
 from supervisor.contract.codes import ErrorCode
 
 
-def build_dir(ctx: StepContext) -> Path:
-    return ctx.checkout / ctx.config.build_dir
-
-
 def run(ctx: StepContext) -> StepResult:
     started = time.monotonic()
-    output = build_dir(ctx)
+    output = ctx.build_folder
     try:
         installed = deps.ensure_dependencies(ctx.checkout)  # the agent may have changed the lockfile
         # A stale folder from an earlier build must never pass for this build's output.

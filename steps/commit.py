@@ -12,15 +12,11 @@ from supervisor.contract.codes import ErrorCode
 
 def commit_all(ctx: StepContext, *, wip: bool = False) -> str | None:
     """Stage everything (tracked and untracked, ignores respected) and commit; None when nothing changed."""
-    git = ctx.git
-    git.run("add", "--all")
-    files = git.staged_paths()
+    files = ctx.git.commit_everything(lambda staged: commit_message(ctx.command, staged, wip=wip))
     if not files:
         return None
-    message = commit_message(ctx.command, files, wip=wip)
-    git.run("commit", "--quiet", "--no-verify", "--cleanup=verbatim", "--file", "-", stdin=message)
     ctx.files_changed = files
-    ctx.commit = git.head()
+    ctx.commit = ctx.git.head()
     return ctx.commit
 
 

@@ -6,12 +6,10 @@ clone), else fetch; then switch to `thread-…`, creating it from the remote's d
 
 from __future__ import annotations
 
-import logging
-import os
-import shutil
 import time
 
 from steps.base import StepContext, StepError, StepResult, ok
+from steps.git.checkout import clone, exclude_build_output, fetch, switch_to_branch
 from steps.git.ledger import Ledger
 from steps.git.remote import push_pending
 from steps.git.repair import repair
@@ -20,89 +18,6 @@ from steps.processes import deps
 from steps.processes.shell import CommandFailed, CommandTimedOut
 from supervisor.contract.codes import ErrorCode
 
-log = logging.getLogger("steps.workspace")
-NETWORK_TIMEOUT_SECONDS = 300
-EXCLUDED = ("node_modules/", ".astro/")
-
-
-def _clone(ctx: StepContext) -> None:
-    checkout = ctx.checkout
-    checkout.parent.mkdir(parents=True, exist_ok=True)
-    if checkout.exists():
-        if any(checkout.iterdir()):
-            # Not a checkout but not empty: keep it (nothing is ever thrown away) and clone beside it.
-            aside = checkout.with_name(f"{checkout.name}.not-a-checkout-{int(time.time())}")
-            log.warning("workspace folder is not a git checkout; moved it aside", extra={"to": str(aside)})
-            checkout.rename(aside)
-        else:
-            checkout.rmdir()
-    staging = checkout.with_name(f".{checkout.name}.cloning-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    ctx.git.run(
-        "clone",
-        "--quiet",
-        "--",
-        ctx.command.repo_url,
-        str(staging),
-        cwd=checkout.parent,
-        credentials=True,
-        timeout=NETWORK_TIMEOUT_SECONDS,
-    )
-    staging.rename(checkout)
-
-
-def _fetch(ctx: StepContext) -> bool:
-    """Fetch; False (and a warning) when the remote cannot be reached: the command can still work here."""
-    current = ctx.git.out("remote", "get-url", "origin", ok_codes=(0, 2))
-    if current != ctx.command.repo_url:
-        if current:
-            ctx.git.run("remote", "set-url", "origin", ctx.command.repo_url)
-        else:
-            ctx.git.run("remote", "add", "origin", ctx.command.repo_url)
-        log.info("origin now points at the message's repository")
-    try:
-        ctx.git.run("fetch", "--quiet", "--prune", "origin", credentials=True, timeout=NETWORK_TIMEOUT_SECONDS)
-    except (CommandFailed, CommandTimedOut) as error:
-        ctx.warnings.append(f"could not fetch from the remote ({error}); working on the local checkout")
-        log.warning("fetch failed; going on with the local checkout: %s", error)
-        return False
-    return True
-
-
-def _exclude_build_output(ctx: StepContext) -> None:
-    """Build output and dependencies are never committed, whatever the site's .gitignore says."""
-    exclude = ctx.checkout / ".git" / "info" / "exclude"
-    exclude.parent.mkdir(parents=True, exist_ok=True)
-    wanted = [*EXCLUDED, f"/{ctx.config.build_dir.strip('/')}/"]
-    present = exclude.read_text().splitlines() if exclude.exists() else []
-    missing = [line for line in wanted if line not in present]
-    if missing:
-        with exclude.open("a") as handle:
-            handle.write("\n".join(["", "# added by webordinary-edit", *missing]) + "\n")
-
-
-def switch_to_branch(ctx: StepContext) -> str:
-    """Check out the session branch; returns how: "existing", "tracked" or "created"."""
-    git, branch = ctx.git, ctx.command.branch
-    remote_ref = f"refs/remotes/origin/{branch}"
-    if git.current_branch() != branch and git.has_ref(f"refs/heads/{branch}"):
-        git.run("checkout", "--quiet", branch)
-    if git.current_branch() == branch:
-        if git.has_ref(remote_ref) and git.succeeds("merge-base", "--is-ancestor", "HEAD", remote_ref):
-            git.run("merge", "--quiet", "--ff-only", remote_ref)  # someone pushed to the branch
-        return "existing"
-    if git.has_ref(remote_ref):
-        git.run("checkout", "--quiet", "-b", branch, "--track", f"origin/{branch}")
-        return "tracked"
-    base = git.default_remote_branch()
-    if base:
-        git.run("checkout", "--quiet", "--no-track", "-b", branch, f"origin/{base}")
-    elif git.head():
-        git.run("checkout", "--quiet", "-b", branch)
-    else:
-        git.run("checkout", "--quiet", "--orphan", branch)  # an empty remote
-    return "created"
-
 
 def run(ctx: StepContext) -> StepResult:
     started = time.monotonic()
@@ -110,13 +25,13 @@ def run(ctx: StepContext) -> StepResult:
         details: dict[str, object] = {}
         cloned = not ctx.git.is_repo()
         if cloned:
-            _clone(ctx)
+            clone(ctx)
             reachable = True
         else:
             details["repaired"] = repair(ctx.checkout, ctx.git)
-            reachable = _fetch(ctx)
+            reachable = fetch(ctx)
         ledger = Ledger(ctx.checkout)
-        _exclude_build_output(ctx)
+        exclude_build_output(ctx)
         details.update(settle_leftovers(ctx, ledger))
         if reachable and ctx.config.git_push_enabled and ledger.pending_pushes():
             outcomes = push_pending(ctx.git, ctx.config, ledger)

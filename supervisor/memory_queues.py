@@ -58,7 +58,7 @@ class MemoryQueues:
 
     # The Queues interface -------------------------------------------------------------------------
 
-    def receive(self, max_messages: int = 1, wait_seconds: float = 0) -> list[Received]:
+    def receive(self, max_messages: int = 1, wait_seconds: float = 1.0) -> list[Received]:
         deadline = time.monotonic() + wait_seconds
         with self._lock:
             while True:

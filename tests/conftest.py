@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,19 +14,10 @@ from typing import Any
 
 import boto3
 import pytest
+from helpers import DEMO_SITE, FAKE_CLAUDE, REGION, ROOT, git, prewarm_checkout
+from scripted_api import ScriptedAPI
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO_SITE = ROOT / "examples" / "demo-site"
-FAKE_CLAUDE = Path(__file__).resolve().parent / "fake_claude"
-# For tests whose subject is not the Astro build (a few ms of node instead of ~3 s of astro).
-QUICK_BUILD = f"node {Path(__file__).resolve().parent / 'quick_build.mjs'}"
-REGION = "us-west-2"
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from helpers import git, git_out  # noqa: E402
-from scripted_api import ScriptedAPI  # noqa: E402
-
-from steps.processes.deps import ensure_dependencies  # noqa: E402
+from steps.processes.deps import ensure_dependencies
 
 
 @pytest.fixture(scope="session")
@@ -97,16 +86,6 @@ def workspace_root(tmp_path: Path) -> Path:
     root = tmp_path / "workspace"
     root.mkdir()
     return root
-
-
-def prewarm_checkout(workspace_root: Path, remote: Path, installed_site: Path, client: str, user: str) -> Path:
-    """Clone the site where the worker expects it and hard-link the installed node_modules into it,
-    so the worker's `npm ci` check finds the lockfile unchanged and a test does not pay for an install."""
-    checkout = workspace_root / client / user / remote.name.removesuffix(".git")
-    checkout.parent.mkdir(parents=True, exist_ok=True)
-    git(checkout.parent, "clone", "--quiet", str(remote), str(checkout))
-    subprocess.run(["cp", "-al", str(installed_site / "node_modules"), str(checkout / "node_modules")], check=True)
-    return checkout
 
 
 @pytest.fixture
@@ -218,27 +197,3 @@ def queues(sqs: Any) -> dict[str, str]:
         name: sqs.create_queue(QueueName=f"{name}-{suffix}", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
         for name in ("input", "output", "dlq")
     }
-
-
-def drain(sqs: Any, url: str, *, expect: int, timeout: float = 120) -> list[dict[str, Any]]:
-    """Read (and delete) messages from a queue until `expect` arrived or time runs out."""
-    bodies: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while len(bodies) < expect and time.monotonic() < deadline:
-        reply = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"]
-        )
-        for message in reply.get("Messages", []):
-            try:
-                body = json.loads(message["Body"])
-            except ValueError:
-                body = {"_raw": message["Body"]}
-            if not isinstance(body, dict):
-                body = {"_raw": message["Body"]}
-            body["_attributes"] = {k: v["StringValue"] for k, v in message.get("MessageAttributes", {}).items()}
-            bodies.append(body)
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-    return bodies
-
-
-__all__ = ["drain", "git", "git_out", "prewarm_checkout"]

@@ -12,6 +12,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+DEMO_SITE = ROOT / "examples" / "demo-site"
+FAKE_CLAUDE = TESTS / "fake_claude"
+# For tests whose subject is not the Astro build (a few ms of node instead of ~3 s of astro).
+QUICK_BUILD = f"node {TESTS / 'quick_build.mjs'}"
+REGION = "us-west-2"
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test",
     "GIT_AUTHOR_EMAIL": "test@example.invalid",
@@ -220,3 +226,34 @@ def send(
         "userId": "u1",
     }
     sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(body))
+
+
+def prewarm_checkout(workspace_root: Path, remote: Path, installed_site: Path, client: str, user: str) -> Path:
+    """Clone the site where the worker expects it and hard-link the installed node_modules into it,
+    so the worker's `npm ci` check finds the lockfile unchanged and a test does not pay for an install."""
+    checkout = workspace_root / client / user / remote.name.removesuffix(".git")
+    checkout.parent.mkdir(parents=True, exist_ok=True)
+    git(checkout.parent, "clone", "--quiet", str(remote), str(checkout))
+    subprocess.run(["cp", "-al", str(installed_site / "node_modules"), str(checkout / "node_modules")], check=True)
+    return checkout
+
+
+def drain(sqs: Any, url: str, *, expect: int, timeout: float = 120) -> list[dict[str, Any]]:
+    """Read (and delete) messages from a queue until `expect` arrived or time runs out."""
+    bodies: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(bodies) < expect and time.monotonic() < deadline:
+        reply = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"]
+        )
+        for message in reply.get("Messages", []):
+            try:
+                body = json.loads(message["Body"])
+            except ValueError:
+                body = {"_raw": message["Body"]}
+            if not isinstance(body, dict):
+                body = {"_raw": message["Body"]}
+            body["_attributes"] = {k: v["StringValue"] for k, v in message.get("MessageAttributes", {}).items()}
+            bodies.append(body)
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return bodies

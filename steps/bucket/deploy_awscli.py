@@ -30,7 +30,7 @@ def aws_executable() -> str:
 
 
 def deploy(ctx: StepContext, bucket: str) -> DeployReport:
-    source = ctx.checkout / ctx.config.build_dir
+    source = ctx.build_folder
     argv = [
         aws_executable(),
         "s3",

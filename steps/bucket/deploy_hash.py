@@ -48,8 +48,7 @@ DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
 
 
 def deploy(ctx: StepContext, bucket: str) -> DeployReport:
-    build_dir = ctx.checkout / ctx.config.build_dir
-    return deploy_build(build_dir, bucket, make_client(ctx.config), CachePolicy.from_config(ctx.config))
+    return deploy_build(ctx.build_folder, bucket, make_client(ctx.config), CachePolicy.from_config(ctx.config))
 
 
 def make_client(config: Config) -> S3Client:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +107,15 @@ class Git:
 
     def is_dirty(self) -> bool:
         return bool(self.status_paths())
+
+    def commit_everything(self, message_for: Callable[[list[str]], str]) -> list[str]:
+        """Stage everything (tracked and untracked, ignores respected) and commit with the message made
+        from the staged files; returns those files (none: nothing changed, nothing committed)."""
+        self.run("add", "--all")
+        files = self.staged_paths()
+        if files:
+            self.run("commit", "--quiet", "--no-verify", "--cleanup=verbatim", "--file", "-", stdin=message_for(files))
+        return files
 
     def staged_paths(self) -> list[str]:
         raw = self.run("diff", "--cached", "--name-only", "-z", "--no-renames").stdout

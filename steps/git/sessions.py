@@ -122,9 +122,7 @@ def settle_leftovers(ctx: StepContext, ledger: Ledger) -> dict[str, str]:
     branch = git.current_branch() or f"detached-{(git.head() or 'none')[:8]}"
     if unfinished and unfinished.get("branch") == branch:
         died = Command(**unfinished)
-        git.run("add", "--all")
-        message = commit_message(died, git.staged_paths(), wip=True)
-        git.run("commit", "--quiet", "--no-verify", "--cleanup=verbatim", "--file", "-", stdin=message)
+        git.commit_everything(lambda staged: commit_message(died, staged, wip=True))
         log.warning(
             "a command died here; its edits are committed as WIP on its branch",
             extra={"branch": branch, "diedCommandId": died.command_id},

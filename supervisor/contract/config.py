@@ -62,9 +62,6 @@ class Config:
     def preview_url_for(self, client_id: str) -> str:
         return self.preview_url.replace("{clientId}", client_id)
 
-    def repo_url_for(self, client_id: str) -> str | None:
-        return self.repo_url.replace("{clientId}", client_id) if self.repo_url else None
-
 
 def _default_log_format() -> str:
     return "text" if sys.stderr.isatty() else "json"

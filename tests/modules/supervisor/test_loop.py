@@ -95,7 +95,7 @@ def deliver(supervisor: Supervisor, queues: MemoryQueues, *bodies: dict[str, Any
     """What the poller does: send, receive, hold, post; then the loop takes every event."""
     for body in bodies:
         queues.send(body)
-    for message in queues.receive(max_messages=10):
+    for message in queues.receive(max_messages=10, wait_seconds=0):
         supervisor.leases.hold(message)
         supervisor.dispatch(MessageReceived(message))
 
@@ -243,7 +243,7 @@ def test_a_message_delivered_again_while_held_keeps_its_newest_receipt(world):
     supervisor, queues, clock = world
     deliver(supervisor, queues, command("a1"))
     clock.now += 31  # our lease lapsed (say the renewal failed): SQS hands it out again
-    for message in queues.receive():
+    for message in queues.receive(wait_seconds=0):
         supervisor.dispatch(MessageReceived(message))
     assert supervisor.pool.started == [("a1", "run")]  # not run twice
     finish(supervisor, "a1")

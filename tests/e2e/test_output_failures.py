@@ -6,8 +6,7 @@ import json
 import time
 
 import pytest
-from conftest import QUICK_BUILD
-from helpers import SupervisorProcess
+from helpers import QUICK_BUILD, SupervisorProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import WORKER_HARNESS, message, still_alive
+from helpers import ROOT, WORKER_HARNESS, message, still_alive
 
 from supervisor.contract.command import parse_command
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def job(env: dict[str, str], instruction: str) -> str:

@@ -7,8 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, drain
-from helpers import SupervisorProcess
+from helpers import ROOT, SupervisorProcess, drain
 
 
 @pytest.mark.e2e

@@ -8,8 +8,7 @@ import sys
 
 import psutil
 import pytest
-from conftest import ROOT
-from helpers import git_out
+from helpers import ROOT, git_out
 
 pytestmark = pytest.mark.e2e
 

@@ -9,11 +9,12 @@ import time
 
 import psutil
 import pytest
-from conftest import QUICK_BUILD, drain
 from fake_agent_marker import marker
 from helpers import (
+    QUICK_BUILD,
     OutputWatcher,
     SupervisorProcess,
+    drain,
     git_out,
     processes_in,
     processes_with,

@@ -6,12 +6,12 @@ import subprocess
 import uuid
 
 import pytest
-from conftest import ROOT
 from git_harness import Harness, files_of, harness_config, plain_remote, stash_files
-from helpers import git, git_out
+from helpers import ROOT, git, git_out
 
 from steps import workspace
 from steps.base import StepError
+from steps.git.checkout import switch_to_branch
 from steps.git.ledger import Ledger
 
 
@@ -43,7 +43,7 @@ def test_upstream_moved_without_conflict_is_rebased_and_pushed(harness, tmp_path
     theirs = someone_else_pushes(tmp_path, harness.remote, "thread-a", "theirs.txt", "theirs\n")
     ctx = harness.context("thread-a", "Change mine.txt")
     # The workspace step fetched before their push? Make ours diverge: commit on the stale local branch.
-    workspace.switch_to_branch(ctx)
+    switch_to_branch(ctx)
     (ctx.checkout / "mine.txt").write_text("mine\n")
     harness.finish(ctx)
     remote_files = files_of(harness.remote, "thread-a")
@@ -57,7 +57,7 @@ def test_conflicting_rebase_pushes_our_work_to_a_conflict_branch(harness, tmp_pa
     harness.finish(edit_and_commit(harness, "thread-a", "src/shared.txt", "base\n"))
     someone_else_pushes(tmp_path, harness.remote, "thread-a", "src/shared.txt", "theirs\n")
     ctx = harness.context("thread-a", "Change the shared file")
-    workspace.switch_to_branch(ctx)
+    switch_to_branch(ctx)
     (ctx.checkout / "src" / "shared.txt").write_text("ours\n")
     from steps import commit, push
 

@@ -11,8 +11,7 @@ import threading
 import time
 
 import pytest
-from conftest import QUICK_BUILD
-from helpers import message
+from helpers import QUICK_BUILD, message
 
 from supervisor.contract.config import load_config
 from supervisor.loop import Supervisor

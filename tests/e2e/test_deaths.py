@@ -9,8 +9,7 @@ import signal
 import time
 
 import pytest
-from conftest import QUICK_BUILD
-from helpers import OutputWatcher, SupervisorProcess, git_out, processes_in, send, still_alive
+from helpers import QUICK_BUILD, OutputWatcher, SupervisorProcess, git_out, processes_in, send, still_alive
 
 from supervisor.status import read_status, status_path
 

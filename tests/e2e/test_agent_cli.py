@@ -11,8 +11,7 @@ import time
 
 import psutil
 import pytest
-from conftest import QUICK_BUILD
-from helpers import git_out, message, run_worker
+from helpers import QUICK_BUILD, git_out, message, run_worker
 from scripted_api import ApiError, Text, ToolCall, edit_file, steps
 
 pytestmark = pytest.mark.e2e

@@ -6,8 +6,7 @@ import time
 
 import psutil
 import pytest
-from conftest import QUICK_BUILD
-from helpers import bucket_keys, git_out, message, run_worker
+from helpers import QUICK_BUILD, bucket_keys, git_out, message, run_worker
 
 pytestmark = pytest.mark.e2e
 

@@ -7,8 +7,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import QUICK_BUILD, ROOT
-from helpers import OutputWatcher, SupervisorProcess
+from helpers import QUICK_BUILD, ROOT, OutputWatcher, SupervisorProcess
 
 
 def shell(command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

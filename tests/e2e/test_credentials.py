@@ -6,9 +6,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import QUICK_BUILD
 from git_http_server import serve_git
-from helpers import git, message, run_worker
+from helpers import QUICK_BUILD, git, message, run_worker
 
 pytestmark = pytest.mark.e2e
 CANARY = "ghp_canary_4f1b2c9d7e"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import drain
-from helpers import SupervisorProcess, bucket_keys, git_out
+from helpers import SupervisorProcess, bucket_keys, drain, git_out
 
 pytestmark = pytest.mark.e2e
 

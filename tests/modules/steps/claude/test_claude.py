@@ -1,10 +1,8 @@
-"""The agent's pieces one by one: configuration, command line, stream, memory, environment, coalescing."""
+"""The agent CLI's pieces (steps/claude/): command line, output stream, memory per thread, environment."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,10 +12,8 @@ from steps.claude.environment import AgentCredentialsError, agent_environment, r
 from steps.claude.memory import AgentState
 from steps.claude.stream import AgentStream, describe
 from steps.processes import shell
-from supervisor.contract.agent_config import DEFAULT_ALLOWED_TOOLS, AgentConfig, load_agent_config, split_rules
+from supervisor.contract.agent_config import DEFAULT_ALLOWED_TOOLS, AgentConfig
 from supervisor.contract.command import parse_command
-from supervisor.contract.config import ConfigError
-from supervisor.run import Run
 
 COMMAND = parse_command(
     json.dumps({"instruction": "Do it", "commandId": "c-1", "chatThreadId": "t1", "clientId": "acme", "userId": "u1"}),
@@ -28,55 +24,6 @@ ROLE = "arn:aws:iam::123456789012:role/webordinary-agent-bedrock"
 
 def after(argv: list[str], option: str) -> str:
     return argv[argv.index(option) + 1]
-
-
-# Configuration -----------------------------------------------------------------------------------
-
-
-def test_defaults_let_the_agent_edit_and_run_site_commands_but_not_publish():
-    agent = load_agent_config({})
-    assert agent.command == ("claude",) and agent.permission_mode == "acceptEdits" and agent.backend == "anthropic"
-    assert "Bash(npm run *)" in agent.allowed_tools and "Bash(npm install *)" in agent.allowed_tools
-    assert "Bash(git push *)" in agent.disallowed_tools and "Bash(git reset *)" in agent.disallowed_tools
-    assert (agent.model, agent.max_turns, agent.max_budget_usd) == (None, None, None)
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("Edit,Bash(npm run build)", ("Edit", "Bash(npm run build)")),
-        ("+Bash(make *)", (*DEFAULT_ALLOWED_TOOLS, "Bash(make *)")),
-        ("none", ()),
-        ("Bash(echo a,b), Read", ("Bash(echo a,b)", "Read")),
-    ],
-)
-def test_allowed_tools_replace_extend_or_clear_the_defaults(raw, expected):
-    assert load_agent_config({"AGENT_ALLOWED_TOOLS": raw}).allowed_tools == expected
-
-
-@pytest.mark.parametrize(
-    ("env", "names"),
-    [
-        ({"AGENT_ALLOWED_TOOLS": "Bash(npm run *"}, "AGENT_ALLOWED_TOOLS"),
-        ({"AGENT_DISALLOWED_TOOLS": "rm -rf"}, "AGENT_DISALLOWED_TOOLS"),
-        ({"AGENT_PERMISSION_MODE": "yolo"}, "AGENT_PERMISSION_MODE"),
-        ({"AGENT_MAX_TURNS": "0"}, "AGENT_MAX_TURNS"),
-        ({"AGENT_MAX_TURNS": "two"}, "AGENT_MAX_TURNS"),
-        ({"AGENT_MAX_BUDGET_USD": "-1"}, "AGENT_MAX_BUDGET_USD"),
-        ({"AGENT_SETTINGS_FILE": "/nonexistent/settings.json"}, "AGENT_SETTINGS_FILE"),
-        ({"CLAUDE_CODE_USE_BEDROCK": "1"}, "AGENT_AWS_ROLE_ARN"),
-        ({"AGENT_AWS_ROLE_ARN": ROLE}, "CLAUDE_CODE_USE_BEDROCK"),
-        ({"CLAUDE_CODE_USE_BEDROCK": "1", "AGENT_AWS_ROLE_ARN": "my-role"}, "AGENT_AWS_ROLE_ARN"),
-    ],
-)
-def test_bad_agent_settings_stop_start_up_naming_the_variable(env, names):
-    with pytest.raises(ConfigError, match=names):
-        load_agent_config(env)
-
-
-def test_permission_mode_is_matched_without_case_and_rules_split_outside_parentheses():
-    assert load_agent_config({"AGENT_PERMISSION_MODE": "ACCEPTEDITS"}).permission_mode == "acceptEdits"
-    assert split_rules("A(x, y),B, ,C") == ["A(x, y)", "B", "C"]
 
 
 # The command line --------------------------------------------------------------------------------
@@ -181,29 +128,3 @@ def test_a_role_that_cannot_be_assumed_is_one_clear_error(tmp_path, monkeypatch)
 def test_the_role_session_outlasts_the_agent_timeout():
     assert role_session_seconds(900) == 3600 and role_session_seconds(3600) == 3900
     assert role_session_seconds(100_000) == 43200
-
-
-# Coalescing --------------------------------------------------------------------------------------
-
-
-def test_tool_progress_is_coalesced_to_one_event_a_second():
-    run = Run(COMMAND, message=None)  # type: ignore[arg-type]
-    run.queue_progress({"n": 1})
-    assert run.due_progress(100.0) == {"n": 1}
-    run.queue_progress({"n": 2})
-    run.queue_progress({"n": 3})
-    assert run.due_progress(100.5) is None  # within the second: held, the newest kept
-    assert run.due_progress(101.0) == {"n": 3} and run.due_progress(105.0) is None
-    run.queue_progress({"n": 4})
-    run.on_step_event({"step": "agent", "status": "finished", "outcome": "ok", "durationMs": 5})
-    assert run.due_progress(110.0) is None  # the step ended: its tool events are old news
-
-
-def test_our_processes_hide_their_environment_from_the_agents_commands():
-    """PR_SET_DUMPABLE 0: /proc/<pid>/environ of the supervisor and workers is closed to the same user."""
-    code = (
-        "import ctypes; from supervisor.common.proctree import hide_environment; "
-        "print(hide_environment(), ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))"  # PR_GET_DUMPABLE
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["True", "0"]

@@ -8,8 +8,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import ROOT
-from helpers import processes_in, still_alive
+from helpers import ROOT, processes_in, still_alive
 
 pytestmark = pytest.mark.e2e
 

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import urlopen
 
-from supervisor.local_stack import ROOT, LocalStack, local_stack
+from supervisor.local.stack import ROOT, LocalStack, local_stack
 
 STATE = ROOT / ".local"
 SCRIPTED_AGENT = ROOT / "examples" / "scripted-agent" / "claude"

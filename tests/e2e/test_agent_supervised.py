@@ -11,8 +11,7 @@ import time
 
 import psutil
 import pytest
-from conftest import ROOT
-from helpers import OutputWatcher, SupervisorProcess, bucket_keys, git_out, processes_in, send
+from helpers import ROOT, OutputWatcher, SupervisorProcess, bucket_keys, git_out, processes_in, send
 from scripted_api import Slow, Text, ToolCall, steps
 
 pytestmark = pytest.mark.e2e

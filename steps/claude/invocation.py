@@ -1,0 +1,90 @@
+"""One run of the CLI: started with our command line and environment, its stream read as it comes,
+and what it amounted to (the response's `agent` object, or why it failed)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from steps.base import StepContext
+from steps.claude.command_line import agent_argv
+from steps.claude.memory import AgentState
+from steps.claude.stream import AgentStream, ToolUse
+from steps.processes import shell
+
+# A finished `claude -p` has been seen to hang after printing its result (it waits for background
+# tasks); give it this long to exit, then end its tree.
+LINGER_AFTER_RESULT_SECONDS = 10.0
+
+
+@dataclass
+class AgentRun:
+    """One CLI run: what it printed, and how it ended."""
+
+    stream: AgentStream
+    session_id: str
+    resumed: bool
+    exit_code: int = 0
+    stderr_tail: str = ""
+
+    @property
+    def resume_failed(self) -> bool:
+        # A resume that cannot find or read its transcript exits before the session starts.
+        return self.resumed and self.exit_code != 0 and not self.stream.started
+
+
+def run_cli(ctx: StepContext, state: AgentState, env: dict[str, str], resume: str | None) -> AgentRun:
+    session_id = resume or str(uuid.uuid4())
+    branch, command_id = ctx.command.branch, ctx.command.command_id
+
+    def on_tool(use: ToolUse) -> None:
+        ctx.on_progress("agent", "tool", {"tool": use.tool, "target": use.target})
+
+    # Remembered as soon as the session exists, so an interrupted or killed run is resumed next time.
+    stream = AgentStream(ctx.checkout, on_tool, lambda sid: state.remember(branch, sid, command_id))
+    run = AgentRun(stream, session_id, resumed=resume is not None)
+    argv = agent_argv(ctx.config.agent, ctx.command.instruction, session_id=session_id, resume=run.resumed)
+    try:
+        shell.run(
+            argv,
+            cwd=ctx.checkout,
+            env=env,
+            timeout=ctx.config.agent.timeout_seconds,
+            log_stdout=False,
+            on_line=stream.feed,
+            linger=LINGER_AFTER_RESULT_SECONDS,
+        )
+    except shell.CommandFailed as error:
+        run.exit_code = error.exit_code
+        run.stderr_tail = error.tail[-1] if error.tail else ""
+    return run
+
+
+def agent_report(run: AgentRun) -> dict[str, Any]:
+    result = run.stream.result or {}
+    return {
+        "sessionId": run.stream.session_id or run.session_id,
+        "resumed": run.resumed,
+        "numTurns": result.get("num_turns"),
+        "costUsd": result.get("total_cost_usd"),
+        "permissionDenials": run.stream.denials(),
+    }
+
+
+def failure_reason(run: AgentRun) -> str | None:
+    """Why the run failed, or None when it succeeded."""
+    result = run.stream.result
+    if result is None:
+        if run.exit_code:
+            return f"the agent exited with {run.exit_code}: {run.stderr_tail}"
+        return "the agent printed no JSON result"
+    if result.get("is_error") or result.get("subtype", "success") != "success" or run.exit_code:
+        errors = result.get("errors") if isinstance(result.get("errors"), list) else []
+        detail = result.get("result") or "; ".join(map(str, errors)) or run.stderr_tail
+        return f"the agent reported an error ({result.get('subtype')}): {detail}"
+    return None
+
+
+def refused(denials: list[dict[str, str]]) -> str:
+    return "; ".join(f"{d['tool']} {d['target']}".strip() for d in denials)
