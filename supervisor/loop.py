@@ -30,7 +30,7 @@ from supervisor.queues import Queues, Received
 from supervisor.routing import Router
 from supervisor.run import Run
 from supervisor.shutdown import Shutdown
-from supervisor.status import status_path, status_report, write_status
+from supervisor.status import publish_status, status_path
 
 log = logging.getLogger("supervisor")
 TICK_SECONDS = 0.5
@@ -53,12 +53,15 @@ class Supervisor:
         self.answers = Answers(config, self.delivery)
         self.events: queue.Queue[LoopEvent] = queue.Queue()
         self.router = Router(config.max_workers)
-        self.shutdown = Shutdown(config.shutdown_grace_seconds, config.interrupt_grace_seconds)
+        self.shutdown = Shutdown(
+            config.shutdown_grace_seconds, config.interrupt_grace_seconds, config.idle_exit_seconds
+        )
         self.pool = pool(self.events.put)
         self.clock = clock
         self._signals: list[int] = []  # appended by signal handlers, read by the loop (no locks there)
         self.poller_stop = threading.Event()
         self._next_tick = 0.0
+        self.shutdown.last_activity = clock()
         self._status_file = status_path(config.workspace_path)
 
     # Entry points ---------------------------------------------------------------------------------
@@ -106,6 +109,7 @@ class Supervisor:
     # Events ---------------------------------------------------------------------------------------
 
     def _on_message(self, message: Received) -> None:
+        self.shutdown.last_activity = self.clock()
         try:
             command = parse_command(message.body, self.config.repo_url)
         except InvalidMessage as error:
@@ -206,25 +210,33 @@ class Supervisor:
         for run in runs:
             if run.phase == "running":
                 self._send_due_progress(run)
+        if self.shutdown.idle_due(now, busy=bool(self.router.running or self.router.waiting)):
+            log.info("idle for IDLE_EXIT_SECONDS; stopping", extra={"idleSeconds": self.config.idle_exit_seconds})
+            self._begin_stop("idle")
         if self.shutdown.interrupt_due(now):
             for run in runs:
                 if run.phase == "running":
                     self._interrupt(run, "the supervisor is shutting down", return_message=True)
-        self._write_status()
+        publish_status(self._status_file, self)
 
     def _take_signals(self) -> None:
         while self._signals:
             name = signal.Signals(self._signals.pop(0)).name
-            if self.shutdown.begin(self.clock()):
-                log.info("stopping: finishing running work", extra={"signal": name})
-                self.poller_stop.set()
-                for run in self.router.take_waiting():
-                    self.delivery.give_back(run.message)
-            elif self.shutdown.force():
+            if not self._begin_stop(name) and self.shutdown.force():
                 log.warning("second stop signal: ending all work now", extra={"signal": name})
                 for run in list(self.router.running.values()):
                     if run.phase != "interrupting" and run.worker is not None:
                         self._interrupt(run, "the supervisor was stopped at once", return_message=True)
+
+    def _begin_stop(self, reason: str) -> bool:
+        """A warm stop (SIGTERM, or idle long enough); False when one is already under way."""
+        if not self.shutdown.begin(self.clock()):
+            return False
+        log.info("stopping: finishing running work", extra={"signal": reason})
+        self.poller_stop.set()
+        for run in self.router.take_waiting():
+            self.delivery.give_back(run.message)
+        return True
 
     def _leave(self, poller: threading.Thread) -> int:
         # A receive still in flight may deliver messages: they are handed back.
@@ -238,12 +250,6 @@ class Supervisor:
                 self.delivery.give_back(event.message)
         self.leases.stop()
         self.pool.close()
-        self._write_status()
+        publish_status(self._status_file, self)
         log.info("supervisor stopped", extra={"handled": self.answers.handled, "forced": self.shutdown.forced})
         return SupervisorExit.FORCED if self.shutdown.forced else SupervisorExit.OK
-
-    def _write_status(self) -> None:
-        try:
-            write_status(self._status_file, status_report(self))
-        except OSError as error:
-            log.warning("could not write the status file: %s", error)

@@ -3,6 +3,8 @@
 Warm: receive nothing more, hand back what has not started, let running work finish until
 SHUTDOWN_GRACE_SECONDS - INTERRUPT_GRACE_SECONDS - RESERVE, then interrupt it (its work is committed as
 WIP and pushed, its message handed back). Cold: interrupt everything at once with no grace.
+With IDLE_EXIT_SECONDS, a supervisor that has received nothing and run nothing that long stops warm
+by itself (a service scaled on queue depth then goes to zero).
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ RESERVE_SECONDS = 3.0
 class Shutdown:
     grace: float
     interrupt_grace: float
+    idle_exit: float | None = None
     started: float | None = None
     forced: bool = False
+    last_activity: float = 0.0
 
     @property
     def stopping(self) -> bool:
@@ -43,6 +47,13 @@ class Shutdown:
         if self.started is None:
             return False
         return now - self.started >= max(0.0, self.grace - self.interrupt_grace - RESERVE_SECONDS)
+
+    def idle_due(self, now: float, *, busy: bool) -> bool:
+        """Time for an idle stop: IDLE_EXIT_SECONDS with nothing received and nothing running."""
+        if busy:
+            self.last_activity = now
+            return False
+        return self.idle_exit is not None and not self.stopping and now - self.last_activity >= self.idle_exit
 
     def time_left(self, now: float) -> float:
         return self.grace - (now - self.started) if self.started is not None else self.grace

@@ -7,6 +7,7 @@ says the loop is alive; the scripts only read it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 from supervisor.common.files import write_atomic
 
+log = logging.getLogger("supervisor.status")
 HEALTHY_WITHIN_SECONDS = 30.0
 
 
@@ -61,3 +63,11 @@ def status_report(supervisor: Any) -> dict[str, Any]:
         "workers": workers,
         "waiting": waiting,
     }
+
+
+def publish_status(path: Path, supervisor: Any) -> None:
+    """Rewrite the status file; a failure is logged, never raised into the loop."""
+    try:
+        write_status(path, status_report(supervisor))
+    except OSError as error:
+        log.warning("could not write the status file: %s", error)

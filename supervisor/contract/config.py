@@ -42,6 +42,7 @@ class Config:
     interrupt_grace_seconds: float
     shutdown_grace_seconds: float
     visibility_timeout_seconds: int
+    idle_exit_seconds: float | None
     push_retry_seconds: float
     progress_events: bool
     log_format: str
@@ -61,6 +62,12 @@ class Config:
 
     def preview_url_for(self, client_id: str) -> str:
         return self.preview_url.replace("{clientId}", client_id)
+
+
+def _idle_exit(env: Mapping[str, str]) -> float | None:
+    """IDLE_EXIT_SECONDS: unset, empty or 0 means never (the default)."""
+    seconds = ev.number(env, "IDLE_EXIT_SECONDS", 0, minimum=0, integer=False)
+    return seconds or None
 
 
 def _default_log_format() -> str:
@@ -90,6 +97,7 @@ def load_config(env: Mapping[str, str] | None = None, *, require_input_queue: bo
         interrupt_grace_seconds=ev.number(env, "INTERRUPT_GRACE_SECONDS", 5, minimum=0, integer=False),
         shutdown_grace_seconds=ev.number(env, "SHUTDOWN_GRACE_SECONDS", 25, minimum=0, integer=False),
         visibility_timeout_seconds=ev.number(env, "VISIBILITY_TIMEOUT_SECONDS", 120, minimum=4, integer=True),
+        idle_exit_seconds=_idle_exit(env),
         push_retry_seconds=ev.number(env, "PUSH_RETRY_SECONDS", 60, minimum=0, integer=False),
         progress_events=ev.flag(env, "PROGRESS_EVENTS", False),
         log_format=ev.choice(env, "LOG_FORMAT", _default_log_format(), LOG_FORMATS),

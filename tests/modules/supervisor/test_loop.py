@@ -269,3 +269,37 @@ def test_the_status_report_lists_workers_and_waiting_commands(world):
     report = status_report(supervisor)
     assert [w["commandId"] for w in report["workers"]] == ["a1"] and report["waiting"][0]["commandId"] == "a2"
     assert json.loads(json.dumps(report))["maxWorkers"] == 2
+
+
+def test_idle_exit_stops_after_that_long_with_nothing_received_or_running(tmp_path):
+    clock = Clock()
+    env = {
+        "INPUT_QUEUE_URL": "http://memory/input",
+        "WORKSPACE_PATH": str(tmp_path),
+        "REPO_URL": "/srv/site.git",
+        "IDLE_EXIT_SECONDS": "60",
+        "LOG_FORMAT": "json",
+    }
+    queues = MemoryQueues(clock)
+    supervisor = Supervisor(load_config(env), queues, pool=FakePool, clock=clock)  # type: ignore[arg-type]
+
+    def tick(seconds: float) -> None:
+        clock.now += seconds
+        supervisor._next_tick = 0
+        supervisor.step(0)
+
+    tick(50)
+    deliver(supervisor, queues, command("a1"))  # work arrives: the idle clock starts again
+    tick(55)
+    finish(supervisor, "a1")
+    tick(59)  # 59 s since the work ended: not yet
+    assert not supervisor.shutdown.stopping
+    tick(2)
+    assert supervisor.shutdown.stopping and supervisor.finished() and not supervisor.shutdown.forced
+
+
+def test_without_idle_exit_the_supervisor_waits_for_ever(world):
+    supervisor, _, clock = world
+    clock.now += 100_000
+    supervisor.step(0)
+    assert not supervisor.shutdown.stopping
