@@ -159,3 +159,9 @@ def test_the_service_scales_to_zero_and_the_queue_dead_letters():
     assert resources["ScalableTarget"]["Properties"]["MinCapacity"] == 0
     assert resources["InputQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"] >= 2
     assert resources["Service"]["Properties"]["DesiredCount"] == 0
+
+
+def test_the_image_ships_the_claude_code_version_the_tests_run():
+    pinned = re.search(r'claude-code-version = "([^"]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
+    in_image = re.search(r"ARG CLAUDE_CODE_VERSION=(\S+)", (ROOT / "Dockerfile").read_text()).group(1)
+    assert in_image == pinned

@@ -1,0 +1,149 @@
+"""The image end to end (bin/test-image runs this with WEBORDINARY_IMAGE set; skipped otherwise).
+
+The container runs with `--network host` against the local stack on the host: moto's server, a bare
+git remote (bind-mounted at its own path), the real Claude Code CLI inside the image talking to the
+tests' scripted Messages API. No agent configuration beyond the image's own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import OutputWatcher, bucket_keys, git_out
+from scripted_api import Text, ToolCall, steps
+
+IMAGE = os.environ.get("WEBORDINARY_IMAGE", "")
+FIGURES = os.environ.get("WEBORDINARY_IMAGE_FIGURES", "")
+pytestmark = [pytest.mark.image, pytest.mark.skipif(not IMAGE, reason="bin/test-image runs this (WEBORDINARY_IMAGE)")]
+EDITOR_UID = 10001  # the image's user
+
+
+def docker(*args: str, check: bool = True, timeout: float = 120) -> str:
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args[:2])} failed: {done.stderr[-2000:]}")
+    return done.stdout.strip()
+
+
+def chown_tree(path: Path) -> None:
+    for folder, dirs, files in os.walk(path):
+        for name in [*dirs, *files]:
+            os.lchown(os.path.join(folder, name), EDITOR_UID, EDITOR_UID)
+    os.chown(path, EDITOR_UID, EDITOR_UID)
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def container(supervisor_env, scripted_api, site_remote, workspace_root, make_bucket, tmp_path):
+    make_bucket("acme")
+    chown_tree(workspace_root)
+    chown_tree(site_remote)
+    name = f"webordinary-test-{uuid.uuid4().hex[:8]}"
+    env = {
+        **{k: v for k, v in supervisor_env.items() if k.startswith(("INPUT_", "OUTPUT_", "DLQ_", "AWS_"))},
+        "REPO_URL": str(site_remote),
+        "S3_BUCKET": supervisor_env["S3_BUCKET"],
+        "PREVIEW_URL": supervisor_env["PREVIEW_URL"],
+        "PROGRESS_EVENTS": "true",
+        "ANTHROPIC_BASE_URL": scripted_api.base_url,
+        "ANTHROPIC_API_KEY": "sk-ant-test-dummy-key",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    }
+    flags = [f"--env={k}={v}" for k, v in env.items()]
+    docker(
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--network",
+        "host",
+        "--stop-timeout",
+        "30",
+        "--health-interval",
+        "2s",
+        "--health-start-period",
+        "0s",
+        "--volume",
+        f"{workspace_root}:/workspace",
+        "--volume",
+        f"{site_remote}:{site_remote}",
+        *flags,
+        IMAGE,
+    )
+    yield name
+    (tmp_path / "container.log").write_text(docker("logs", name, check=False))
+    docker("rm", "--force", name, check=False)
+
+
+def test_the_image_serves_both_message_shapes_stops_cleanly_and_keeps_interrupted_work(
+    container, sqs, queues, s3, bucket_prefix, site_remote, scripted_api
+):
+    # tini is PID 1, and the health check turns healthy while the supervisor's loop runs.
+    assert docker("exec", container, "ps", "-o", "comm=", "-p", "1") == "tini"
+    wait_until(lambda: docker("inspect", "-f", "{{.State.Health.Status}}", container) == "healthy", 90, "healthy")
+
+    watcher = OutputWatcher(sqs, queues["output"])
+    try:
+        first = {
+            "instruction": "Change the title to From The Image",
+            "commandId": "img-1",
+            "chatThreadId": "chat-img",
+            "clientId": "acme",
+            "userId": "u1",
+        }
+        second = {
+            "instruction": "Add a page called contact",
+            "commandId": "img-2",
+            "threadId": "chat-img",
+            "projectId": "acme",
+            "userId": "u1",
+            "repoUrl": str(site_remote),
+            "type": "work",
+        }
+        sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(first))
+        one = watcher.response("img-1", timeout=600)  # the first command installs the site's dependencies
+        sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(second))
+        two = watcher.response("img-2", timeout=300)
+        for response in (one, two):
+            assert response["success"] is True, response["error"]
+        assert git_out(site_remote, "rev-parse", "thread-chat-img") == two["commit"]
+        live = bucket_keys(s3, f"{bucket_prefix}-acme")
+        assert "<h1>From The Image</h1>" in live["index.html"].decode() and "contact/index.html" in live
+
+        # docker stop during a build: exit 0 within the stop timeout, the work pushed, the message back.
+        slow = "---\nawait new Promise((resolve) => setTimeout(resolve, 120000));\n---\n<p>slow</p>\n"
+        write = lambda c: ToolCall("Write", {"file_path": c.path("src/pages/slow.astro"), "content": slow})  # noqa: E731
+        scripted_api.when("Add a slow page", steps(write, Text("Added.")))
+        body = {**first, "instruction": "Add a slow page", "commandId": "img-3", "chatThreadId": "chat-slow"}
+        sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(body))
+        watcher.progress("img-3", "build", "started", timeout=300)
+        time.sleep(2)
+        started = time.monotonic()
+        docker("stop", "--time", "30", container, timeout=60)
+        stop_seconds = time.monotonic() - started
+        exit_code = int(docker("inspect", "-f", "{{.State.ExitCode}}", container))
+    finally:
+        watcher.stop()
+    assert exit_code == 0 and stop_seconds < 30
+    pushed = git_out(site_remote, "log", "-1", "--format=%B", "thread-chat-slow")
+    assert "Command-Id: img-3" in pushed and "src/pages/slow.astro" in pushed
+    back = sqs.receive_message(QueueUrl=queues["input"], WaitTimeSeconds=5, MaxNumberOfMessages=10)
+    assert [json.loads(m["Body"])["commandId"] for m in back.get("Messages", [])] == ["img-3"]
+    if FIGURES:
+        Path(FIGURES).write_text(json.dumps({"stopSeconds": round(stop_seconds, 1), "stopExitCode": exit_code}))
