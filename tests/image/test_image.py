@@ -25,8 +25,10 @@ pytestmark = [pytest.mark.image, pytest.mark.skipif(not IMAGE, reason="bin/test-
 EDITOR_UID = 10001  # the image's user
 
 
-def docker(*args: str, check: bool = True, timeout: float = 120) -> str:
+def docker(*args: str, check: bool = True, timeout: float = 120, stderr: bool = False) -> str:
     done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if stderr:  # `docker logs` replays the container's stderr (our JSON log lines) on stderr
+        return done.stdout + done.stderr
     if check and done.returncode != 0:
         raise AssertionError(f"docker {' '.join(args[:2])} failed: {done.stderr[-2000:]}")
     return done.stdout.strip()
@@ -50,10 +52,17 @@ def wait_until(predicate: Any, timeout: float, what: str) -> Any:
 
 
 @pytest.fixture
-def container(supervisor_env, scripted_api, site_remote, workspace_root, make_bucket, tmp_path):
+def container(supervisor_env, scripted_api, site_remote, workspace_root, make_bucket, tmp_path, monkeypatch):
     make_bucket("acme")
     chown_tree(workspace_root)
     chown_tree(site_remote)
+    # The remote now belongs to the image's user; git on this side must be told that is fine.
+    for name, value in {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "safe.directory",
+        "GIT_CONFIG_VALUE_0": "*",
+    }.items():
+        monkeypatch.setenv(name, value)
     name = f"webordinary-test-{uuid.uuid4().hex[:8]}"
     env = {
         **{k: v for k, v in supervisor_env.items() if k.startswith(("INPUT_", "OUTPUT_", "DLQ_", "AWS_"))},
@@ -87,7 +96,7 @@ def container(supervisor_env, scripted_api, site_remote, workspace_root, make_bu
         IMAGE,
     )
     yield name
-    (tmp_path / "container.log").write_text(docker("logs", name, check=False))
+    (tmp_path / "container.log").write_text(docker("logs", name, check=False, stderr=True))
     docker("rm", "--force", name, check=False)
 
 
