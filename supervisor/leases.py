@@ -16,6 +16,12 @@ log = logging.getLogger("supervisor.leases")
 LEASE_SECONDS = 120
 
 
+def receipt_is_gone(error: Exception) -> bool:
+    """SQS (or the in-memory queue) says this receipt handle no longer names a message we hold."""
+    code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+    return "ReceiptHandleIsInvalid" in (code, type(error).__name__) or "receipt handle has expired" in str(error)
+
+
 class Leases:
     def __init__(self, queues: Queues, lease_seconds: int = LEASE_SECONDS):
         self.queues = queues
@@ -48,7 +54,12 @@ class Leases:
     def _renew(self, message: Received) -> None:
         try:
             self.queues.extend(message, self.lease_seconds)
-        except Exception as error:  # a deleted message or a passing fault; the next round tries again
+        except Exception as error:
+            if receipt_is_gone(error):  # deleted, or received again with a new receipt: not ours to renew
+                self.release(message)
+                log.info("stopped renewing a message we no longer hold", extra={"messageId": message.message_id})
+                return
+            # A passing fault: the next round tries again.
             log.warning("could not extend visibility: %s", error, extra={"messageId": message.message_id})
 
     def _renew_forever(self) -> None:

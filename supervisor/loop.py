@@ -24,7 +24,7 @@ from supervisor.contract.responses import progress_event
 from supervisor.delivery import Delivery
 from supervisor.events import LoopEvent, MessageReceived, TreeEnded, WorkerExited, WorkerReported
 from supervisor.leases import Leases
-from supervisor.poller import Poller
+from supervisor.poller import Poller, hand_back_unread
 from supervisor.pool import WorkerPool
 from supervisor.queues import Queues, Received
 from supervisor.routing import Router
@@ -111,6 +111,13 @@ class Supervisor:
     def _on_message(self, message: Received) -> None:
         self.shutdown.last_activity = self.clock()
         try:
+            self._route(message)
+        except Exception as error:  # whatever went wrong, the message ends dead-lettered, not held for ever
+            log.exception("could not handle a message; dead-lettering it", extra={"messageId": message.message_id})
+            self.answers.reject(message, InvalidMessage(f"the supervisor could not handle it: {error}"[:500]))
+
+    def _route(self, message: Received) -> None:
+        try:
             command = parse_command(message.body, self.config.repo_url)
         except InvalidMessage as error:
             self.answers.reject(message, error)
@@ -138,14 +145,14 @@ class Supervisor:
             return  # from a worker already replaced
         if event["event"] == "step":
             run.on_step_event(event)
-        if not self.config.progress_events or run.phase != "running":
-            return
-        if event["event"] == "step":
-            self.delivery.send(progress_event(run.command, event["step"], event["status"]))
-        else:
-            fields = {k: v for k, v in event.items() if k not in ("event", "step", "status")}
-            run.queue_progress(progress_event(run.command, str(event.get("step")), str(event.get("status")), **fields))
-            self._send_due_progress(run)
+        if self.config.progress_events and run.phase == "running":
+            fields = {k: v for k, v in event.items() if k not in ("event", "step", "status", "outcome", "durationMs")}
+            body = progress_event(run.command, str(event.get("step")), str(event.get("status")), **fields)
+            if event["event"] == "step":
+                self.delivery.send(body)
+            else:  # a tool use: at most one a second (Run.due_progress)
+                run.queue_progress(body)
+                self._send_due_progress(run)
 
     def _on_exit(self, run: Run, worker: Any, code: int) -> None:
         self.pool.forget(worker)
@@ -241,13 +248,7 @@ class Supervisor:
     def _leave(self, poller: threading.Thread) -> int:
         # A receive still in flight may deliver messages: they are handed back.
         poller.join(timeout=max(0.0, self.shutdown.time_left(self.clock()) - 0.5))
-        while True:
-            try:
-                event = self.events.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(event, MessageReceived):
-                self.delivery.give_back(event.message)
+        hand_back_unread(self.events, self.delivery)
         self.leases.stop()
         self.pool.close()
         publish_status(self._status_file, self)

@@ -4,6 +4,7 @@ message to the loop, its lease already held."""
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable
 
@@ -42,3 +43,14 @@ class Poller(threading.Thread):
                     continue
                 self.leases.hold(message)
                 self.post(MessageReceived(message))
+
+
+def hand_back_unread(events: queue.Queue[LoopEvent], delivery: Delivery) -> None:
+    """After the loop: messages received but never handled go back to the queue at once."""
+    while True:
+        try:
+            event = events.get_nowait()
+        except queue.Empty:
+            return
+        if isinstance(event, MessageReceived):
+            delivery.give_back(event.message)

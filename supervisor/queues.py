@@ -34,8 +34,18 @@ def sqs_client(config: Config) -> Any:
     )
 
 
+def sendable_json(body: dict[str, Any]) -> str:
+    """JSON that SQS takes whatever the body holds: a lone surrogate (not Unicode) is written as its
+    JSON escape, which readers decode to the same string, instead of making the send fail."""
+    return json.dumps(body, ensure_ascii=False).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _attributes(**values: str | None) -> dict[str, dict[str, str]]:
-    return {k: {"DataType": "String", "StringValue": v} for k, v in values.items() if v}
+    return {
+        k: {"DataType": "String", "StringValue": v.encode("utf-8", "backslashreplace").decode("utf-8")}
+        for k, v in values.items()
+        if v
+    }
 
 
 class Queues:
@@ -69,7 +79,7 @@ class Queues:
             return False
         self.client.send_message(
             QueueUrl=self.config.output_queue_url,
-            MessageBody=json.dumps(body, ensure_ascii=False),
+            MessageBody=sendable_json(body),
             MessageAttributes=_attributes(commandId=body.get("commandId"), sessionId=body.get("sessionId")),
         )
         return True

@@ -39,6 +39,9 @@ def deploy(ctx: StepContext, bucket: str) -> DeployReport:
         f"s3://{bucket}",
         "--delete",
         "--no-progress",
+        # The build is written by code the agent may have changed: a link out of it (another site's
+        # checkout, a host file) must not be published. The CLI follows links unless told not to.
+        "--no-follow-symlinks",
         "--region",
         ctx.config.aws_region,
     ]

@@ -15,6 +15,8 @@ MAX_ID_LENGTH = 128
 SLUG_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 SAFE_REF_COMPONENT = re.compile(r"^[A-Za-z0-9._-]+$")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A lone surrogate (JSON's "\ud800") is no text: it cannot be written as UTF-8 to git, a process or SQS.
+LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 # Schemes git may use for a site remote; "ext::" and friends can run commands, so they are refused.
 REMOTE_URL = re.compile(r"^((https?|ssh|git|file)://\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+|/\S+)$")
 REPO_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -58,13 +60,13 @@ def _id_field(body: dict[str, Any], name: str, command_id: str | None) -> str:
         raise InvalidMessage(f"{name} must be a non-empty string", command_id)
     if len(value) > MAX_ID_LENGTH:
         raise InvalidMessage(f"{name} is longer than {MAX_ID_LENGTH} characters", command_id)
-    if CONTROL_CHARS.search(value):
-        raise InvalidMessage(f"{name} contains control characters", command_id)
+    if CONTROL_CHARS.search(value) or LONE_SURROGATE.search(value):
+        raise InvalidMessage(f"{name} contains control characters or is not valid Unicode", command_id)
     return value
 
 
 def _slug_field(body: dict[str, Any], name: str, value: Any, command_id: str | None) -> str:
-    if not isinstance(value, str) or not SLUG_ID.match(value):
+    if not isinstance(value, str) or not SLUG_ID.fullmatch(value):
         raise InvalidMessage(
             f"{name} must match [a-z0-9] with inner hyphens, 1-63 characters, got {str(value)[:80]!r}",
             command_id,
@@ -80,7 +82,7 @@ def _git_accepts_ref(ref: str) -> bool:
 def branch_for_thread(thread_id: str) -> str:
     """`thread-{id}`, or a slug plus a hash when the id is not a safe ref component."""
     name = thread_id if thread_id.startswith("thread-") else f"thread-{thread_id}"
-    if SAFE_REF_COMPONENT.match(thread_id) and _git_accepts_ref(name):
+    if SAFE_REF_COMPONENT.fullmatch(thread_id) and _git_accepts_ref(name):
         return name
     slug = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", thread_id.lower())).strip("-")[:60].strip("-")
     if slug.startswith("thread-"):
@@ -93,19 +95,24 @@ def repo_name_from_url(url: str) -> str:
     """The last path part of a git URL without `.git`: the checkout's folder name."""
     tail = re.split(r"[/:]", url.rstrip("/"))[-1]
     name = tail[:-4] if tail.endswith(".git") else tail
-    if not REPO_NAME.match(name) or name in (".", ".."):
+    if not REPO_NAME.fullmatch(name) or name in (".", ".."):
         raise ValueError(f"cannot take a folder name from repository URL {url!r}")
     return name
 
 
 def check_repo_url(url: str, command_id: str | None = None) -> str:
-    if len(url) > 2048 or not REMOTE_URL.match(url) or CONTROL_CHARS.search(url):
+    if len(url) > 2048 or not REMOTE_URL.fullmatch(url) or CONTROL_CHARS.search(url) or LONE_SURROGATE.search(url):
         raise InvalidMessage("repoUrl must be an https, ssh, git or file URL (or an absolute path)", command_id)
     try:
         repo_name_from_url(url)
     except ValueError as error:
         raise InvalidMessage(str(error), command_id) from None
     return url
+
+
+def repo_url_for(template: str, client_id: str) -> str:
+    """REPO_URL with {clientId} substituted."""
+    return template.replace("{clientId}", client_id)
 
 
 def _timestamp(value: Any) -> str | None:
@@ -125,16 +132,17 @@ def _timestamp(value: Any) -> str | None:
 
 
 def _readable_id(value: Any) -> str | None:
-    if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH and not CONTROL_CHARS.search(value):
-        return value
-    return None
+    """An id fit to go into a response (whatever else is wrong with the message)."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH:
+        return None
+    return None if CONTROL_CHARS.search(value) or LONE_SURROGATE.search(value) else value
 
 
 def read_ids(raw: str | bytes) -> tuple[str | None, str | None]:
     """Best effort for a message that may be invalid: (commandId, sessionId) where they can be read."""
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None, None
     if not isinstance(body, dict):
         return None, None
@@ -151,6 +159,8 @@ def parse_command(raw: str | bytes, default_repo_url: str | None = None) -> Comm
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidMessage("body is not valid UTF-8 JSON") from None
+    except RecursionError:  # nested deeper than the parser goes
+        raise InvalidMessage("body is nested too deeply") from None
     if not isinstance(body, dict):
         raise InvalidMessage("body must be a JSON object")
 
@@ -163,6 +173,8 @@ def parse_command(raw: str | bytes, default_repo_url: str | None = None) -> Comm
     instruction = body.get("instruction")
     if not isinstance(instruction, str) or not instruction.strip():
         raise InvalidMessage("instruction must be a non-empty string", command_id)
+    if LONE_SURROGATE.search(instruction):
+        raise InvalidMessage("instruction is not valid Unicode (a lone surrogate)", command_id)
     if len(instruction.encode()) > MAX_INSTRUCTION_BYTES:
         raise InvalidMessage("instruction is larger than 64 KiB", command_id)
     if "\x00" in instruction:
@@ -183,7 +195,7 @@ def parse_command(raw: str | bytes, default_repo_url: str | None = None) -> Comm
             raise InvalidMessage("repoUrl must be a string", command_id)
         repo_url = check_repo_url(repo_url, command_id)
     elif default_repo_url:
-        repo_url = default_repo_url.replace("{clientId}", client_id)
+        repo_url = check_repo_url(repo_url_for(default_repo_url, client_id), command_id)
     else:
         raise InvalidMessage("repoUrl is missing and REPO_URL is not set", command_id)
 

@@ -13,12 +13,14 @@ from dataclasses import asdict, dataclass, field
 
 from supervisor.contract import env_values as ev
 from supervisor.contract.agent_config import AgentConfig, load_agent_config
+from supervisor.contract.command import InvalidMessage, check_repo_url, repo_url_for
 from supervisor.contract.env_values import ConfigError
 
 __all__ = ["Config", "ConfigError", "load_config", "load_config_or_exit"]
 
 DEPLOY_STRATEGIES = ("hash", "aws-cli")
 LOG_FORMATS = ("json", "text")
+SQS_MAX_VISIBILITY_SECONDS = 43200
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,25 @@ class Config:
         return self.preview_url.replace("{clientId}", client_id)
 
 
+def _visibility(env: Mapping[str, str]) -> int:
+    seconds = ev.number(env, "VISIBILITY_TIMEOUT_SECONDS", 120, minimum=4, integer=True)
+    if seconds > SQS_MAX_VISIBILITY_SECONDS:  # SQS refuses every receive that asks for more
+        raise ConfigError(f"VISIBILITY_TIMEOUT_SECONDS must be at most {SQS_MAX_VISIBILITY_SECONDS}, got {seconds}")
+    return seconds
+
+
+def _repo_url(env: Mapping[str, str]) -> str | None:
+    """REPO_URL must make a valid remote for any client, or every message without repoUrl would fail."""
+    template = ev.text(env, "REPO_URL", None)
+    if template is not None:
+        try:
+            check_repo_url(repo_url_for(template, "client"))
+        except InvalidMessage as error:
+            reason = error.reason.replace("repoUrl", "it")
+            raise ConfigError(f"REPO_URL: {reason}, got {template!r}") from None
+    return template
+
+
 def _idle_exit(env: Mapping[str, str]) -> float | None:
     """IDLE_EXIT_SECONDS: unset, empty or 0 means never (the default)."""
     seconds = ev.number(env, "IDLE_EXIT_SECONDS", 0, minimum=0, integer=False)
@@ -82,7 +103,7 @@ def load_config(env: Mapping[str, str] | None = None, *, require_input_queue: bo
         output_queue_url=ev.url(env, "OUTPUT_QUEUE_URL"),
         dlq_url=ev.url(env, "DLQ_URL"),
         workspace_path=os.path.abspath(ev.required_text(env, "WORKSPACE_PATH", "/workspace")),
-        repo_url=ev.text(env, "REPO_URL", None),
+        repo_url=_repo_url(env),
         s3_bucket=ev.template(env, "S3_BUCKET", "edit.{clientId}.webordinary.com"),
         preview_url=ev.template(env, "PREVIEW_URL", "https://edit.{clientId}.webordinary.com"),
         aws_region=ev.template(env, "AWS_REGION", "us-west-2"),
@@ -96,7 +117,7 @@ def load_config(env: Mapping[str, str] | None = None, *, require_input_queue: bo
         max_workers=ev.number(env, "MAX_WORKERS", 2, minimum=1, integer=True),
         interrupt_grace_seconds=ev.number(env, "INTERRUPT_GRACE_SECONDS", 5, minimum=0, integer=False),
         shutdown_grace_seconds=ev.number(env, "SHUTDOWN_GRACE_SECONDS", 25, minimum=0, integer=False),
-        visibility_timeout_seconds=ev.number(env, "VISIBILITY_TIMEOUT_SECONDS", 120, minimum=4, integer=True),
+        visibility_timeout_seconds=_visibility(env),
         idle_exit_seconds=_idle_exit(env),
         push_retry_seconds=ev.number(env, "PUSH_RETRY_SECONDS", 60, minimum=0, integer=False),
         progress_events=ev.flag(env, "PROGRESS_EVENTS", False),

@@ -32,3 +32,14 @@ def test_agent_command_is_split_like_a_shell_would_without_running_one():
 def test_non_finite_numbers_are_refused(value):
     with pytest.raises(ConfigError, match="INTERRUPT_GRACE_SECONDS"):
         load_config({"INPUT_QUEUE_URL": "http://x/q", "INTERRUPT_GRACE_SECONDS": value})
+
+
+@pytest.mark.parametrize("value", ["not a url", "https://git.example/{clientId}/..", "ext::sh -c touch% /tmp/x"])
+def test_a_repo_url_that_cannot_make_a_remote_stops_start_up(value):
+    with pytest.raises(ConfigError, match="REPO_URL"):
+        load_config({"INPUT_QUEUE_URL": "http://x/q", "REPO_URL": value})
+
+
+def test_visibility_above_what_sqs_allows_stops_start_up():
+    with pytest.raises(ConfigError, match="VISIBILITY_TIMEOUT_SECONDS"):
+        load_config({"INPUT_QUEUE_URL": "http://x/q", "VISIBILITY_TIMEOUT_SECONDS": "43201"})

@@ -303,3 +303,25 @@ def test_without_idle_exit_the_supervisor_waits_for_ever(world):
     clock.now += 100_000
     supervisor.step(0)
     assert not supervisor.shutdown.stopping
+
+
+def test_a_message_that_cannot_be_handled_is_dead_lettered_not_held(world, monkeypatch):
+    supervisor, queues, _ = world
+
+    def broken(run: Run) -> Any:
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(supervisor.router, "arrive", broken)
+    deliver(supervisor, queues, command("a1"))
+    assert answers(queues) == [("a1", "INVALID_MESSAGE")] and len(queues.dead_letters) == 1
+    assert queues.remaining() == [] and supervisor.leases.held() == []
+
+
+def test_the_lease_keeper_drops_a_message_it_no_longer_holds(world):
+    supervisor, queues, _ = world
+    queues.send(command("a1"))
+    (message,) = queues.receive(wait_seconds=0)
+    supervisor.leases.hold(message)
+    queues.delete(message)  # answered and deleted elsewhere (or received again with a new receipt)
+    supervisor.leases._renew(message)
+    assert supervisor.leases.held() == []

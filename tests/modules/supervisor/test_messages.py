@@ -139,3 +139,37 @@ def test_branches_are_valid_refs_and_distinct_ids_never_share_one(thread):
     assert branch != branch_for_thread(thread + "x")
     assert branch.startswith("thread-")
     assert subprocess.run(["git", "check-ref-format", f"refs/heads/{branch}"]).returncode == 0
+
+
+@pytest.mark.parametrize("field", ["clientId", "userId", "projectId"])
+def test_a_trailing_newline_never_passes_an_id_pattern(field):
+    with pytest.raises(InvalidMessage, match=field):
+        parse_command(body(**{field: "acme\n"}), "/srv/site.git")
+
+
+@pytest.mark.parametrize("field", ["instruction", "commandId", "chatThreadId", "sessionId", "repoUrl"])
+def test_a_lone_surrogate_anywhere_is_an_invalid_message_not_a_crash(field):
+    value = "/srv/site\ud800.git" if field == "repoUrl" else "abc\ud800"
+    with pytest.raises(InvalidMessage):
+        parse_command(body(**{field: value}), "/srv/site.git")
+    command_id, _ = read_ids(body(commandId="abc\ud800"))
+    assert command_id is None  # never quoted in a response it would make unsendable
+
+
+def test_json_nested_too_deeply_is_an_invalid_message():
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(InvalidMessage, match="nested too deeply"):
+        parse_command(deep)
+    assert read_ids(deep) == (None, None)
+
+
+def test_a_repo_url_template_that_makes_no_remote_is_an_invalid_message():
+    with pytest.raises(InvalidMessage, match="folder name"):
+        parse_command(body(repoUrl=None), "https://git.example/{clientId}/..")
+
+
+def test_responses_stay_sendable_whatever_they_quote():
+    from supervisor.queues import sendable_json
+
+    text = sendable_json({"error": "bad \ud800 id", "summary": "Überschrift"})
+    assert text.encode("utf-8") and json.loads(text) == {"error": "bad \ud800 id", "summary": "Überschrift"}

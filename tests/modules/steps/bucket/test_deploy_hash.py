@@ -140,12 +140,18 @@ def test_s3_errors_become_one_line_deploy_failed(config, tmp_path):
     assert "NoSuchBucket" in str(failure.value) and "\n" not in str(failure.value)
 
 
-def test_a_link_out_of_the_build_is_not_published(config, s3, bucket, tmp_path):
+@pytest.mark.parametrize("strategy", ["hash", "aws-cli"])
+def test_a_link_out_of_the_build_is_not_published(aws_env, s3, bucket, tmp_path, strategy):
     secret = tmp_path / "secret.txt"
     secret.write_text("host file")
-    build = write_build(tmp_path / "dist", {"index.html": b"<p>"})
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "other-site.html").write_text("another tenant")
+    checkout = tmp_path / "site"
+    build = write_build(checkout / "dist", {"index.html": b"<p>"})
     (build / "leak.txt").symlink_to(secret)
-    deploy_hash.deploy_build(build, bucket, deploy_hash.make_client(config), POLICY)
+    (build / "tenant").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    env = {**aws_env, "WORKSPACE_PATH": str(tmp_path), "DEPLOY_STRATEGY": strategy, "S3_BUCKET": bucket}
+    deploy.run(context(load_config(env, require_input_queue=False), checkout))
     assert set(bucket_bodies(s3, bucket)) == {"index.html"}
 
 
