@@ -10,11 +10,25 @@ from steps.processes import deps, shell
 from supervisor.contract.codes import ErrorCode
 
 
+def _npm_reason(error: shell.CommandFailed) -> str:
+    """npm's own first error line (its last lines only point at a log file), else the failure."""
+    for line in error.stderr.splitlines():
+        text = line.removeprefix("npm error").removeprefix("npm ERR!").strip()
+        if line.startswith(("npm error", "npm ERR!")) and text and not text.startswith("code "):
+            return f"npm: {text}"[:500]
+    return str(error)
+
+
 def run(ctx: StepContext) -> StepResult:
     started = time.monotonic()
     output = ctx.build_folder
     try:
-        installed = deps.ensure_dependencies(ctx.checkout)  # the agent may have changed the lockfile
+        try:
+            installed = deps.ensure_dependencies(ctx.checkout)  # the agent may have changed the lockfile
+        except shell.CommandFailed as error:
+            raise StepError(ErrorCode.BUILD_FAILED, f"installing dependencies failed: {_npm_reason(error)}") from None
+        if installed == deps.INSTALLED_OUT_OF_SYNC and deps.OUT_OF_SYNC_WARNING not in ctx.warnings:
+            ctx.warnings.append(deps.OUT_OF_SYNC_WARNING)
         # A stale folder from an earlier build must never pass for this build's output.
         shutil.rmtree(output, ignore_errors=True)
         # The build runs code the agent may have written: it gets no credentials.

@@ -14,11 +14,18 @@ from steps.base import StepContext, StepError, elapsed_ms
 from steps.commit import commit_all
 from steps.git.ledger import Ledger
 from steps.git.repair import repair
+from steps.processes.shell import CommandFailed, CommandTimedOut
 from steps.push import push_branch
 from supervisor.contract.codes import ErrorCode
 from supervisor.contract.responses import final_response
 
 log = logging.getLogger("steps.interrupted")
+
+
+def _wip_of(ctx: StepContext) -> str | None:
+    """This command's newest commit, WIP included (an earlier finisher may have made it)."""
+    found = ctx.git.commits_with_trailer("Command-Id", ctx.command.command_id)
+    return found[0] if found else None
 
 
 def finish_interrupted(ctx: StepContext, steps: list[dict[str, Any]], reason: str) -> dict[str, Any]:
@@ -40,9 +47,9 @@ def finish_interrupted(ctx: StepContext, steps: list[dict[str, Any]], reason: st
         if ctx.config.git_push_enabled and git.has_ref(f"refs/heads/{branch}"):
             try:
                 pushed = push_branch(ctx, branch).pushed
-            except StepError as push_error:
-                error = f"{reason}; push failed: {push_error}"
-    commit = wip or already_done(ctx)
+            except (StepError, CommandFailed, CommandTimedOut) as push_error:  # the WIP commit stays; said so
+                error = f"{reason}; the edits are committed but the push failed: {push_error}"
+    commit = wip or already_done(ctx) or _wip_of(ctx)
     if commit and not ctx.files_changed:
         ctx.files_changed = git.files_in(commit)
     return final_response(

@@ -6,6 +6,7 @@ clone), else fetch; then switch to `thread-…`, creating it from the remote's d
 
 from __future__ import annotations
 
+import logging
 import time
 
 from steps.base import StepContext, StepError, StepResult, ok
@@ -17,6 +18,21 @@ from steps.git.sessions import restore_session, settle_leftovers
 from steps.processes import deps
 from steps.processes.shell import CommandFailed, CommandTimedOut
 from supervisor.contract.codes import ErrorCode
+
+log = logging.getLogger(__name__)
+
+
+def _install(ctx: StepContext) -> str:
+    """Dependencies are the build's prerequisite, not the agent's: a failed install is reported by the
+    build (which tries again), and the command goes on."""
+    try:
+        installed = deps.ensure_dependencies(ctx.checkout)
+    except (CommandFailed, CommandTimedOut) as error:
+        log.warning("installing dependencies failed; the build will try again: %s", error)
+        return "failed"
+    if installed == deps.INSTALLED_OUT_OF_SYNC:
+        ctx.warnings.append(deps.OUT_OF_SYNC_WARNING)
+    return installed
 
 
 def run(ctx: StepContext) -> StepResult:
@@ -42,7 +58,7 @@ def run(ctx: StepContext) -> StepResult:
             ctx.warnings.append(restored.error)
         details["restoredStashes"] = len(restored.restored)
         ledger.begin_command(ctx.command.to_dict())
-        details["dependencies"] = deps.ensure_dependencies(ctx.checkout)
+        details["dependencies"] = _install(ctx)
     except (CommandFailed, CommandTimedOut) as error:
         raise StepError(ErrorCode.INTERNAL, f"workspace: {error}") from None
     return ok(started, cloned=cloned, **{k: v for k, v in details.items() if v})

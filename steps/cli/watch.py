@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from watchfiles import DefaultFilter, watch
+from watchfiles import Change, DefaultFilter, watch
 
 from steps import build, deploy
 from steps.base import StepContext, StepError
@@ -28,10 +29,20 @@ log = logging.getLogger("steps.cli.watch")
 
 
 class SiteFilter(DefaultFilter):
-    """Source changes only: not the build output, Astro's cache, dependencies or git's own files."""
+    """Source changes only: not the build output, Astro's cache, dependencies or git's own files.
 
-    def __init__(self, build_dir: str):
-        super().__init__(ignore_dirs=(*DefaultFilter.ignore_dirs, build_dir.strip("/").split("/")[0], ".astro"))
+    The build output and Astro's cache are ignored by their place in the checkout, not by name: a
+    `src/components/dist/` of the site's own is source like any other folder."""
+
+    def __init__(self, checkout: Path, build_dir: str):
+        super().__init__()
+        root = checkout.resolve()
+        self.ignored_paths = tuple(str(root / part) for part in (build_dir.strip("/"), ".astro"))
+
+    def __call__(self, change: Change, path: str) -> bool:
+        if any(path == ignored or path.startswith(ignored + os.sep) for ignored in self.ignored_paths):
+            return False
+        return super().__call__(change, path)
 
 
 def _context(checkout: Path, client_id: str) -> StepContext:
@@ -84,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if ok else 1
     log.info("watching %s (Ctrl-C stops)", checkout)
     try:
-        for changes in watch(checkout, watch_filter=SiteFilter(ctx.config.build_dir), raise_interrupt=True):
+        for changes in watch(checkout, watch_filter=SiteFilter(checkout, ctx.config.build_dir), raise_interrupt=True):
             log.info("changed: %s", ", ".join(sorted({Path(p).relative_to(checkout).as_posix() for _, p in changes})))
             rebuild(ctx, args.deploy)
     except KeyboardInterrupt:

@@ -126,10 +126,16 @@ class Pusher:
             if kind == "rejected" and rebases < MAX_REBASES:
                 rebases += 1
                 log.info("push rejected: the remote branch moved; rebasing onto it", extra={"branch": branch})
-                conflict_branch = self._rebase_onto_remote(branch)
-                if conflict_branch:
-                    return PushOutcome(conflict_branch=conflict_branch)
-                continue
+                try:
+                    conflict_branch = self._rebase_onto_remote(branch)
+                except (CommandFailed, CommandTimedOut) as error:
+                    # The remote went away in the middle (fetch, conflict push, ls-remote): like any
+                    # failure to reach it, retried, then recorded as pending; never a crash of the step.
+                    kind, reason = "transient", str(error)
+                else:
+                    if conflict_branch:
+                        return PushOutcome(conflict_branch=conflict_branch)
+                    continue
             if kind == "transient" and time.monotonic() < deadline:
                 delay = min(30.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
                 delay = max(0.05, min(delay, deadline - time.monotonic()))
@@ -201,6 +207,6 @@ def push_pending(git: Git, config: Config, ledger: Ledger) -> dict[str, PushOutc
             continue
         try:
             outcomes[branch] = Pusher(git, config, ledger).push(branch)
-        except StepError as error:
+        except (StepError, CommandFailed, CommandTimedOut) as error:  # stays pending; the command goes on
             outcomes[branch] = PushOutcome(pending=str(error))
     return outcomes

@@ -88,10 +88,11 @@ def scrubbed_env(
 
 
 class CommandFailed(Exception):
-    def __init__(self, argv: Sequence[str], exit_code: int, tail: Sequence[str]):
+    def __init__(self, argv: Sequence[str], exit_code: int, tail: Sequence[str], stderr: str = ""):
         self.argv = list(argv)
         self.exit_code = exit_code
         self.tail = list(tail)
+        self.stderr = stderr  # all of it: the reason may stand above pages of usage text
         last = tail[-1] if tail else ""
         super().__init__(f"{Path(argv[0]).name} exited with {exit_code}: {last}"[:500])
 
@@ -208,7 +209,7 @@ def run(
         if timed_out.is_set():
             raise CommandTimedOut(argv, timeout or 0, list(tail)) from None
         if not stopped_after_output.is_set():
-            raise CommandFailed(argv, error.exit_code, list(tail)) from None
+            raise CommandFailed(argv, error.exit_code, list(tail), "".join(err_chunks)) from None
         log.warning("%s lingered %gs after its output was complete; ended it", name, linger)
     except BaseException as error:
         # Interrupted (or any other way out): one ladder per tree. Ours (SIGINT, grace, SIGTERM, SIGKILL)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import time
 
 import psutil
 import pytest
-from helpers import QUICK_BUILD, bucket_keys, git_out, message, run_worker
+from helpers import QUICK_BUILD, bucket_keys, git, git_out, message, run_worker
 
 pytestmark = pytest.mark.e2e
 
@@ -135,3 +138,56 @@ def test_rejected_push_is_a_push_failure_and_the_commit_stays_local(base_env, pr
     assert response["buildSuccess"] and response["deploySuccess"]
     assert git_out(checkout, "rev-parse", "thread-chat-1") == response["commit"]
     assert "thread-chat-1" not in git_out(site_remote, "branch", "--list")
+
+
+def change_remote(remote, tmp_path, edit) -> None:
+    """Commit `edit(checkout)` to the remote's main branch, as the site's owner would."""
+    work = tmp_path / "owner"
+    git(tmp_path, "clone", "--quiet", str(remote), str(work))
+    edit(work)
+    git(work, "commit", "--quiet", "-am", "Owner's change")
+    git(work, "push", "--quiet", "origin", "main")
+
+
+def test_a_lockfile_npm_ci_rejects_still_runs_the_agent_and_fails_the_build(
+    base_env, prewarm, bucket, site_remote, tmp_path
+):
+    change_remote(site_remote, tmp_path, lambda work: (work / "package-lock.json").write_text("{ not json"))
+    prewarm()
+    response = run_worker(message(instruction="Make the header blue"), {**base_env, "BUILD_COMMAND": QUICK_BUILD})
+    assert statuses(response) == {
+        "workspace": "ok",
+        "agent": "ok",
+        "commit": "ok",
+        "build": "failed",
+        "deploy": "skipped",
+        "push": "ok",
+    }
+    assert response["errorCode"] == "BUILD_FAILED" and "installing dependencies failed: npm:" in response["error"]
+    assert "complete log" not in response["error"]
+    assert git_out(site_remote, "rev-parse", "thread-chat-1") == response["commit"]  # the edit is kept
+
+
+def test_an_out_of_sync_lockfile_builds_like_npm_install_and_stays_as_committed(
+    base_env, prewarm, bucket, site_remote, tmp_path, installed_site
+):
+    def add_dependency(work):
+        manifest = json.loads((work / "package.json").read_text())
+        manifest["dependencies"]["is-number"] = "7.0.0"
+        (work / "package.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+    change_remote(site_remote, tmp_path, add_dependency)
+    committed_lock = git_out(site_remote, "show", "main:package-lock.json")
+    checkout = prewarm()
+    # npm writes into node_modules here: a copy of its own, not links shared with other tests, and no
+    # install stamp (as on a checkout never installed).
+    shutil.rmtree(checkout / "node_modules")
+    subprocess.run(["cp", "-a", str(installed_site / "node_modules"), str(checkout / "node_modules")], check=True)
+    (checkout / "node_modules" / ".webordinary-install.sha256").unlink()
+    response = run_worker(message(instruction="Make the header blue"), {**base_env, "BUILD_COMMAND": QUICK_BUILD})
+    npm_lines = [line[:300] for line in response["_log"].splitlines() if '"command": "npm"' in line]
+    assert response["success"] is True, "\n".join(npm_lines[-30:])
+    assert any("out of sync" in warning for warning in response["warnings"])
+    assert (checkout / "node_modules" / "is-number" / "package.json").is_file()
+    assert (checkout / "package-lock.json").read_text().strip() == committed_lock.strip()
+    assert git_out(checkout, "status", "--porcelain") == ""

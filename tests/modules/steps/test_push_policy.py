@@ -92,3 +92,24 @@ def test_retries_stop_at_the_time_budget_and_the_branch_becomes_pending(tmp_path
         Pusher(git, config, Ledger(tmp_path), sleep=lambda _: None).push("thread-a")  # type: ignore[arg-type]
     assert git.pushes == 1 and Ledger(tmp_path).pending_pushes() == ["thread-a"]
     assert all("--force" not in call and "-f" not in call for call in git.calls)
+
+
+@dataclass
+class RemoteGoneMidRebase(ScriptedGit):
+    """The push is rejected; then the fetch for the rebase cannot reach the remote any more."""
+
+    def run(self, *args: str, **kwargs: object) -> CommandResult:
+        if args[0] == "fetch":
+            self.calls.append(args)
+            raise CommandFailed(["git", *args], 128, ["fatal: unable to access 'x': Could not resolve host: x"])
+        return super().run(*args, **kwargs)
+
+
+def test_a_remote_lost_during_the_rebase_leaves_the_branch_pending_not_a_crash(tmp_path):
+    config = harness_config(tmp_path, PUSH_RETRY_SECONDS="0")
+    git = RemoteGoneMidRebase(failures=["! [rejected]        thread-a -> thread-a (fetch first)"] * 5)
+    ledger = Ledger(tmp_path)
+    with pytest.raises(StepError) as raised:
+        Pusher(git, config, ledger, sleep=lambda _: None).push("thread-a")  # type: ignore[arg-type]
+    assert raised.value.error_code == "PUSH_FAILED" and "kept" in str(raised.value)
+    assert ledger.pending_pushes() == ["thread-a"]
