@@ -10,13 +10,15 @@ from supervisor.common.logs import log_context
 from supervisor.contract.codes import ErrorCode
 from supervisor.contract.command import InvalidMessage, read_ids
 from supervisor.contract.config import Config
-from supervisor.contract.responses import failure_response, invalid_message_response
+from supervisor.contract.responses import failure_response, invalid_message_response, progress_event
 from supervisor.delivery import Delivery
 from supervisor.queues import Received
 from supervisor.run import Run
 
 log = logging.getLogger("supervisor")
 WORKER_DIED_RETRY_SECONDS = 10
+# With no redrive policy on the input queue, a command that killed this many workers is given up.
+DEFAULT_MAX_RECEIVES = 3
 
 
 def log_context_of(run: Run) -> Any:
@@ -28,6 +30,19 @@ class Answers:
         self.config = config
         self.delivery = delivery
         self.handled = 0  # commands answered and deleted
+        self._redrive: int | None = None
+        self._redrive_read = False
+
+    def max_receives(self) -> tuple[int, bool]:
+        """(the delivery after which the message is not tried again, whether SQS's redrive policy
+        dead-letters it then); read from the input queue once."""
+        if not self._redrive_read:
+            try:
+                self._redrive = self.delivery.queues.max_receive_count()
+                self._redrive_read = True
+            except Exception as error:  # asked again next time
+                log.warning("could not read the input queue's redrive policy: %s", error)
+        return (self._redrive, True) if self._redrive else (DEFAULT_MAX_RECEIVES, False)
 
     def final(self, run: Run, response: dict[str, Any]) -> None:
         if self.delivery.answer(run.message, response):
@@ -35,11 +50,26 @@ class Answers:
             log.info("command finished", extra={"success": response["success"], "errorCode": response["errorCode"]})
 
     def worker_died(self, run: Run, code: int) -> None:
+        """One final answer per command: WORKER_DIED only when this was its last try; before that the
+        chat hears that it is being retried, and the message comes back for another worker."""
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
-        log.error("worker died without a result", extra={"exit": how})
-        self.delivery.send(self._failure(run, ErrorCode.WORKER_DIED, f"the worker ended unexpectedly ({how})"))
-        # Left for redelivery: the queue's redrive policy dead-letters a message that keeps killing workers.
-        self.delivery.retry_later(run.message, WORKER_DIED_RETRY_SECONDS * max(1, run.message.receive_count))
+        tries, (allowed, redrive) = run.message.receive_count, self.max_receives()
+        log.error("worker died without a result", extra={"exit": how, "receiveCount": tries, "maxReceives": allowed})
+        if tries >= allowed:
+            reason = f"the worker ended unexpectedly ({how}) on each of {tries} tries"
+            if not self.delivery.send(self._failure(run, ErrorCode.WORKER_DIED, reason)):
+                self.delivery.retry_later(run.message, WORKER_DIED_RETRY_SECONDS)
+            elif self.config.dlq_url:
+                self.delivery.dead_letter(run.message, reason)
+            elif redrive:
+                self.delivery.retry_later(run.message, 0)  # the redrive policy moves it on its next receive
+            else:
+                self.delivery.delete(run.message)  # given up: nothing else would stop it coming back
+            return
+        if self.config.progress_events:
+            step = run.step or "workspace"
+            self.delivery.send(progress_event(run.command, step, "retrying", reason=f"the worker ended ({how})"))
+        self.delivery.retry_later(run.message, WORKER_DIED_RETRY_SECONDS * max(1, tries))
 
     def finish_interrupted(self, run: Run, result: dict[str, Any] | None, code: int) -> None:
         reason = f"{run.interrupt_reason}; the interrupted edits were not committed (exit {code})"

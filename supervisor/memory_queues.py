@@ -29,8 +29,9 @@ class _Stored:
 
 
 class MemoryQueues:
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_receives: int | None = None):
         self.clock = clock
+        self.max_receives = max_receives  # the redrive policy's maxReceiveCount, if the queue has one
         self.responses: list[dict[str, Any]] = []
         self.dead_letters: list[tuple[Received, str]] = []
         self._input: dict[str, _Stored] = {}
@@ -83,6 +84,9 @@ class MemoryQueues:
     def dead_letter(self, message: Received, reason: str) -> bool:
         self.dead_letters.append((message, reason))
         return True
+
+    def max_receive_count(self) -> int | None:
+        return self.max_receives
 
     def delete(self, message: Received) -> None:
         with self._lock:

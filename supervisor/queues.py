@@ -95,6 +95,12 @@ class Queues:
         )
         return True
 
+    def max_receive_count(self) -> int | None:
+        """The input queue's redrive maxReceiveCount: the delivery after which SQS dead-letters a message."""
+        reply = self.client.get_queue_attributes(QueueUrl=self.config.input_queue_url, AttributeNames=["RedrivePolicy"])
+        policy = reply.get("Attributes", {}).get("RedrivePolicy")
+        return int(json.loads(policy)["maxReceiveCount"]) if policy else None
+
     def delete(self, message: Received) -> None:
         self.client.delete_message(QueueUrl=self.config.input_queue_url, ReceiptHandle=message.receipt_handle)
 

@@ -76,13 +76,14 @@ def test_a_worker_killed_by_signal_9_is_reported_and_its_message_redelivered(
     tree = processes_in(checkout)
     os.kill(pid, signal.SIGKILL)
 
-    died = watcher.wait_for(lambda b: b["type"] == "response" and b["errorCode"] == "WORKER_DIED", 30, "WORKER_DIED")
-    assert died["commandId"] == "cmd-1" and died["success"] is False and "signal 9" in died["error"]
+    retrying = watcher.wait_for(lambda b: b.get("status") == "retrying", 30, "the retrying progress event")
+    assert retrying["commandId"] == "cmd-1" and "signal 9" in retrying["reason"]
     time.sleep(1)
     assert still_alive(tree) == []  # the orphaned agent and its grandchild were ended too
-    # Left for redelivery, run again, and answered again (the queue's redrive policy limits retries).
+    # Left for redelivery, run again, and answered once: no WORKER_DIED before the last try.
     done = watcher.wait_for(lambda b: b["type"] == "response" and b["success"], 90, "the retried command")
     assert done["commandId"] == "cmd-1"
+    assert [b["commandId"] for b in watcher.responses()] == ["cmd-1"]
 
 
 def test_supervisor_killed_by_signal_9_mid_build_resumes_without_a_second_agent_run(

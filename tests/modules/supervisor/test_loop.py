@@ -147,14 +147,28 @@ def test_a_newer_command_interrupts_the_running_one_and_supersedes_a_waiting_one
     assert supervisor.pool.started[-1] == ("a3", "run")
 
 
-def test_a_worker_that_dies_is_answered_and_its_message_left_for_redelivery(world):
+def test_a_worker_that_dies_is_retried_and_answered_once_on_its_last_try(world):
+    """One final response per command: WORKER_DIED only when the message will not be tried again."""
     supervisor, queues, clock = world
     deliver(supervisor, queues, command("a1"))
-    finish(supervisor, "a1", code=-9)
+    for attempt in (1, 2, 3):  # no redrive policy on this queue: three tries
+        finish(supervisor, "a1", code=-9)
+        if attempt < 3:
+            assert answers(queues) == [] and queues.in_flight() == ["m-1"]
+            assert queues.responses[-1]["status"] == "retrying" and "signal 9" in queues.responses[-1]["reason"]
+            clock.now += 10 * attempt + 1  # visible again after 10 s x receive count
+            for message in queues.receive(wait_seconds=0):
+                supervisor.dispatch(MessageReceived(message))
     assert answers(queues) == [("a1", "WORKER_DIED")]
-    assert queues.remaining() == ["m-1"] and queues.in_flight() == ["m-1"]
-    clock.now += 11  # visible again after 10 s x receive count
-    assert queues.in_flight() == [] and not supervisor.router.running
+    assert queues.remaining() == [] and len(queues.dead_letters) == 1  # copied to DLQ_URL, not tried again
+
+
+def test_the_redrive_policy_sets_how_many_tries_a_command_gets(world):
+    supervisor, queues, _ = world
+    queues.max_receives = 1
+    deliver(supervisor, queues, command("a1"))
+    finish(supervisor, "a1", code=-9)
+    assert answers(queues) == [("a1", "WORKER_DIED")] and not supervisor.router.running
 
 
 def test_a_finished_result_is_never_lost_to_a_slow_progress_send(world):
