@@ -20,12 +20,12 @@ from supervisor.answers import Answers, log_context_of
 from supervisor.contract.command import InvalidMessage, parse_command
 from supervisor.contract.config import Config
 from supervisor.contract.exit_codes import SupervisorExit
-from supervisor.contract.responses import progress_event
 from supervisor.delivery import Delivery
 from supervisor.events import LoopEvent, MessageReceived, TreeEnded, WorkerExited, WorkerReported
 from supervisor.leases import Leases
 from supervisor.poller import Poller, hand_back_unread
 from supervisor.pool import WorkerPool
+from supervisor.progress import Progress
 from supervisor.queues import Queues, Received
 from supervisor.routing import Router
 from supervisor.run import Run
@@ -34,6 +34,7 @@ from supervisor.status import publish_status, status_path
 
 log = logging.getLogger("supervisor")
 TICK_SECONDS = 0.5
+FINISH_SECONDS_BEYOND_PUSH = 120
 PoolFactory = Callable[[Callable[[LoopEvent], None]], WorkerPool]
 
 
@@ -51,6 +52,7 @@ class Supervisor:
         self.leases = Leases(self.queues, lease_seconds=config.visibility_timeout_seconds)
         self.delivery = Delivery(self.queues, self.leases)
         self.answers = Answers(config, self.delivery)
+        self.progress = Progress(config, self.delivery, clock)
         self.events: queue.Queue[LoopEvent] = queue.Queue()
         self.router = Router(config.max_workers)
         self.shutdown = Shutdown(
@@ -63,6 +65,8 @@ class Supervisor:
         self._next_tick = 0.0
         self.shutdown.last_activity = clock()
         self._status_file = status_path(config.workspace_path)
+        # The worker committing interrupted work: repair, commit, and a push with its retries.
+        self._finish_limit = config.push_retry_seconds + FINISH_SECONDS_BEYOND_PUSH
 
     # Entry points ---------------------------------------------------------------------------------
 
@@ -145,14 +149,7 @@ class Supervisor:
             return  # from a worker already replaced
         if event["event"] == "step":
             run.on_step_event(event)
-        if self.config.progress_events and run.phase == "running":
-            fields = {k: v for k, v in event.items() if k not in ("event", "step", "status", "outcome", "durationMs")}
-            body = progress_event(run.command, str(event.get("step")), str(event.get("status")), **fields)
-            if event["event"] == "step":
-                self.delivery.send(body)
-            else:  # a tool use: at most one a second (Run.due_progress)
-                run.queue_progress(body)
-                self._send_due_progress(run)
+        self.progress.report(run, event)
 
     def _on_exit(self, run: Run, worker: Any, code: int) -> None:
         self.pool.forget(worker)
@@ -173,11 +170,16 @@ class Supervisor:
         took_ms = int((self.clock() - (run.interrupt_started or self.clock())) * 1000)
         with log_context_of(run):
             log.info("worker tree ended", extra={"signals": signals, "tookMs": took_ms, "reason": run.interrupt_reason})
-            if self.shutdown.forced:
-                self.delivery.give_back(run.message)
+            if self.shutdown.forced or run.finish_overdue:
+                if run.finish_overdue:  # answered as interrupted, its edits as far as they were committed
+                    self.answers.finish_interrupted(run, None, -signal.SIGKILL)
+                else:
+                    self.delivery.give_back(run.message)
                 self.router.finished(run)
+                self._start_ready()
                 return
             run.move_to("finishing")
+            run.finishing_since = self.clock()
             extra = {"steps": run.steps_when_interrupted(), "reason": run.interrupt_reason}
             self.pool.start(run, mode="interrupted", extra=extra)
 
@@ -200,11 +202,6 @@ class Supervisor:
         with log_context_of(run):
             log.info("interrupting", extra={"reason": reason, "processes": processes, "step": run.step})
 
-    def _send_due_progress(self, run: Run) -> None:
-        due = run.due_progress(self.clock())
-        if due is not None:
-            self.delivery.send(due)
-
     # Periodic work and shutdown -------------------------------------------------------------------
 
     def _tick(self) -> None:
@@ -216,7 +213,11 @@ class Supervisor:
         self.pool.track(runs)
         for run in runs:
             if run.phase == "running":
-                self._send_due_progress(run)
+                self.progress.flush(run)
+            elif run.phase == "finishing" and now - (run.finishing_since or now) > self._finish_limit:
+                run.finish_overdue = True  # every phase of a worker is bounded; this one holds a workspace
+                reason = f"{run.interrupt_reason}; committing its work took longer than {self._finish_limit:g} s"
+                self._interrupt(run, reason, return_message=run.return_message)
         if self.shutdown.idle_due(now, busy=bool(self.router.running or self.router.waiting)):
             log.info("idle for IDLE_EXIT_SECONDS; stopping", extra={"idleSeconds": self.config.idle_exit_seconds})
             self._begin_stop("idle")

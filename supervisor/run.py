@@ -42,6 +42,8 @@ class Run:
     interrupt_reason: str | None = None
     interrupt_started: float | None = None
     return_message: bool = False  # interrupted by shutdown: hand the message back instead of deleting it
+    finishing_since: float | None = None  # when the worker committing the interrupted work started
+    finish_overdue: bool = False  # that worker ran out of time and is being ended
     progress_sent_at: float = float("-inf")
     progress_pending: dict[str, Any] | None = None  # the newest within-step event not yet sent
 

@@ -339,3 +339,19 @@ def test_the_lease_keeper_drops_a_message_it_no_longer_holds(world):
     queues.delete(message)  # answered and deleted elsewhere (or received again with a new receipt)
     supervisor.leases._renew(message)
     assert supervisor.leases.held() == []
+
+
+def test_a_finishing_worker_that_hangs_is_ended_and_the_workspace_freed(world):
+    supervisor, queues, clock = world
+    deliver(supervisor, queues, command("a1"))
+    deliver(supervisor, queues, command("a2", thread="t2"))  # interrupts a1
+    a1 = run_of(supervisor, "a1")
+    supervisor.dispatch(TreeEnded(a1, {"SIGINT": 3}))
+    assert a1.phase == "finishing"
+    clock.now += 60 + 120 + 1  # PUSH_RETRY_SECONDS (60) + 120 s: the finisher hangs (a git call that never ends)
+    supervisor._next_tick = 0
+    supervisor.step(0)
+    assert supervisor.pool.interrupted == ["a1", "a1"] and a1.phase == "interrupting"
+    supervisor.dispatch(TreeEnded(a1, {"SIGINT": 1, "SIGKILL": 1}))
+    assert answers(queues) == [("a1", "INTERRUPTED")] and "took longer" in queues.responses[-1]["error"]
+    assert supervisor.pool.started[-1] == ("a2", "run")  # the workspace is free again
