@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from supervisor.answered import AnsweredCommands
 from supervisor.common.logs import log_context
 from supervisor.contract.codes import ErrorCode
 from supervisor.contract.command import InvalidMessage, read_ids
@@ -29,6 +30,7 @@ class Answers:
     def __init__(self, config: Config, delivery: Delivery):
         self.config = config
         self.delivery = delivery
+        self.answered = AnsweredCommands(config.workspace_path)
         self.handled = 0  # commands answered and deleted
         self._redrive: int | None = None
         self._redrive_read = False
@@ -45,9 +47,18 @@ class Answers:
         return (self._redrive, True) if self._redrive else (DEFAULT_MAX_RECEIVES, False)
 
     def final(self, run: Run, response: dict[str, Any]) -> None:
-        if self.delivery.answer(run.message, response):
+        if self.delivery.answer(run.message, response, on_sent=lambda: self.answered.record(run.command.command_id)):
             self.handled += 1
             log.info("command finished", extra={"success": response["success"], "errorCode": response["errorCode"]})
+
+    def drop_if_answered(self, command_id: str, message: Received) -> bool:
+        """A message whose command was answered already (its response went out, its delete did not):
+        deleted, never run or answered again."""
+        if not self.answered.answered(command_id):
+            return False
+        log.info("already answered; deleting the message delivered again", extra={"commandId": command_id})
+        self.delivery.delete(message)
+        return True
 
     def worker_died(self, run: Run, code: int) -> None:
         """One final answer per command: WORKER_DIED only when this was its last try; before that the
@@ -59,7 +70,9 @@ class Answers:
             reason = f"the worker ended unexpectedly ({how}) on each of {tries} tries"
             if not self.delivery.send(self._failure(run, ErrorCode.WORKER_DIED, reason)):
                 self.delivery.retry_later(run.message, WORKER_DIED_RETRY_SECONDS)
-            elif self.config.dlq_url:
+                return
+            self.answered.record(run.command.command_id)
+            if self.config.dlq_url:
                 self.delivery.dead_letter(run.message, reason)
             elif redrive:
                 self.delivery.retry_later(run.message, 0)  # the redrive policy moves it on its next receive

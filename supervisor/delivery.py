@@ -7,6 +7,7 @@ delete or re-time comes back when its lease runs out, and is handled again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from supervisor.leases import Leases
@@ -30,12 +31,13 @@ class Delivery:
             return False
         return True
 
-    def answer(self, message: Received, response: dict[str, Any]) -> bool:
+    def answer(self, message: Received, response: dict[str, Any], on_sent: Callable[[], None] = lambda: None) -> bool:
         """The final response, then the delete (CONTRACT §3: deleted only after its response is sent)."""
         if not self.send(response):
             log.error("response not sent; message kept", extra={"retryInSeconds": RESPONSE_RETRY_SECONDS})
             self.retry_later(message, RESPONSE_RETRY_SECONDS)
             return False
+        on_sent()
         self.delete(message)
         return True
 

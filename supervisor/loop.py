@@ -75,6 +75,7 @@ class Supervisor:
 
     def run(self) -> int:
         log.info("supervisor started", extra={"queue": self.config.input_queue_url, "workers": self.config.max_workers})
+        self.answers.answered.prune()
         self.leases.start()
         poller = Poller(self.queues, self.leases, self.delivery, self.events.put, self.poller_stop)
         poller.start()
@@ -128,6 +129,8 @@ class Supervisor:
             return
         if self.shutdown.stopping:
             self.delivery.give_back(message)
+            return
+        if self.answers.drop_if_answered(command.command_id, message):
             return
         held = self.router.holding(message.message_id)
         if held is not None:  # delivered again while we still work on it: keep the newest receipt

@@ -14,7 +14,10 @@ from supervisor.leases import Leases
 from supervisor.queues import Queues
 
 log = logging.getLogger("supervisor.poller")
-RECEIVE_RETRY_SECONDS = 2
+BACKOFF_SECONDS = 1.0
+# Messages held (received, not yet answered) beyond which the poller takes no more: a flood waits in
+# SQS instead of as thousands of leases renewed by this process.
+MAX_HELD = 100
 
 
 class Poller(threading.Thread):
@@ -31,18 +34,26 @@ class Poller(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            try:
-                messages = self.queues.receive(max_messages=10)
-            except Exception:
-                log.exception("receive failed; retrying")
-                self.stop.wait(RECEIVE_RETRY_SECONDS)
+            if self.poll_once() is None:
+                self.stop.wait(BACKOFF_SECONDS)
+
+    def poll_once(self) -> int | None:
+        """One receive; the number of messages taken, or None when it backed off (an error, or a
+        backlog: the loop holds MAX_HELD messages already, and SQS keeps the rest for us or others)."""
+        if len(self.leases.held()) >= MAX_HELD:
+            return None
+        try:
+            messages = self.queues.receive(max_messages=10)
+        except Exception:
+            log.exception("receive failed; retrying")
+            return None
+        for message in messages:
+            if self.stop.is_set():  # the loop may be gone already: its last receive is handed back here
+                self.delivery.give_back(message)
                 continue
-            for message in messages:
-                if self.stop.is_set():  # the loop may be gone already: its last receive is handed back here
-                    self.delivery.give_back(message)
-                    continue
-                self.leases.hold(message)
-                self.post(MessageReceived(message))
+            self.leases.hold(message)
+            self.post(MessageReceived(message))
+        return len(messages)
 
 
 def hand_back_unread(events: queue.Queue[LoopEvent], delivery: Delivery) -> None:

@@ -355,3 +355,18 @@ def test_a_finishing_worker_that_hangs_is_ended_and_the_workspace_freed(world):
     supervisor.dispatch(TreeEnded(a1, {"SIGINT": 1, "SIGKILL": 1}))
     assert answers(queues) == [("a1", "INTERRUPTED")] and "took longer" in queues.responses[-1]["error"]
     assert supervisor.pool.started[-1] == ("a2", "run")  # the workspace is free again
+
+
+def test_a_command_answered_whose_delete_failed_is_not_answered_again(world, monkeypatch):
+    supervisor, queues, clock = world
+    deliver(supervisor, queues, command("a1"))
+    real_delete = queues.delete
+    monkeypatch.setattr(queues, "delete", lambda message: (_ for _ in ()).throw(RuntimeError("SQS down")))
+    finish(supervisor, "a1")
+    assert answers(queues) == [("a1", None)] and queues.remaining() == ["m-1"]  # answered; not deleted
+    monkeypatch.setattr(queues, "delete", real_delete)
+    clock.now += 200  # the lease lapses; SQS hands the message out again
+    for message in queues.receive(wait_seconds=0):
+        supervisor.dispatch(MessageReceived(message))
+    assert answers(queues) == [("a1", None)] and queues.remaining() == []  # deleted, not run or answered again
+    assert supervisor.pool.started == [("a1", "run")]

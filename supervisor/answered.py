@@ -1,0 +1,48 @@
+"""Commands already answered, so a redelivery never gets a second, different final response.
+
+A response is sent before its message is deleted; when the delete fails (or the supervisor dies in
+between), SQS hands the message out again. Its commandId (the idempotency key, CONTRACT §1) is found
+here and the message is only deleted. Kept in `{WORKSPACE_PATH}/.supervisor/answered/`, so every
+supervisor sharing the volume sees it, for longer than SQS keeps a message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+KEEP_SECONDS = 14 * 24 * 3600  # SQS keeps a message 14 days at most
+
+
+class AnsweredCommands:
+    def __init__(self, workspace_path: str):
+        self.folder = Path(workspace_path, ".supervisor", "answered")
+
+    def _path(self, command_id: str) -> Path:
+        digest = hashlib.sha256(command_id.encode("utf-8", "surrogatepass")).hexdigest()
+        return self.folder / digest[:40]
+
+    def record(self, command_id: str) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._path(command_id).touch()
+        except OSError:
+            pass  # at worst a redelivery is answered again, as before this record existed
+
+    def answered(self, command_id: str) -> bool:
+        return self._path(command_id).exists()
+
+    def prune(self, now: float | None = None) -> int:
+        """Forget answers older than any message SQS could still hand out; returns how many."""
+        cutoff = (now or time.time()) - KEEP_SECONDS
+        removed = 0
+        for entry in self.folder.glob("*") if self.folder.is_dir() else []:
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    os.unlink(entry)
+                    removed += 1
+            except OSError:
+                continue
+        return removed
