@@ -33,7 +33,7 @@ def run(ctx: StepContext) -> StepResult:
         shutil.rmtree(output, ignore_errors=True)
         # The build runs code the agent may have written: it gets no credentials.
         env = shell.scrubbed_env(NODE_ENV="production", ASTRO_TELEMETRY_DISABLED="1")
-        shell.run(list(ctx.config.build_command), cwd=ctx.checkout, env=env)
+        shell.run(list(ctx.config.build_command), cwd=ctx.checkout, env=env, timeout=ctx.config.build_timeout_seconds)
     except (shell.CommandFailed, shell.CommandTimedOut) as error:
         raise StepError(ErrorCode.BUILD_FAILED, f"build: {error}") from None
     if not output.is_dir() or not any(output.iterdir()):

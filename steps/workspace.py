@@ -17,6 +17,7 @@ from steps.git.repair import repair
 from steps.git.sessions import restore_session, settle_leftovers
 from steps.processes import deps
 from steps.processes.shell import CommandFailed, CommandTimedOut
+from steps.processes.strays import end_strays
 from supervisor.contract.codes import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ def run(ctx: StepContext) -> StepResult:
     started = time.monotonic()
     try:
         details: dict[str, object] = {}
+        if ctx.checkout.is_dir() and (strays := end_strays(ctx.checkout)):
+            details["endedStrays"] = strays
         cloned = not ctx.git.is_repo()
         if cloned:
             clone(ctx)

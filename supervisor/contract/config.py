@@ -36,6 +36,7 @@ class Config:
     aws_endpoint_url: str | None
     build_command: tuple[str, ...]
     build_dir: str
+    build_timeout_seconds: float
     deploy_strategy: str
     git_push_enabled: bool
     git_user_name: str
@@ -110,6 +111,7 @@ def load_config(env: Mapping[str, str] | None = None, *, require_input_queue: bo
         aws_endpoint_url=ev.url(env, "AWS_ENDPOINT_URL"),
         build_command=ev.command(env, "BUILD_COMMAND", "npm run build"),
         build_dir=ev.relative_dir(env, "BUILD_DIR", "dist"),
+        build_timeout_seconds=ev.number(env, "BUILD_TIMEOUT_SECONDS", 600, minimum=1, integer=False),
         deploy_strategy=ev.choice(env, "DEPLOY_STRATEGY", "hash", DEPLOY_STRATEGIES),
         git_push_enabled=ev.flag(env, "GIT_PUSH_ENABLED", True),
         git_user_name=ev.required_text(env, "GIT_USER_NAME", "Webordinary Editor"),

@@ -191,3 +191,14 @@ def test_an_out_of_sync_lockfile_builds_like_npm_install_and_stays_as_committed(
     assert (checkout / "node_modules" / "is-number" / "package.json").is_file()
     assert (checkout / "package-lock.json").read_text().strip() == committed_lock.strip()
     assert git_out(checkout, "status", "--porcelain") == ""
+
+
+def test_a_build_that_never_ends_is_ended_and_fails_the_command(base_env, prewarm, bucket, site_remote, tmp_path):
+    prewarm()
+    hang = tmp_path / "hang.mjs"
+    hang.write_text("setInterval(() => {}, 1000);\n")
+    env = {**base_env, "BUILD_COMMAND": f"node {hang} build-that-hangs", "BUILD_TIMEOUT_SECONDS": "3"}
+    response = run_worker(message(instruction="Make the header blue"), env)
+    assert response["errorCode"] == "BUILD_FAILED" and "did not finish within 3 s" in response["error"]
+    assert statuses(response)["push"] == "ok"  # the edit is still pushed
+    assert not [p for p in psutil.process_iter(["cmdline"]) if "build-that-hangs" in " ".join(p.info["cmdline"] or [])]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import ROOT, WORKER_HARNESS, message, still_alive
+from helpers import ROOT, WORKER_HARNESS, message, run_worker, still_alive
 
 from supervisor.contract.command import parse_command
 
@@ -88,3 +88,25 @@ def test_with_its_supervisor_dead_the_worker_ends_its_tree_despite_a_second_sign
     while still_alive(tree) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert still_alive(tree) == [], "the worker left its tree running"
+
+
+def test_a_process_a_gone_worker_left_in_the_checkout_is_ended_before_the_next_command(base_env, prewarm, make_bucket):
+    make_bucket("acme")
+    checkout = prewarm()
+    stray = subprocess.Popen(
+        ["node", "-e", "setInterval(() => {}, 1000)", "stray-npm-ci"],
+        cwd=checkout,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # as a dead supervisor's worker's `npm ci` would be: its own session, no terminal
+    try:
+        response = run_worker(message(instruction="Make the header blue"), base_env)
+        assert response["success"] is True, response["error"]
+        assert stray.wait(10) is not None  # ended before the worker touched the checkout
+        assert '"endedStrays": ["node -e setInterval' in response["_log"]
+    finally:
+        if stray.poll() is None:
+            stray.kill()
+            stray.wait()

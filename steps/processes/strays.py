@@ -1,0 +1,44 @@
+"""Processes left working in a checkout by a worker that is gone (its supervisor was killed -9 while
+`npm ci` ran in its own session): ended before a new worker touches the checkout.
+
+The checkout lock guarantees no live worker is in it, so a process working there without a terminal
+can only be such a leftover. Processes with a terminal (an operator's shell) are left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+from pathlib import Path
+
+import psutil
+
+from supervisor.common import proctree
+
+log = logging.getLogger(__name__)
+
+
+def _ours() -> set[int]:
+    me = psutil.Process()
+    return {me.pid, *(p.pid for p in me.parents()), *(p.pid for p in me.children(recursive=True))}
+
+
+def end_strays(checkout: Path) -> list[str]:
+    """End every process working in `checkout` that is neither ours nor on a terminal; their names."""
+    root = str(checkout.resolve())
+    ours = _ours()
+    strays: dict[int, float] = {}
+    names: list[str] = []
+    for proc in psutil.process_iter(["pid", "cwd", "create_time", "terminal", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            cwd = proc.info["cwd"] or ""
+            if proc.pid in ours or proc.info["terminal"] or not (cwd == root or cwd.startswith(root + os.sep)):
+                continue
+            strays[proc.pid] = proc.info["create_time"]
+            names.append(" ".join((proc.info["cmdline"] or [])[:3])[:80] or str(proc.pid))
+    if strays:
+        log.warning("ending processes a gone worker left in the checkout", extra={"processes": names})
+        proctree.end_tree(strays, grace=1.0, first_signal=signal.SIGTERM, term_grace=1.0)
+    return names
