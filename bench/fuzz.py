@@ -1,0 +1,237 @@
+"""Fuzz: thousands of hostile message bodies through the real supervisor (moto's SQS and S3, real workers).
+
+Bodies (tests/hostile_bodies.py): non-JSON, every JSON type in every field, control characters, NUL,
+lone surrogates, bodies near the size limit, deep nesting, path traversal, option and protocol
+injection, shell metacharacters aimed at a canary file, homoglyph ids, hypothesis-made JSON, and a
+small share of valid-but-hostile commands that real workers run (fake agent, quick build).
+
+Checks, printed as a verdict: the supervisor never crashed nor logged a traceback, the canary was never
+created, nothing was created outside the workspace layout, every invalid message was dead-lettered,
+every valid one answered exactly once, the queue drained, and SIGTERM stopped it with exit 0. Figures:
+throughput, the supervisor's RSS, and how long a valid command sent mid-flood waited for its first step.
+
+    .venv/bin/python bench/fuzz.py --count 10000          # the bench (README quotes it)
+    .venv/bin/python bench/fuzz.py --count 200 --json     # the suite's short variant (tests/e2e/test_fuzz.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from hostile_bodies import Body, bodies  # noqa: E402
+
+from supervisor.local.stack import LocalStack, local_stack  # noqa: E402
+
+FAKE_AGENT = ROOT / "tests" / "fake_claude"
+QUICK_BUILD = f"node {ROOT / 'tests' / 'quick_build.mjs'}"
+LAYOUT_TOP = {".supervisor", ".agent", "acme"}
+
+
+class Outputs(threading.Thread):
+    """Reads the output queue continuously: responses and progress, with the time each was read."""
+
+    def __init__(self, stack: LocalStack):
+        super().__init__(daemon=True)
+        self.stack, self.bodies, self.stop = stack, [], threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            reply = self.stack.sqs.receive_message(
+                QueueUrl=self.stack.queues["output"], MaxNumberOfMessages=10, WaitTimeSeconds=1
+            )
+            for message in reply.get("Messages", []):
+                body = json.loads(message["Body"])
+                body["_read"] = time.monotonic()
+                self.bodies.append(body)
+                self.stack.sqs.delete_message(
+                    QueueUrl=self.stack.queues["output"], ReceiptHandle=message["ReceiptHandle"]
+                )
+
+
+def queue_depth(stack: LocalStack, name: str) -> int:
+    attributes = stack.sqs.get_queue_attributes(QueueUrl=stack.queues[name], AttributeNames=["All"])["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+# What real SQS takes in a body (moto takes more, then fails every receive on a lone surrogate).
+SQS_CHARACTERS = re.compile("^[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]+$")
+SQS_MAX_BYTES = 256 * 1024  # moto's limit (SQS now takes 1 MiB)
+
+
+def sqs_takes(text: str) -> bool:
+    return bool(SQS_CHARACTERS.match(text)) and len(text.encode("utf-8")) <= SQS_MAX_BYTES
+
+
+def send_all(stack: LocalStack, items: list[Body]) -> tuple[list[Body], int]:
+    """Send in batches of ten; returns what SQS took and how many it refuses (empty, NUL, too long…)."""
+    refused = sum(1 for b in items if not sqs_takes(b.text))
+    items = [b for b in items if sqs_takes(b.text)]
+    taken: list[Body] = []
+    for start in range(0, len(items), 10):
+        batch = items[start : start + 10]
+        entries = [{"Id": str(i), "MessageBody": b.text} for i, b in enumerate(batch)]
+        try:
+            reply = stack.sqs.send_message_batch(QueueUrl=stack.queues["input"], Entries=entries)
+        except Exception:  # a body boto3 cannot even encode takes the batch down: send one by one
+            reply = {"Successful": [], "Failed": []}
+            for entry in entries:
+                try:
+                    stack.sqs.send_message(QueueUrl=stack.queues["input"], MessageBody=entry["MessageBody"])
+                    reply["Successful"].append(entry)
+                except Exception:
+                    reply["Failed"].append(entry)
+        ok = {int(entry["Id"]) for entry in reply.get("Successful", [])}
+        taken += [b for i, b in enumerate(batch) if i in ok]
+        refused += len(batch) - len(ok)
+    return taken, refused
+
+
+def outside_layout(workspace: Path) -> list[str]:
+    """Anything under WORKSPACE_PATH that is not {.supervisor, .agent, acme/u1|u2/<repo>} (and their insides)."""
+    strays = [p.name for p in workspace.iterdir() if p.name not in LAYOUT_TOP]
+    acme = workspace / "acme"
+    if acme.is_dir():
+        strays += [f"acme/{p.name}" for p in acme.iterdir() if p.name not in ("u1", "u2")]  # u2: the probe
+        strays += [f"acme/u1/{p.name}" for p in (acme / "u1").iterdir() if not p.name.startswith(("demo-site", "."))]
+    return strays
+
+
+def run(count: int, seed: int, valid_share: float, state: Path) -> dict[str, Any]:
+    canary = state / "CANARY"
+    with local_stack(state) as stack:
+        stack.create_bucket("acme")
+        env = stack.supervisor_env(
+            AGENT_COMMAND=f"{sys.executable} {FAKE_AGENT}",
+            BUILD_COMMAND=QUICK_BUILD,
+            LOG_FORMAT="json",
+            PROGRESS_EVENTS="true",
+            VISIBILITY_TIMEOUT_SECONDS="30",
+            SHUTDOWN_GRACE_SECONDS="10",
+        )
+        log_path = state / "supervisor.log"
+        supervisor = stack.start_supervisor(env, log_path)
+        process = psutil.Process(supervisor.pid)
+        outputs = Outputs(stack)
+        outputs.start()
+        items = list(bodies(count, seed=seed, canary=canary, repo_url=str(stack.remote), valid_share=valid_share))
+        probe_id = f"probe-{uuid.uuid4().hex[:6]}"
+        probe = {
+            "instruction": "A probe in the flood\n@fake no-change",
+            "commandId": probe_id,
+            "chatThreadId": "probe",
+            "clientId": "acme",
+            "userId": "u2",
+        }
+        started = time.monotonic()
+        first, refused_a = send_all(stack, items[: len(items) // 2])
+        probe_sent = time.monotonic()
+        stack.sqs.send_message(QueueUrl=stack.queues["input"], MessageBody=json.dumps(probe))
+        second, refused_b = send_all(stack, items[len(items) // 2 :])
+        taken = first + second
+        valid_ids = {b.command_id for b in taken if b.valid} | {probe_id}
+        peak_rss, deadline = 0, time.monotonic() + max(300, count / 5)
+        while time.monotonic() < deadline and supervisor.poll() is None:
+            peak_rss = max(peak_rss, process.memory_info().rss)
+            answered = {b["commandId"] for b in outputs.bodies if b.get("type") == "response"}
+            if valid_ids <= answered and queue_depth(stack, "input") == 0:
+                break
+            time.sleep(0.5)
+        drained = time.monotonic()
+        alive = supervisor.poll() is None
+        stop_started = time.monotonic()
+        supervisor.send_signal(signal.SIGTERM)
+        exit_code = supervisor.wait(60)
+        stop_seconds = time.monotonic() - stop_started
+        time.sleep(2)
+        outputs.stop.set()
+        outputs.join(5)
+        responses = Counter(b["commandId"] for b in outputs.bodies if b.get("type") == "response" and b["commandId"])
+        first_step = next(
+            (b["_read"] for b in outputs.bodies if b.get("commandId") == probe_id and b.get("type") == "progress"), None
+        )
+        log_lines = [
+            json.loads(line) for line in log_path.read_text(errors="replace").splitlines() if line.startswith("{")
+        ]
+        tracebacks = [line for line in log_lines if "exception" in line]
+        invalid_sent = sum(1 for b in taken if not b.valid)
+        return {
+            "bodies": count,
+            "sent": len(taken) + 1,
+            "refusedBySqs": refused_a + refused_b,
+            "invalid": invalid_sent,
+            "valid": len(valid_ids),
+            "seconds": round(drained - started, 1),
+            "throughputPerSecond": round((len(taken) + 1) / max(drained - started, 0.001), 1),
+            "supervisorPeakRssMiB": round(peak_rss / 2**20, 1),
+            "probeFirstStepSeconds": round(first_step - probe_sent, 2) if first_step else None,
+            "crashed": not alive,
+            "tracebacks": len(tracebacks),
+            "tracebackSamples": [t.get("event") for t in tracebacks[:3]],
+            "canaryCreated": canary.exists() or any(ROOT.glob("CANARY*")),
+            "outsideLayout": outside_layout(state / "workspace"),
+            "deadLettered": queue_depth(stack, "dlq"),
+            "validUnanswered": sorted(valid_ids - set(responses))[:10],
+            "answeredTwice": sorted(c for c, n in responses.items() if n > 1 and c in valid_ids)[:10],
+            "inputLeft": queue_depth(stack, "input"),
+            "stopExitCode": exit_code,
+            "stopSeconds": round(stop_seconds, 1),
+        }
+
+
+def verdict(result: dict[str, Any]) -> list[str]:
+    """What went wrong; empty when the run is clean."""
+    problems = []
+    if result["crashed"] or result["stopExitCode"] != 0:
+        problems.append(f"supervisor crashed or stopped badly (exit {result['stopExitCode']})")
+    for key in ("tracebacks",):
+        if result[key]:
+            problems.append(f"{result[key]} tracebacks: {result['tracebackSamples']}")
+    if result["canaryCreated"]:
+        problems.append("the canary was created")
+    if result["outsideLayout"]:
+        problems.append(f"created outside the workspace layout: {result['outsideLayout']}")
+    if result["deadLettered"] != result["invalid"]:
+        problems.append(f"{result['invalid']} invalid sent but {result['deadLettered']} dead-lettered")
+    if result["validUnanswered"] or result["answeredTwice"]:
+        problems.append(f"unanswered {result['validUnanswered']}, answered twice {result['answeredTwice']}")
+    if result["inputLeft"]:
+        problems.append(f"{result['inputLeft']} messages left in the input queue")
+    return problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=20261122)
+    parser.add_argument("--valid-share", type=float, default=0.01)
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fuzz-") as folder:
+        result = run(args.count, args.seed, args.valid_share, Path(folder))
+    result["problems"] = verdict(result)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>24}: {value}")
+    return 1 if result["problems"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
