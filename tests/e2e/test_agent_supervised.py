@@ -126,7 +126,12 @@ def test_an_interrupt_during_a_bash_call_leaves_nothing_running_and_commits_on_t
     scripted_api.when("Make the header", lambda _c: Slow(0.2, Text("Nothing to do.")))
     send(sqs, queues, "cmd-long", "Draft a page", thread="chat-long")
     deadline = time.monotonic() + 60
-    while not [p for p in psutil.process_iter(["cmdline"]) if "agent-long-build" in " ".join(p.info["cmdline"] or [])]:
+    # The node process itself (its shell's command line names it too, a moment earlier).
+    while not [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if (p.info["cmdline"] or [""])[0] == "node" and "agent-long-build" in p.info["cmdline"]
+    ]:
         assert time.monotonic() < deadline, "the agent's Bash call never started"
         time.sleep(0.1)
     tree = processes_in(checkout)
