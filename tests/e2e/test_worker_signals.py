@@ -57,8 +57,8 @@ def test_under_a_live_supervisor_the_worker_leaves_the_tree_to_its_ladder(base_e
     started = time.monotonic()
     worker.send_signal(signal.SIGINT)
     assert worker.wait(30) == 130
-    # It left within the grace instead of waiting for it, and did not signal the agent (still alive).
-    assert time.monotonic() - started < 5 and agent.is_running() and agent.status() != psutil.STATUS_ZOMBIE
+    # It left well before the 10 s grace instead of waiting it out, and did not signal the agent (still alive).
+    assert time.monotonic() - started < 8 and agent.is_running() and agent.status() != psutil.STATUS_ZOMBIE
     agent.kill()
 
 
