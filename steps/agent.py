@@ -15,7 +15,6 @@ from steps.base import StepContext, StepError, StepResult, ok, skipped
 from steps.claude.environment import AgentCredentialsError, agent_environment
 from steps.claude.invocation import agent_report, failure_reason, refused, run_cli
 from steps.claude.memory import AgentState
-from steps.processes import shell
 from supervisor.common import proctree
 from supervisor.contract.codes import ErrorCode
 
@@ -55,22 +54,16 @@ def run(ctx: StepContext) -> StepResult:
     except AgentCredentialsError as error:
         raise StepError(ErrorCode.AGENT_FAILED, str(error)) from None
     remembered = state.session_of(ctx.command.branch)
-    try:
-        outcome = run_cli(ctx, state, env, remembered)
-        if outcome.resume_failed:
-            log.warning(
-                "could not resume the thread's conversation; starting a new one", extra={"reason": outcome.stderr_tail}
-            )
-            ctx.warnings.append(
-                f"the chat's earlier conversation could not be resumed ({outcome.stderr_tail or 'no transcript'}); "
-                "the agent started a new one"
-            )
-            outcome = run_cli(ctx, state, env, None)
-    except shell.CommandTimedOut:
-        _end_leftovers(ctx)
-        raise StepError(
-            ErrorCode.AGENT_TIMEOUT, f"the agent did not finish within {ctx.config.agent.timeout_seconds:g} s"
-        ) from None
+    outcome = run_cli(ctx, state, env, remembered)
+    if outcome.resume_failed:
+        log.warning(
+            "could not resume the thread's conversation; starting a new one", extra={"reason": outcome.stderr_tail}
+        )
+        ctx.warnings.append(
+            f"the chat's earlier conversation could not be resumed ({outcome.stderr_tail or 'no transcript'}); "
+            "the agent started a new one"
+        )
+        outcome = run_cli(ctx, state, env, None)
     # Not on an interrupt: then the supervisor ends the whole tree, and one ladder is enough.
     _end_leftovers(ctx)
 
@@ -81,6 +74,10 @@ def run(ctx: StepContext) -> StepResult:
     # The CLI's session id under its own name: `sessionId` in a log line is the chat's (CONTRACT §2).
     summary = {"agentSessionId": report["sessionId"], "resumed": report["resumed"], "numTurns": report["numTurns"]}
     log.info("agent finished", extra={**summary, "costUsd": report["costUsd"], "denials": len(denials)})
+    if outcome.timed_out:
+        raise StepError(
+            ErrorCode.AGENT_TIMEOUT, f"the agent did not finish within {ctx.config.agent.timeout_seconds:g} s"
+        )
     reason = failure_reason(outcome)
     if reason:
         raise StepError(ErrorCode.AGENT_FAILED, reason[:MAX_ERROR_CHARS])

@@ -26,7 +26,8 @@ class AgentRun:
     session_id: str
     resumed: bool
     exit_code: int = 0
-    stderr_tail: str = ""
+    stderr_tail: str = ""  # the CLI's last line on stderr (its reason when it fails before a result)
+    timed_out: bool = False
 
     @property
     def resume_failed(self) -> bool:
@@ -57,7 +58,11 @@ def run_cli(ctx: StepContext, state: AgentState, env: dict[str, str], resume: st
         )
     except shell.CommandFailed as error:
         run.exit_code = error.exit_code
-        run.stderr_tail = error.tail[-1] if error.tail else ""
+        # Not the mixed tail: its last line is usually the JSON result from stdout.
+        lines = [line.strip() for line in error.stderr.splitlines() if line.strip()]
+        run.stderr_tail = lines[-1][:500] if lines else (error.tail[-1] if error.tail else "")
+    except shell.CommandTimedOut:
+        run.timed_out = True  # the tree is ended; what it streamed until then still counts (cost, session)
     return run
 
 

@@ -73,7 +73,7 @@ def test_a_conversation_that_cannot_be_resumed_starts_afresh_with_a_warning(env,
     two = run_worker(message(instruction="Add a page called again", commandId="r2"), env)
     assert two["success"] is True, two["error"]
     assert two["agent"]["resumed"] is False and two["agent"]["sessionId"] != one["agent"]["sessionId"]
-    assert any("could not be resumed" in warning for warning in two["warnings"])
+    assert any("could not be resumed (No conversation found" in warning for warning in two["warnings"])
 
 
 def test_an_api_error_fails_the_agent_quickly(env, prewarm, scripted_api):

@@ -78,6 +78,7 @@ def test_agent_timeout_ends_its_whole_tree_and_keeps_its_edits(base_env, prewarm
     response = run_worker(message(instruction=instruction), env)
     assert time.monotonic() - started < 60
     assert response["errorCode"] == "AGENT_TIMEOUT" and statuses(response)["agent"] == "failed"
+    assert response["agent"]["sessionId"] and response["agent"]["costUsd"] is None  # killed before its result
     grandchild = int(pidfile.read_text())
     assert not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
     assert git_out(site_remote, "rev-parse", "thread-chat-1") == response["commit"]
