@@ -4,6 +4,7 @@ superseded command, an invalid message. Decides the response; `Delivery` carries
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 from supervisor.answered import AnsweredCommands
@@ -12,7 +13,7 @@ from supervisor.contract.codes import ErrorCode
 from supervisor.contract.command import InvalidMessage, read_ids
 from supervisor.contract.config import Config
 from supervisor.contract.responses import failure_response, invalid_message_response, progress_event
-from supervisor.delivery import Delivery
+from supervisor.delivery import DELETE, RELEASE, Delivery, dead_letter, visible_in
 from supervisor.queues import Received
 from supervisor.run import Run
 
@@ -34,6 +35,7 @@ class Answers:
         self.handled = 0  # commands answered and deleted
         self._redrive: int | None = None
         self._redrive_read = False
+        self._retry = visible_in(WORKER_DIED_RETRY_SECONDS)  # a final answer that could not be sent
 
     def max_receives(self) -> tuple[int, bool]:
         """(the delivery after which the message is not tried again, whether SQS's redrive policy
@@ -47,9 +49,13 @@ class Answers:
         return (self._redrive, True) if self._redrive else (DEFAULT_MAX_RECEIVES, False)
 
     def final(self, run: Run, response: dict[str, Any]) -> None:
-        if self.delivery.answer(run.message, response, on_sent=lambda: self.answered.record(run.command.command_id)):
-            self.handled += 1
-            log.info("command finished", extra={"success": response["success"], "errorCode": response["errorCode"]})
+        log.info("command finished", extra={"success": response["success"], "errorCode": response["errorCode"]})
+        self.delivery.answer(run.message, response, on_sent=lambda: self._answered(run.command.command_id))
+
+    def _answered(self, command_id: str) -> None:
+        """Its response is out (the delivery thread): a redelivery is only deleted from now on."""
+        self.answered.record(command_id)
+        self.handled += 1
 
     def drop_if_answered(self, command_id: str, message: Received) -> bool:
         """A message whose command was answered already (its response went out, its delete did not):
@@ -68,16 +74,11 @@ class Answers:
         log.error("worker died without a result", extra={"exit": how, "receiveCount": tries, "maxReceives": allowed})
         if tries >= allowed:
             reason = f"the worker ended unexpectedly ({how}) on each of {tries} tries"
-            if not self.delivery.send(self._failure(run, ErrorCode.WORKER_DIED, reason)):
-                self.delivery.retry_later(run.message, WORKER_DIED_RETRY_SECONDS)
-                return
-            self.answered.record(run.command.command_id)
-            if self.config.dlq_url:
-                self.delivery.dead_letter(run.message, reason)
-            elif redrive:
-                self.delivery.retry_later(run.message, 0)  # the redrive policy moves it on its next receive
-            else:
-                self.delivery.delete(run.message)  # given up: nothing else would stop it coming back
+            # Without DLQ_URL the redrive policy moves it on its next receive; without one, given up.
+            then = dead_letter(reason) if self.config.dlq_url else visible_in(0) if redrive else DELETE
+            response = self._failure(run, ErrorCode.WORKER_DIED, reason)
+            on_sent = partial(self._answered, run.command.command_id)
+            self.delivery.answer(run.message, response, then=then, otherwise=self._retry, on_sent=on_sent)
             return
         if self.config.progress_events:
             step = run.step or "workspace"
@@ -107,10 +108,12 @@ class Answers:
             log.warning("invalid message: %s", error.reason, extra={"messageId": message.message_id})
             # With no DLQ_URL the queue's redrive policy dead-letters it; answer only the first delivery.
             answer = command_id and (self.config.dlq_url or message.receive_count <= 1)
-            if answer and not self.delivery.send(invalid_message_response(command_id, session_id, error.reason)):
-                self.delivery.leases.release(message)
-                return  # left in the queue: answered and dead-lettered on a later delivery
-            self.delivery.dead_letter(message, error.reason)
+            if not answer:
+                self.delivery.dead_letter(message, error.reason)
+                return
+            # Not sent: left in the queue, answered and dead-lettered on a later delivery.
+            response = invalid_message_response(command_id, session_id, error.reason)
+            self.delivery.answer(message, response, then=dead_letter(error.reason), otherwise=RELEASE)
 
     def _failure(self, run: Run, code: ErrorCode, error: str) -> dict[str, Any]:
         preview = self.config.preview_url_for(run.command.client_id)

@@ -1,69 +1,190 @@
 """Every outcome of a message on SQS: answered then deleted, handed back, retried later, dead-lettered.
 
-SQS failures are logged and reported as False, never raised into the loop: a message we fail to
-delete or re-time comes back when its lease runs out, and is handled again.
+The loop decides; this carries it out, off the loop: orders queue up and one thread sends them in
+batches (`SendMessageBatch`, `DeleteMessageBatch`, `ChangeMessageVisibilityBatch`), so a flood of
+invalid messages or a slow SQS (boto3's retries sleep here) never holds up the next decision. Until
+`start()` (the loop's unit tests) and after `close()`, orders are carried out at once, in the caller.
+
+SQS failures are logged, never raised: a message we fail to delete or re-time comes back when its
+lease runs out, and is handled again.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from supervisor.leases import Leases
 from supervisor.queues import Queues, Received
 
 log = logging.getLogger("supervisor.delivery")
 RESPONSE_RETRY_SECONDS = 30  # a message whose response could not be sent comes back this much later
+MAX_ORDERS_PER_ROUND = 200
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What becomes of a message: deleted, copied to the DLQ then deleted, visible again in `seconds`,
+    or only released (no longer renewed: it comes back when its current visibility runs out)."""
+
+    kind: Literal["delete", "dead_letter", "visible_in", "release"]
+    seconds: int = 0
+    reason: str = ""
+
+
+def visible_in(seconds: int) -> Outcome:
+    return Outcome("visible_in", seconds=seconds)
+
+
+DELETE = Outcome("delete")
+RELEASE = Outcome("release")
+RETRY_RESPONSE = visible_in(RESPONSE_RETRY_SECONDS)
+
+
+def dead_letter(reason: str) -> Outcome:
+    return Outcome("dead_letter", reason=reason)
+
+
+@dataclass(frozen=True)
+class Order:
+    """A body to send first (if any), then the message's outcome: `then` once the body is out,
+    `otherwise` when it could not be sent (CONTRACT §3: deleted only after its response is sent)."""
+
+    message: Received | None = None
+    body: dict[str, Any] | None = None
+    then: Outcome | None = None
+    otherwise: Outcome | None = None
+    on_sent: Callable[[], None] | None = None
 
 
 class Delivery:
     def __init__(self, queues: Queues, leases: Leases):
         self.queues = queues
         self.leases = leases
+        self._orders: queue.Queue[Order | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
 
-    def send(self, body: dict[str, Any]) -> bool:
-        """Send to the output queue (boto3 retries first); False when it could not be sent."""
-        try:
-            self.queues.respond(body)
-        except Exception as error:
-            log.error("could not send to the output queue: %s", error, extra={"type": body.get("type")})
-            return False
-        return True
+    # What the loop asks for -----------------------------------------------------------------------
 
-    def answer(self, message: Received, response: dict[str, Any], on_sent: Callable[[], None] = lambda: None) -> bool:
-        """The final response, then the delete (CONTRACT §3: deleted only after its response is sent)."""
-        if not self.send(response):
-            log.error("response not sent; message kept", extra={"retryInSeconds": RESPONSE_RETRY_SECONDS})
-            self.retry_later(message, RESPONSE_RETRY_SECONDS)
-            return False
-        on_sent()
-        self.delete(message)
-        return True
+    def send(self, body: dict[str, Any]) -> None:
+        """A progress event or a response with no message to settle."""
+        self._put(Order(body=body))
+
+    def answer(
+        self,
+        message: Received,
+        response: dict[str, Any],
+        *,
+        then: Outcome = DELETE,
+        otherwise: Outcome = RETRY_RESPONSE,
+        on_sent: Callable[[], None] | None = None,
+    ) -> None:
+        self._put(Order(message, response, then, otherwise, on_sent))
 
     def delete(self, message: Received) -> None:
-        self.leases.release(message)
-        try:
-            self.queues.delete(message)
-        except Exception as error:  # it comes back when its lease runs out
-            log.error("could not delete a finished message: %s", error, extra={"messageId": message.message_id})
+        self._put(Order(message, then=DELETE))
 
     def give_back(self, message: Received) -> None:
         """Visible again at once, for this or another consumer."""
         self.retry_later(message, 0)
 
     def retry_later(self, message: Received, seconds: int) -> None:
-        self.leases.release(message)
-        try:
-            self.queues.extend(message, seconds)
-        except Exception as error:  # it comes back when its current visibility runs out
-            log.warning("could not change visibility: %s", error, extra={"messageId": message.message_id})
+        self._put(Order(message, then=visible_in(seconds)))
 
     def dead_letter(self, message: Received, reason: str) -> None:
         """Copy to DLQ_URL and delete; with no DLQ_URL leave it to the queue's redrive policy."""
-        self.leases.release(message)
-        try:
-            if self.queues.dead_letter(message, reason):
-                self.queues.delete(message)
-        except Exception as error:
-            log.error("could not dead-letter an invalid message: %s", error, extra={"messageId": message.message_id})
+        self._put(Order(message, then=dead_letter(reason)))
+
+    # The sending thread ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._carry_out_forever, name="delivery", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float) -> bool:
+        """Carry out what is queued (within `timeout`); False when some of it was left undone."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return True
+        self._orders.put(None)
+        thread.join(timeout)
+        left = self._orders.qsize()
+        if thread.is_alive() or left:
+            log.error("SQS orders left undone at exit; their messages come back", extra={"orders": left})
+            return False
+        return True
+
+    def pending(self) -> int:
+        return self._orders.qsize()
+
+    def _put(self, order: Order) -> None:
+        if self._thread is None:
+            self.carry_out([order])
+        else:
+            self._orders.put(order)
+
+    def _carry_out_forever(self) -> None:
+        while (first := self._orders.get()) is not None:
+            orders = [first]
+            while len(orders) < MAX_ORDERS_PER_ROUND:
+                try:
+                    order = self._orders.get_nowait()
+                except queue.Empty:
+                    break
+                if order is None:  # close(): this round is the last
+                    self._orders.put(None)
+                    break
+                orders.append(order)
+            try:
+                self.carry_out(orders)
+            except Exception:  # a bug of ours must not stop every later answer
+                log.exception("could not carry out SQS orders", extra={"orders": len(orders)})
+
+    def carry_out(self, orders: list[Order]) -> None:
+        """Bodies first, then each message's outcome, each kind in batches."""
+        bodies = [o.body for o in orders if o.body is not None]
+        errors = iter(_safely(self.queues.respond_many, bodies) if bodies else [])
+        outcomes: list[tuple[Received, Outcome]] = []
+        for order in orders:
+            sent = True
+            if order.body is not None:
+                error = next(errors)
+                sent = error is None
+                if not sent:
+                    extra = {"type": order.body.get("type"), "commandId": order.body.get("commandId")}
+                    log.error("could not send to the output queue: %s", error, extra=extra)
+                elif order.on_sent is not None:
+                    order.on_sent()
+            outcome = order.then if sent else order.otherwise
+            if order.message is not None and outcome is not None:
+                self.leases.release(order.message)  # before any change: a renewal must not undo it
+                outcomes.append((order.message, outcome))
+        self._settle(outcomes)
+
+    def _settle(self, outcomes: list[tuple[Received, Outcome]]) -> None:
+        doomed = [(m, o.reason) for m, o in outcomes if o.kind == "dead_letter"]
+        copied = _safely(self.queues.dead_letter_many, doomed) if doomed else []
+        for (message, _), error in zip(doomed, copied or [], strict=False):
+            if error is not None:  # not deleted: it comes back and is dead-lettered then
+                log.error("could not dead-letter a message: %s", error, extra={"messageId": message.message_id})
+        deletes = [m for m, o in outcomes if o.kind == "delete"]
+        deletes += [m for (m, _), error in zip(doomed, copied or [], strict=False) if error is None]
+        for message, error in zip(deletes, _safely(self.queues.delete_many, deletes) if deletes else [], strict=True):
+            if error is not None:  # it comes back when its lease runs out
+                log.error("could not delete a finished message: %s", error, extra={"messageId": message.message_id})
+        timed = [(m, o.seconds) for m, o in outcomes if o.kind == "visible_in"]
+        for (message, _), error in zip(timed, _safely(self.queues.extend_many, timed) if timed else [], strict=True):
+            if error is not None:  # it comes back when its current visibility runs out
+                log.warning("could not change visibility: %s", error, extra={"messageId": message.message_id})
+
+
+def _safely(call: Callable[[list[Any]], list[str | None] | None], items: list[Any]) -> list[str | None] | None:
+    """One outcome per item even when the call itself fails."""
+    try:
+        return call(items)
+    except Exception as error:
+        return [f"{type(error).__name__}: {error}"] * len(items)

@@ -16,10 +16,9 @@ log = logging.getLogger("supervisor.leases")
 LEASE_SECONDS = 120
 
 
-def receipt_is_gone(error: Exception) -> bool:
+def receipt_is_gone(code: str) -> bool:
     """SQS (or the in-memory queue) says this receipt handle no longer names a message we hold."""
-    code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
-    return "ReceiptHandleIsInvalid" in (code, type(error).__name__) or "receipt handle has expired" in str(error)
+    return "ReceiptHandleIsInvalid" in code or "MessageNotInflight" in code or "expired" in code
 
 
 class Leases:
@@ -29,6 +28,9 @@ class Leases:
         self.renew_every = lease_seconds / 4  # three renewals can fail before a message comes back
         self._held: dict[str, Received] = {}
         self._lock = threading.Lock()
+        # Held through a renewal round: a release waits for it, so no renewal in flight can undo
+        # the visibility the releaser sets next (a message handed back staying hidden a lease long).
+        self._round = threading.RLock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew_forever, name="leases", daemon=True)
 
@@ -39,30 +41,39 @@ class Leases:
         self._stop.set()
 
     def hold(self, message: Received) -> None:
+        """Renewed from now on; the receive itself leased it for `lease_seconds`."""
         with self._lock:
             self._held[message.message_id] = message
-        self._renew(message)
 
     def release(self, message: Received) -> None:
-        with self._lock:
+        with self._round, self._lock:
             self._held.pop(message.message_id, None)
 
     def held(self) -> list[Received]:
         with self._lock:
             return list(self._held.values())
 
-    def _renew(self, message: Received) -> None:
-        try:
-            self.queues.extend(message, self.lease_seconds)
-        except Exception as error:
+    def renew(self) -> None:
+        """One round: every held message leased for another `lease_seconds`, in batches."""
+        with self._round:
+            held = self.held()
+            try:
+                errors = self.queues.extend_many([(m, self.lease_seconds) for m in held]) if held else []
+            except Exception as error:  # a passing fault: the next round tries again
+                log.warning("could not extend visibility: %s", error, extra={"messages": len(held)})
+                return
+            self._after_round(held, errors)
+
+    def _after_round(self, held: list[Received], errors: list[str | None]) -> None:
+        for message, error in zip(held, errors, strict=True):
+            if error is None:
+                continue
             if receipt_is_gone(error):  # deleted, or received again with a new receipt: not ours to renew
                 self.release(message)
                 log.info("stopped renewing a message we no longer hold", extra={"messageId": message.message_id})
-                return
-            # A passing fault: the next round tries again.
-            log.warning("could not extend visibility: %s", error, extra={"messageId": message.message_id})
+            else:
+                log.warning("could not extend visibility: %s", error, extra={"messageId": message.message_id})
 
     def _renew_forever(self) -> None:
         while not self._stop.wait(self.renew_every):
-            for message in self.held():
-                self._renew(message)
+            self.renew()

@@ -1,10 +1,8 @@
-"""The supervisor's event loop: it alone makes decisions, changes runs and talks to SQS.
+"""The supervisor's event loop: it alone makes decisions and changes runs.
 
-Threads only wait and post typed events (supervisor/events.py): the poller (a long poll, continuously),
-the pool's waiters and interrupters (supervisor/pool.py); the lease keeper renews visibility. Each
-event is dispatched here; `routing.Router` decides what runs where, `delivery.Delivery` carries out
-every message outcome, `shutdown.Shutdown` keeps the stop deadlines, checked on every tick.
-"""
+Threads only wait, post typed events (supervisor/events.py) or carry out what the loop decided: the
+poller, the pool's waiters and interrupters, the lease keeper, the delivery thread (SQS calls in
+batches). `routing.Router` decides what runs where, `shutdown.Shutdown` keeps the stop deadlines."""
 
 from __future__ import annotations
 
@@ -77,6 +75,7 @@ class Supervisor:
         log.info("supervisor started", extra={"queue": self.config.input_queue_url, "workers": self.config.max_workers})
         self.answers.answered.prune()
         self.leases.start()
+        self.delivery.start()
         poller = Poller(self.queues, self.leases, self.delivery, self.events.put, self.poller_stop)
         poller.start()
         while not self.finished():
@@ -255,6 +254,7 @@ class Supervisor:
         hand_back_unread(self.events, self.delivery)
         self.leases.stop()
         self.pool.close()
+        self.delivery.close(timeout=max(1.0, self.shutdown.time_left(self.clock())))
         publish_status(self._status_file, self)
         log.info("supervisor stopped", extra={"handled": self.answers.handled, "forced": self.shutdown.forced})
         return SupervisorExit.FORCED if self.shutdown.forced else SupervisorExit.OK

@@ -98,8 +98,30 @@ class MemoryQueues:
             self._current(message).visible_at = self.clock() + seconds
             self._lock.notify_all()
 
+    # The batched calls, one item at a time (as `Queues` reports them: None, or an error code).
+
+    def respond_many(self, bodies: list[dict[str, Any]]) -> list[str | None]:
+        return [_outcome(self.respond, body) for body in bodies]
+
+    def dead_letter_many(self, items: list[tuple[Received, str]]) -> list[str | None]:
+        return [_outcome(self.dead_letter, message, reason) for message, reason in items]
+
+    def delete_many(self, messages: list[Received]) -> list[str | None]:
+        return [_outcome(self.delete, message) for message in messages]
+
+    def extend_many(self, items: list[tuple[Received, int]]) -> list[str | None]:
+        return [_outcome(self.extend, message, seconds) for message, seconds in items]
+
     def _current(self, message: Received) -> _Stored:
         stored = self._input.get(message.message_id)
         if stored is None or stored.receipt != message.receipt_handle:
             raise ReceiptHandleIsInvalid(message.receipt_handle)
         return stored
+
+
+def _outcome(call: Callable[..., object], *args: Any) -> str | None:
+    try:
+        call(*args)
+    except Exception as error:
+        return type(error).__name__
+    return None

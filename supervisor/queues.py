@@ -1,4 +1,4 @@
-"""The supervisor's only door to SQS: receive, respond, dead-letter, extend, delete."""
+"""The supervisor's only door to SQS: receive one by one; respond, dead-letter, extend and delete in batches."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from supervisor.contract.config import Config
 
 log = logging.getLogger("supervisor.queues")
 LONG_POLL_SECONDS = 20
+# SQS's limits on one message and on one batch request (moto's 256 KiB; AWS now takes 1 MiB for both).
+MAX_MESSAGE_BYTES = MAX_BATCH_BYTES = 256 * 1024
+ATTRIBUTE_ROOM = 512  # our message attributes: names, types and values (reasons are cut to 256)
 
 
 @dataclass(frozen=True)
@@ -73,27 +76,42 @@ class Queues:
             for m in reply.get("Messages", [])
         ]
 
-    def respond(self, body: dict[str, Any]) -> bool:
-        """Send a response or progress event; False when no output queue is configured."""
-        if not self.config.output_queue_url:
-            return False
-        self.client.send_message(
-            QueueUrl=self.config.output_queue_url,
-            MessageBody=sendable_json(body),
-            MessageAttributes=_attributes(commandId=body.get("commandId"), sessionId=body.get("sessionId")),
-        )
-        return True
+    # Batched calls: each returns one outcome per item, in order (None: done; else SQS's error code).
 
-    def dead_letter(self, message: Received, reason: str) -> bool:
-        """Copy an invalid message to DLQ_URL; False when none is configured (the redrive policy acts)."""
+    def respond_many(self, bodies: list[dict[str, Any]]) -> list[str | None]:
+        """Responses and progress events to the output queue (with none configured: nothing to do)."""
+        if not self.config.output_queue_url:
+            return [None] * len(bodies)
+        entries = [
+            {
+                "MessageBody": sendable_json(body),
+                "MessageAttributes": _attributes(commandId=body.get("commandId"), sessionId=body.get("sessionId")),
+            }
+            for body in bodies
+        ]
+        return self._batched("send_message", self.config.output_queue_url, entries)
+
+    def dead_letter_many(self, items: list[tuple[Received, str]]) -> list[str | None] | None:
+        """Copies of invalid messages to DLQ_URL; None when none is configured (the redrive policy acts)."""
         if not self.config.dlq_url:
-            return False
-        self.client.send_message(
-            QueueUrl=self.config.dlq_url,
-            MessageBody=message.body or "(empty body)",
-            MessageAttributes=_attributes(error=reason[:256], sourceMessageId=message.message_id),
-        )
-        return True
+            return None
+        entries = []
+        for message, reason in items:
+            body = message.body or "(empty body)"
+            attributes = _attributes(error=reason[:256], sourceMessageId=message.message_id)
+            # A body at SQS's size limit fits only alone: its copy goes without the attributes.
+            too_big = len(body.encode("utf-8")) + ATTRIBUTE_ROOM > MAX_MESSAGE_BYTES
+            entries.append({"MessageBody": body} if too_big else {"MessageBody": body, "MessageAttributes": attributes})
+        return self._batched("send_message", self.config.dlq_url, entries)
+
+    def delete_many(self, messages: list[Received]) -> list[str | None]:
+        entries = [{"ReceiptHandle": m.receipt_handle} for m in messages]
+        return self._batched("delete_message", self.config.input_queue_url, entries)
+
+    def extend_many(self, items: list[tuple[Received, int]]) -> list[str | None]:
+        """Set each message's visibility to that many seconds from now."""
+        entries = [{"ReceiptHandle": m.receipt_handle, "VisibilityTimeout": s} for m, s in items]
+        return self._batched("change_message_visibility", self.config.input_queue_url, entries)
 
     def max_receive_count(self) -> int | None:
         """The input queue's redrive maxReceiveCount: the delivery after which SQS dead-letters a message."""
@@ -101,10 +119,45 @@ class Queues:
         policy = reply.get("Attributes", {}).get("RedrivePolicy")
         return int(json.loads(policy)["maxReceiveCount"]) if policy else None
 
-    def delete(self, message: Received) -> None:
-        self.client.delete_message(QueueUrl=self.config.input_queue_url, ReceiptHandle=message.receipt_handle)
+    def _batched(self, action: str, queue_url: str, entries: list[dict[str, Any]]) -> list[str | None]:
+        """`{action}_batch` in chunks SQS takes; a chunk the call refuses as a whole (one entry too
+        large, say) is tried in halves, so one bad entry fails alone."""
+        outcomes: list[str | None] = []
+        for chunk in _chunks(entries):
+            batch = [{"Id": str(i), **entry} for i, entry in enumerate(chunk)]
+            try:
+                reply = getattr(self.client, f"{action}_batch")(QueueUrl=queue_url, Entries=batch)
+            except Exception as error:
+                if len(chunk) == 1 or not _refused_request(error):  # SQS unreachable: the whole chunk failed
+                    outcomes += [_error_code(error)] * len(chunk)
+                    continue
+                outcomes += self._batched(action, queue_url, chunk[: len(chunk) // 2])
+                outcomes += self._batched(action, queue_url, chunk[len(chunk) // 2 :])
+                continue
+            failed = {f["Id"]: f.get("Code") or "Failed" for f in reply.get("Failed", [])}
+            outcomes += [failed.get(str(i)) for i in range(len(chunk))]
+        return outcomes
 
-    def extend(self, message: Received, seconds: int) -> None:
-        self.client.change_message_visibility(
-            QueueUrl=self.config.input_queue_url, ReceiptHandle=message.receipt_handle, VisibilityTimeout=seconds
-        )
+
+def _chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """At most ten entries and MAX_BATCH_BYTES of bodies a chunk (SQS's limits on one batch call)."""
+    chunks: list[list[dict[str, Any]]] = []
+    size = 0
+    for entry in entries:
+        entry_size = len(entry.get("MessageBody", "").encode("utf-8")) + ATTRIBUTE_ROOM
+        if not chunks or len(chunks[-1]) == 10 or size + entry_size > MAX_BATCH_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(entry)
+        size += entry_size
+    return chunks
+
+
+def _refused_request(error: Exception) -> bool:
+    """SQS refused what the request held (a 4xx other than throttling), not a passing fault."""
+    status = getattr(error, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return 400 <= status < 500 and "Throttl" not in _error_code(error)
+
+
+def _error_code(error: Exception) -> str:
+    return getattr(error, "response", {}).get("Error", {}).get("Code") or type(error).__name__

@@ -24,7 +24,10 @@ from steps.processes.deps import ensure_dependencies
 def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer  # imported here: a unit test run should not pay for it
 
+    from supervisor.local.moto_speed import speed_up_moto_sqs
+
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    speed_up_moto_sqs()  # moto's SQS is quadratic in queue depth (see the module)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -19,6 +19,8 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
+from supervisor.local.moto_speed import speed_up_moto_sqs
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_SITE = ROOT / "examples" / "demo-site"
 REGION = "us-west-2"
@@ -92,6 +94,7 @@ def local_stack(state: Path) -> Iterator[LocalStack]:
     """Start moto on a free loopback port with input/output/dead-letter queues; stop everything after."""
     state.mkdir(parents=True, exist_ok=True)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
+    speed_up_moto_sqs()  # moto's SQS is quadratic in queue depth (see the module)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

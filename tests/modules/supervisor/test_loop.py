@@ -337,7 +337,7 @@ def test_the_lease_keeper_drops_a_message_it_no_longer_holds(world):
     (message,) = queues.receive(wait_seconds=0)
     supervisor.leases.hold(message)
     queues.delete(message)  # answered and deleted elsewhere (or received again with a new receipt)
-    supervisor.leases._renew(message)
+    supervisor.leases.renew()
     assert supervisor.leases.held() == []
 
 
