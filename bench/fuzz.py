@@ -43,25 +43,33 @@ QUICK_BUILD = f"node {ROOT / 'tests' / 'quick_build.mjs'}"
 LAYOUT_TOP = {".supervisor", ".agent", "acme"}
 
 
-class Outputs(threading.Thread):
-    """Reads the output queue continuously: responses and progress, with the time each was read."""
+class Reader(threading.Thread):
+    """Empties one queue continuously, as its consumer would: the output queue's responses and progress
+    (with the time each was read), or the DLQ's copies (their source message ids)."""
 
-    def __init__(self, stack: LocalStack):
+    def __init__(self, stack: LocalStack, name: str):
         super().__init__(daemon=True)
-        self.stack, self.bodies, self.stop = stack, [], threading.Event()
+        self.stack, self.url, self.stop = stack, stack.queues[name], threading.Event()
+        self.bodies: list[dict[str, Any]] = []
+        self.sources: list[str] = []
 
     def run(self) -> None:
         while not self.stop.is_set():
             reply = self.stack.sqs.receive_message(
-                QueueUrl=self.stack.queues["output"], MaxNumberOfMessages=10, WaitTimeSeconds=1
+                QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"]
             )
-            for message in reply.get("Messages", []):
+            messages = reply.get("Messages", [])
+            for message in messages:
+                source = message.get("MessageAttributes", {}).get("sourceMessageId", {}).get("StringValue")
+                if source is not None or self.url.endswith("dlq"):
+                    self.sources.append(source or message["MessageId"])
+                    continue
                 body = json.loads(message["Body"])
                 body["_read"] = time.monotonic()
                 self.bodies.append(body)
-                self.stack.sqs.delete_message(
-                    QueueUrl=self.stack.queues["output"], ReceiptHandle=message["ReceiptHandle"]
-                )
+            if messages:
+                entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+                self.stack.sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
 
 
 def queue_depth(stack: LocalStack, name: str) -> int:
@@ -78,12 +86,16 @@ def sqs_takes(text: str) -> bool:
     return bool(SQS_CHARACTERS.match(text)) and len(text.encode("utf-8")) <= SQS_MAX_BYTES
 
 
-def send_all(stack: LocalStack, items: list[Body]) -> tuple[list[Body], int]:
-    """Send in batches of ten; returns what SQS took and how many it refuses (empty, NUL, too long…)."""
+def send_all(stack: LocalStack, items: list[Body], rate: float = 0) -> tuple[list[Body], int]:
+    """Send in batches of ten, `rate` bodies a second (0: as fast as moto takes them); returns what SQS
+    took and how many it refuses (empty, NUL, too long…)."""
     refused = sum(1 for b in items if not sqs_takes(b.text))
     items = [b for b in items if sqs_takes(b.text)]
     taken: list[Body] = []
+    began = time.monotonic()
     for start in range(0, len(items), 10):
+        if rate:
+            time.sleep(max(0.0, began + start / rate - time.monotonic()))
         batch = items[start : start + 10]
         entries = [{"Id": str(i), "MessageBody": b.text} for i, b in enumerate(batch)]
         try:
@@ -102,6 +114,14 @@ def send_all(stack: LocalStack, items: list[Body]) -> tuple[list[Body], int]:
     return taken, refused
 
 
+def moto_cpu_seconds() -> float:
+    """CPU the fake AWS used (its own process): what bounds a flood's throughput on this machine."""
+    for child in psutil.Process().children():
+        if "moto_process" in " ".join(child.cmdline()):
+            return sum(child.cpu_times()[:2])
+    return 0.0
+
+
 def outside_layout(workspace: Path) -> list[str]:
     """Anything under WORKSPACE_PATH that is not {.supervisor, .agent, acme/u1|u2/<repo>} (and their insides)."""
     strays = [p.name for p in workspace.iterdir() if p.name not in LAYOUT_TOP]
@@ -112,7 +132,7 @@ def outside_layout(workspace: Path) -> list[str]:
     return strays
 
 
-def run(count: int, seed: int, valid_share: float, state: Path) -> dict[str, Any]:
+def run(count: int, seed: int, valid_share: float, state: Path, rate: float = 0) -> dict[str, Any]:
     canary = state / "CANARY"
     with local_stack(state) as stack:
         stack.create_bucket("acme")
@@ -127,8 +147,9 @@ def run(count: int, seed: int, valid_share: float, state: Path) -> dict[str, Any
         log_path = state / "supervisor.log"
         supervisor = stack.start_supervisor(env, log_path)
         process = psutil.Process(supervisor.pid)
-        outputs = Outputs(stack)
+        outputs, dead_letters = Reader(stack, "output"), Reader(stack, "dlq")
         outputs.start()
+        dead_letters.start()
         items = list(bodies(count, seed=seed, canary=canary, repo_url=str(stack.remote), valid_share=valid_share))
         probe_id = f"probe-{uuid.uuid4().hex[:6]}"
         probe = {
@@ -139,28 +160,35 @@ def run(count: int, seed: int, valid_share: float, state: Path) -> dict[str, Any
             "userId": "u2",
         }
         started = time.monotonic()
-        first, refused_a = send_all(stack, items[: len(items) // 2])
+        first, refused_a = send_all(stack, items[: len(items) // 2], rate)
         probe_sent = time.monotonic()
         stack.sqs.send_message(QueueUrl=stack.queues["input"], MessageBody=json.dumps(probe))
-        second, refused_b = send_all(stack, items[len(items) // 2 :])
+        second, refused_b = send_all(stack, items[len(items) // 2 :], rate)
+        sent_seconds = time.monotonic() - started
         taken = first + second
         valid_ids = {b.command_id for b in taken if b.valid} | {probe_id}
-        peak_rss, deadline = 0, time.monotonic() + max(300, count / 5)
+        invalid_sent = sum(1 for b in taken if not b.valid)
+        peak_rss, deadline, flood_done = 0, time.monotonic() + max(300, count / 5), None
         while time.monotonic() < deadline and supervisor.poll() is None:
             peak_rss = max(peak_rss, process.memory_info().rss)
+            if flood_done is None and len(dead_letters.sources) >= invalid_sent:
+                flood_done = time.monotonic()  # every invalid body taken off the queue and dead-lettered
             answered = {b["commandId"] for b in outputs.bodies if b.get("type") == "response"}
             if valid_ids <= answered and queue_depth(stack, "input") == 0:
                 break
-            time.sleep(0.5)
+            time.sleep(0.2)
         drained = time.monotonic()
+        flood_done = flood_done or drained
         alive = supervisor.poll() is None
         stop_started = time.monotonic()
         supervisor.send_signal(signal.SIGTERM)
+        supervisor_cpu = sum(process.cpu_times()[:2])
         exit_code = supervisor.wait(60)
         stop_seconds = time.monotonic() - stop_started
         time.sleep(2)
-        outputs.stop.set()
-        outputs.join(5)
+        for reader in (outputs, dead_letters):
+            reader.stop.set()
+            reader.join(5)
         responses = Counter(b["commandId"] for b in outputs.bodies if b.get("type") == "response" and b["commandId"])
         first_step = next(
             (b["_read"] for b in outputs.bodies if b.get("commandId") == probe_id and b.get("type") == "progress"), None
@@ -169,23 +197,28 @@ def run(count: int, seed: int, valid_share: float, state: Path) -> dict[str, Any
             json.loads(line) for line in log_path.read_text(errors="replace").splitlines() if line.startswith("{")
         ]
         tracebacks = [line for line in log_lines if "exception" in line]
-        invalid_sent = sum(1 for b in taken if not b.valid)
         return {
             "bodies": count,
             "sent": len(taken) + 1,
             "refusedBySqs": refused_a + refused_b,
             "invalid": invalid_sent,
             "valid": len(valid_ids),
-            "seconds": round(drained - started, 1),
-            "throughputPerSecond": round((len(taken) + 1) / max(drained - started, 0.001), 1),
+            "sendRatePerSecond": rate or "as fast as moto takes them",
+            "sendSeconds": round(sent_seconds, 1),
+            "floodSeconds": round(flood_done - started, 1),
+            "throughputPerSecond": round((len(taken) + 1) / max(flood_done - started, 0.001), 1),
+            "allAnsweredSeconds": round(drained - started, 1),
             "supervisorPeakRssMiB": round(peak_rss / 2**20, 1),
+            "supervisorCpuMsPerMessage": round(supervisor_cpu * 1000 / (len(taken) + 1), 2),
+            "motoCpuSeconds": round(moto_cpu_seconds(), 1),
             "probeFirstStepSeconds": round(first_step - probe_sent, 2) if first_step else None,
             "crashed": not alive,
             "tracebacks": len(tracebacks),
             "tracebackSamples": [t.get("event") for t in tracebacks[:3]],
             "canaryCreated": canary.exists() or any(ROOT.glob("CANARY*")),
             "outsideLayout": outside_layout(state / "workspace"),
-            "deadLettered": queue_depth(stack, "dlq"),
+            "deadLettered": len(set(dead_letters.sources)),
+            "deadLetteredTwice": len(dead_letters.sources) - len(set(dead_letters.sources)),
             "validUnanswered": sorted(valid_ids - set(responses))[:10],
             "answeredTwice": sorted(c for c, n in responses.items() if n > 1 and c in valid_ids)[:10],
             "inputLeft": queue_depth(stack, "input"),
@@ -208,6 +241,8 @@ def verdict(result: dict[str, Any]) -> list[str]:
         problems.append(f"created outside the workspace layout: {result['outsideLayout']}")
     if result["deadLettered"] != result["invalid"]:
         problems.append(f"{result['invalid']} invalid sent but {result['deadLettered']} dead-lettered")
+    if result["deadLetteredTwice"]:
+        problems.append(f"{result['deadLetteredTwice']} messages dead-lettered twice")
     if result["validUnanswered"] or result["answeredTwice"]:
         problems.append(f"unanswered {result['validUnanswered']}, answered twice {result['answeredTwice']}")
     if result["inputLeft"]:
@@ -220,10 +255,11 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=20261122)
     parser.add_argument("--valid-share", type=float, default=0.01)
+    parser.add_argument("--rate", type=float, default=0, help="bodies sent a second (0: as fast as possible)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fuzz-") as folder:
-        result = run(args.count, args.seed, args.valid_share, Path(folder))
+        result = run(args.count, args.seed, args.valid_share, Path(folder), args.rate)
     result["problems"] = verdict(result)
     if args.json:
         print(json.dumps(result))

@@ -6,7 +6,6 @@ Used by the local run (`bin/run-local`) and the benchmarks; the tests build the 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shutil
 import subprocess
@@ -17,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from moto.server import ThreadedMotoServer
 
-from supervisor.local.moto_speed import speed_up_moto_sqs
+from supervisor.local.moto_process import moto_server
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_SITE = ROOT / "examples" / "demo-site"
@@ -93,12 +91,11 @@ class LocalStack:
 def local_stack(state: Path) -> Iterator[LocalStack]:
     """Start moto on a free loopback port with input/output/dead-letter queues; stop everything after."""
     state.mkdir(parents=True, exist_ok=True)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
-    speed_up_moto_sqs()  # moto's SQS is quadratic in queue depth (see the module)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+    with moto_server() as endpoint:
+        yield from _stack_on(state, endpoint)
+
+
+def _stack_on(state: Path, endpoint: str) -> Iterator[LocalStack]:
     os.environ.update(CREDENTIALS)
     sqs = boto3.client("sqs", region_name=REGION, endpoint_url=endpoint)
     s3 = boto3.client("s3", region_name=REGION, endpoint_url=endpoint)
@@ -114,4 +111,3 @@ def local_stack(state: Path) -> Iterator[LocalStack]:
                     process.wait(30)
                 except subprocess.TimeoutExpired:
                     process.kill()
-        server.stop()
