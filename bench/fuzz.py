@@ -22,7 +22,6 @@ import re
 import signal
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -35,41 +34,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from hostile_bodies import Body, bodies  # noqa: E402
+from queue_readers import Reader, moto_cpu_seconds  # noqa: E402
 
 from supervisor.local.stack import LocalStack, local_stack  # noqa: E402
 
 FAKE_AGENT = ROOT / "tests" / "fake_claude"
 QUICK_BUILD = f"node {ROOT / 'tests' / 'quick_build.mjs'}"
 LAYOUT_TOP = {".supervisor", ".agent", "acme"}
-
-
-class Reader(threading.Thread):
-    """Empties one queue continuously, as its consumer would: the output queue's responses and progress
-    (with the time each was read), or the DLQ's copies (their source message ids)."""
-
-    def __init__(self, stack: LocalStack, name: str):
-        super().__init__(daemon=True)
-        self.stack, self.url, self.stop = stack, stack.queues[name], threading.Event()
-        self.bodies: list[dict[str, Any]] = []
-        self.sources: list[str] = []
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            reply = self.stack.sqs.receive_message(
-                QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"]
-            )
-            messages = reply.get("Messages", [])
-            for message in messages:
-                source = message.get("MessageAttributes", {}).get("sourceMessageId", {}).get("StringValue")
-                if source is not None or self.url.endswith("dlq"):
-                    self.sources.append(source or message["MessageId"])
-                    continue
-                body = json.loads(message["Body"])
-                body["_read"] = time.monotonic()
-                self.bodies.append(body)
-            if messages:
-                entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
-                self.stack.sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
 
 
 def queue_depth(stack: LocalStack, name: str) -> int:
@@ -112,14 +83,6 @@ def send_all(stack: LocalStack, items: list[Body], rate: float = 0) -> tuple[lis
         taken += [b for i, b in enumerate(batch) if i in ok]
         refused += len(batch) - len(ok)
     return taken, refused
-
-
-def moto_cpu_seconds() -> float:
-    """CPU the fake AWS used (its own process): what bounds a flood's throughput on this machine."""
-    for child in psutil.Process().children():
-        if "moto_process" in " ".join(child.cmdline()):
-            return sum(child.cpu_times()[:2])
-    return 0.0
 
 
 def outside_layout(workspace: Path) -> list[str]:

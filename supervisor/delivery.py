@@ -155,8 +155,12 @@ class Delivery:
                 error = next(errors)
                 sent = error is None
                 if not sent:
-                    extra = {"type": order.body.get("type"), "commandId": order.body.get("commandId")}
-                    log.error("could not send to the output queue: %s", error, extra=extra)
+                    extra = {"type": order.body.get("type"), "commandId": order.body.get("commandId"), "error": error}
+                    if order.message is None:
+                        log.error("could not send to the output queue", extra=extra)
+                    else:
+                        extra["retryInSeconds"] = order.otherwise.seconds if order.otherwise else None
+                        log.error("response not sent; message kept", extra=extra)
                 elif order.on_sent is not None:
                     order.on_sent()
             outcome = order.then if sent else order.otherwise
