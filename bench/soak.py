@@ -223,7 +223,7 @@ def run(args: argparse.Namespace, state: Path) -> dict[str, Any]:
                 supervised.start()
             while worker_kills and worker_kills[0] <= done:
                 worker_kills.pop(0)
-                deadline = time.monotonic() + 10
+                deadline = time.monotonic() + 30
                 while not (pids := worker_pids(workspace)) and time.monotonic() < deadline:
                     time.sleep(0.1)
                 if pids:
@@ -258,7 +258,7 @@ def run(args: argparse.Namespace, state: Path) -> dict[str, Any]:
             thread.join(5)
         watch.sample()  # and one last look now that everything is stopped
         leftovers = [
-            p.pid
+            f"{p.pid} {' '.join(p.info.get('cmdline') or [])[:120]} (in {p.info.get('cwd')})"
             for p in psutil.process_iter(["cmdline", "cwd"])
             if "steps.worker" in " ".join(p.info.get("cmdline") or [])
             or (p.info.get("cwd") or "").startswith(str(workspace) + "/")
@@ -364,9 +364,13 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the last answers")
     parser.add_argument("--seed", type=int, default=20261122)
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument("--state", type=Path, help="keep the run's folder (logs, workspace, remote) here")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="soak-") as folder:
-        result = run(args, Path(folder))
+    if args.state:
+        result = run(args, args.state.resolve())
+    else:
+        with tempfile.TemporaryDirectory(prefix="soak-") as folder:
+            result = run(args, Path(folder))
     if args.json:
         print(json.dumps(result))
     else:

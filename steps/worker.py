@@ -22,7 +22,7 @@ from steps.interrupted import finish_interrupted
 from steps.pipeline import run_pipeline
 from steps.processes import shell
 from supervisor.common.logs import log_context, setup_logging
-from supervisor.common.proctree import become_subreaper, die_with_parent, hide_environment
+from supervisor.common.proctree import become_subreaper, die_with_parent, end_descendants, hide_environment
 from supervisor.contract.codes import ErrorCode
 from supervisor.contract.command import Command
 from supervisor.contract.config import load_config_or_exit
@@ -31,6 +31,7 @@ from supervisor.contract.pipe import PARENT_PID_VARIABLE, EventWriter
 from supervisor.contract.responses import failure_response
 
 log = logging.getLogger("steps.worker")
+BACKSTOP_ROOM_SECONDS = 10
 
 
 class Stopped(KeyboardInterrupt):
@@ -47,11 +48,26 @@ class _Signals:
     With our supervisor alive, its ladder (supervisor/pool.py) signals every process of our tree: we
     just leave. When it died (PR_SET_PDEATHSIG sent us SIGTERM), nobody else will: our command's tree is
     ended on the way out (steps/processes/shell.py), and later signals are ignored until we are gone.
+
+    `Stopped` is raised from the handler, so at whatever bytecode the main thread was at. Raised inside
+    logging's critical sections it leaves their lock held for ever and every other thread that logs
+    hangs (seen: the agent's output reader, then the worker joining it, holding the workspace lock, its
+    supervisor killed mid-ladder). So the signal waits until the main thread holds no logging lock,
+    and a backstop (SIGALRM) ends our tree and exits if leaving still takes too long.
     """
 
-    def __init__(self, supervisor_pid: int):
+    RETRY_SECONDS = 0.02
+
+    def __init__(self, supervisor_pid: int, backstop_seconds: float):
         self.supervisor_pid = supervisor_pid
+        self.backstop_seconds = backstop_seconds
         self.stopping = False
+        self.pending: int | None = None
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self.on_signal)
+        signal.signal(signal.SIGTERM, self.on_signal)
+        signal.signal(signal.SIGALRM, self.on_alarm)
 
     def supervisor_alive(self) -> bool:
         return self.supervisor_pid != 0 and os.getppid() == self.supervisor_pid
@@ -59,11 +75,31 @@ class _Signals:
     def on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if self.stopping:
             return  # already on the way out
+        if _inside_logging():
+            self.pending = signum
+            signal.setitimer(signal.ITIMER_REAL, self.RETRY_SECONDS)
+            return
         self.stopping = True
+        signal.setitimer(signal.ITIMER_REAL, self.backstop_seconds)
         raise Stopped(signum)
+
+    def on_alarm(self, _signum: int, frame: FrameType | None) -> None:
+        if not self.stopping and self.pending is not None:
+            self.on_signal(self.pending, frame)
+        elif self.stopping:  # leaving took too long: end what is left of our tree, then go (no logging)
+            os.write(2, f"worker {os.getpid()}: still here {self.backstop_seconds:g}s after a stop; ending\n".encode())
+            end_descendants(grace=1.0)
+            os._exit(WorkerExit.TERMINATED)
 
     def ends_tree(self, error: BaseException) -> bool:
         return not (isinstance(error, Stopped) and self.supervisor_alive())
+
+
+def _inside_logging() -> bool:
+    """Whether this (the main) thread is inside one of logging's locked sections right now."""
+    locks = [getattr(logging, "_lock", None)]
+    locks += [h.lock for h in logging.getLogger().handlers if h.lock is not None]
+    return any(lock is not None and getattr(lock, "_is_owned", lambda: False)() for lock in locks)
 
 
 def read_job(text: str) -> tuple[str, Command, dict[str, Any]]:
@@ -82,9 +118,9 @@ def main() -> int:
     hide_environment()
     supervisor_pid = int(os.environ.get(PARENT_PID_VARIABLE, "0") or 0)
     die_with_parent(signal.SIGTERM, expected_parent=supervisor_pid)
-    signals = _Signals(supervisor_pid)
-    signal.signal(signal.SIGINT, signals.on_signal)
-    signal.signal(signal.SIGTERM, signals.on_signal)
+    # Time to leave after a stop: our own tree's ladder (twice the grace, orphaned) and some room.
+    signals = _Signals(supervisor_pid, backstop_seconds=2 * config.interrupt_grace_seconds + BACKSTOP_ROOM_SECONDS)
+    signals.install()
     shell.ends_tree_on_interrupt = signals.ends_tree
     shell.interrupt_grace = config.interrupt_grace_seconds
     try:

@@ -1,0 +1,73 @@
+"""How a worker takes a stop signal (steps/worker.py `_Signals`), each case in a process of its own.
+
+Regression: a SIGINT that landed while the worker's main thread was inside logging's lock left that
+lock held; the agent's output reader then hung on it, the worker hung joining the reader, and with its
+supervisor killed mid-ladder it held its workspace lock for ever (found by bench/soak.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+from helpers import ROOT
+
+PRELUDE = """
+import logging, os, signal, sys, threading, time
+sys.path.insert(0, {root!r})
+from steps.worker import Stopped, _Signals
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+signals = _Signals(supervisor_pid=0, backstop_seconds={backstop})
+signals.install()
+"""
+
+
+def run_snippet(body: str, backstop: float = 30, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    code = PRELUDE.format(root=str(ROOT), backstop=backstop) + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_stop_inside_logging_waits_until_the_lock_is_free_and_other_threads_can_still_log():
+    completed = run_snippet(
+        """
+        logging._lock.acquire()  # the main thread inside a logging critical section
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)  # the signal arrived here and was held back, not raised
+        held_back = signals.pending == signal.SIGINT and not signals.stopping
+        logging._lock.release()
+        try:
+            time.sleep(5)
+            print("never stopped")
+        except Stopped:
+            reader = threading.Thread(target=lambda: logging.getLogger("reader").info("still logging"))
+            reader.start()
+            reader.join(5)
+            verdict = "held back" if held_back else "raised inside logging"
+            print(verdict, "stopped", "reader hung" if reader.is_alive() else "reader done")
+        """
+    )
+    assert completed.stdout.strip() == "held back stopped reader done", completed.stdout + completed.stderr
+
+
+def test_a_worker_stuck_after_a_stop_ends_its_tree_and_exits_when_the_backstop_runs_out(tmp_path):
+    pidfile = tmp_path / "child.pid"
+    started = time.monotonic()
+    completed = run_snippet(
+        f"""
+        import subprocess
+        child = subprocess.Popen(["sleep", "600"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        open({str(pidfile)!r}, "w").write(str(child.pid))
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        except Stopped:
+            threading.Event().wait()  # stuck for ever on the way out (a deadlock, a hung join)
+        """,
+        backstop=1,
+    )
+    assert completed.returncode != 0 and "ending" in completed.stderr, completed.stderr
+    assert time.monotonic() - started < 25  # not the 30 s the snippet was allowed: the backstop ended it
+    child = int(pidfile.read_text())
+    assert subprocess.run(["kill", "-0", str(child)], capture_output=True).returncode != 0  # its child is gone too
