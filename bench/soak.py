@@ -305,15 +305,22 @@ def verdict_of(
 ) -> dict[str, Any]:
     responses = [b for b in outputs.bodies if b.get("type") == "response"]
     counts = Counter(b["commandId"] for b in responses)
+    # The same response sent twice (its supervisor killed between SQS taking it and noting that) is
+    # a resend; two different final responses for one command are a double.
+    distinct = Counter(b["commandId"] for b in {json.dumps(b, sort_keys=True): b for b in responses}.values())
     lost_commits: list[str] = []
     for body in responses:
-        commit, branch, command_id = body.get("commit"), body.get("branch"), body["commandId"]
-        if not commit:
-            continue
-        if git(remote, "merge-base", "--is-ancestor", commit, f"refs/heads/{branch}").returncode != 0:
-            lost_commits.append(f"{command_id}: {commit[:10]} not on {branch}")
-        elif git(remote, "cat-file", "-e", f"refs/heads/{branch}:notes/soak/{command_id}.txt").returncode != 0:
-            lost_commits.append(f"{command_id}: its file is not on {branch}")
+        branch, command_id = body.get("branch"), body["commandId"]
+        on_branch = [body["commit"]] if body.get("commit") else []
+        # Every file a response names, and a successful command's own file, is on its branch.
+        files = [f for f in body.get("filesChanged") or [] if f.startswith("notes/soak/")]
+        files += [f"notes/soak/{command_id}.txt"] if body["success"] else []
+        for commit in on_branch:
+            if git(remote, "merge-base", "--is-ancestor", commit, f"refs/heads/{branch}").returncode != 0:
+                lost_commits.append(f"{command_id}: {commit[:10]} not on {branch}")
+        for name in files:
+            if git(remote, "cat-file", "-e", f"refs/heads/{branch}:{name}").returncode != 0:
+                lost_commits.append(f"{command_id}: {name} is not on {branch}")
     tracebacks = []
     for log in sorted(state.glob("supervisor-*.log")):
         for line in log.read_text(errors="replace").splitlines():
@@ -328,7 +335,8 @@ def verdict_of(
         "outcomes": dict(outcomes),
         "commitsNamed": sum(1 for b in responses if b.get("commit")),
         "lostMessages": len(set(sent) - set(counts)),
-        "doubleResponses": sum(1 for n in counts.values() if n > 1),
+        "doubleResponses": sum(1 for n in distinct.values() if n > 1),
+        "identicalResends": sum(counts.values()) - sum(distinct.values()),
         "lostCommits": len(lost_commits),
         "lostCommitSamples": lost_commits[:5],
         "orphansSeen": len(watch.orphans_seen),

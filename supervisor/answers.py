@@ -50,7 +50,11 @@ class Answers:
 
     def final(self, run: Run, response: dict[str, Any]) -> None:
         log.info("command finished", extra={"success": response["success"], "errorCode": response["errorCode"]})
-        self.delivery.answer(run.message, response, on_sent=lambda: self._answered(run.command.command_id))
+        self._send_final(run.message, run.command.command_id, response)
+
+    def _send_final(self, message: Received, command_id: str, response: dict[str, Any], **outcomes: Any) -> None:
+        self.answered.intend(command_id, response)
+        self.delivery.answer(message, response, on_sent=partial(self._answered, command_id), **outcomes)
 
     def _answered(self, command_id: str) -> None:
         """Its response is out (the delivery thread): a redelivery is only deleted from now on."""
@@ -59,11 +63,17 @@ class Answers:
 
     def drop_if_answered(self, command_id: str, message: Received) -> bool:
         """A message whose command was answered already (its response went out, its delete did not):
-        deleted, never run or answered again."""
-        if not self.answered.answered(command_id):
+        deleted, never run or answered again. One whose response was being sent when its supervisor
+        died: that same response is sent again, then the message deleted."""
+        if self.answered.answered(command_id):
+            log.info("already answered; deleting the message delivered again", extra={"commandId": command_id})
+            self.delivery.delete(message)
+            return True
+        response = self.answered.maybe_sent(command_id)
+        if response is None:
             return False
-        log.info("already answered; deleting the message delivered again", extra={"commandId": command_id})
-        self.delivery.delete(message)
+        log.warning("its response may have gone out before a crash; sending it again", extra={"commandId": command_id})
+        self._send_final(message, command_id, response)
         return True
 
     def worker_died(self, run: Run, code: int) -> None:
@@ -77,8 +87,7 @@ class Answers:
             # Without DLQ_URL the redrive policy moves it on its next receive; without one, given up.
             then = dead_letter(reason) if self.config.dlq_url else visible_in(0) if redrive else DELETE
             response = self._failure(run, ErrorCode.WORKER_DIED, reason)
-            on_sent = partial(self._answered, run.command.command_id)
-            self.delivery.answer(run.message, response, then=then, otherwise=self._retry, on_sent=on_sent)
+            self._send_final(run.message, run.command.command_id, response, then=then, otherwise=self._retry)
             return
         if self.config.progress_events:
             step = run.step or "workspace"

@@ -71,3 +71,13 @@ def test_a_worker_stuck_after_a_stop_ends_its_tree_and_exits_when_the_backstop_r
     assert time.monotonic() - started < 25  # not the 30 s the snippet was allowed: the backstop ended it
     child = int(pidfile.read_text())
     assert subprocess.run(["kill", "-0", str(child)], capture_output=True).returncode != 0  # its child is gone too
+
+
+def test_a_worker_stopped_while_it_still_imports_leaves_quietly():
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "steps.worker"], cwd=ROOT, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(0.12)  # its imports take about 0.3 s
+    worker.send_signal(2)
+    _, stderr = worker.communicate(timeout=10)
+    assert worker.returncode == 130 and "Traceback" not in stderr, stderr

@@ -370,3 +370,25 @@ def test_a_command_answered_whose_delete_failed_is_not_answered_again(world, mon
         supervisor.dispatch(MessageReceived(message))
     assert answers(queues) == [("a1", None)] and queues.remaining() == []  # deleted, not run or answered again
     assert supervisor.pool.started == [("a1", "run")]
+
+
+def test_a_response_interrupted_by_a_crash_is_sent_again_the_same_not_answered_anew(world, monkeypatch):
+    supervisor, queues, clock = world
+    deliver(supervisor, queues, command("a1"))
+    # SQS takes the response, then the supervisor dies before it can note that (or delete the message).
+    monkeypatch.setattr(supervisor.answers, "_answered", lambda command_id: None)
+    monkeypatch.setattr(supervisor.delivery, "_settle", lambda outcomes: None)
+    finish(supervisor, "a1")
+    first = [r for r in queues.responses if r["type"] == "response"]
+    assert [r["commandId"] for r in first] == ["a1"] and queues.remaining() == ["m-1"]
+
+    restarted = Supervisor(supervisor.config, queues, pool=FakePool, clock=clock)  # type: ignore[arg-type]
+    clock.now += 200  # the lease lapses; SQS hands the message out again
+    for message in queues.receive(wait_seconds=0):
+        restarted.dispatch(MessageReceived(message))
+    again = [r for r in queues.responses if r["type"] == "response"]
+    assert again == [first[0], first[0]]  # the same response, byte for byte: not run, not answered differently
+    assert restarted.pool.started == [] and queues.remaining() == []
+    for message in queues.receive(wait_seconds=0):  # and nothing more after that
+        restarted.dispatch(MessageReceived(message))
+    assert len([r for r in queues.responses if r["type"] == "response"]) == 2
