@@ -22,6 +22,7 @@ At the end, printed as counts and a verdict:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -137,11 +138,18 @@ class CheckoutWatch(threading.Thread):
                 self.overlaps.append({"checkout": checkout, **owners})
 
 
-def worker_pids(workspace: Path) -> list[int]:
+def running_worker(workspace: Path, supervisor_pid: int | None, rng: random.Random) -> int | None:
+    """A worker of the live supervisor running a command now (from its status file), if any."""
     try:
-        return [int(w["workerPid"]) for w in read_status(status_path(workspace))["workers"] if w.get("workerPid")]
+        workers = read_status(status_path(workspace))["workers"]
     except (OSError, ValueError, KeyError):
-        return []
+        return None
+    pids = []
+    for worker in workers:
+        with contextlib.suppress(psutil.Error, TypeError, ValueError):
+            if worker["phase"] == "running" and psutil.Process(int(worker["workerPid"])).ppid() == supervisor_pid:
+                pids.append(int(worker["workerPid"]))
+    return rng.choice(pids) if pids else None
 
 
 def busy_workspaces(workspace: Path) -> list[tuple[str, str]]:
@@ -223,16 +231,15 @@ def run(args: argparse.Namespace, state: Path) -> dict[str, Any]:
                 supervised.start()
             while worker_kills and worker_kills[0] <= done:
                 worker_kills.pop(0)
+                time.sleep(rng.uniform(0.1, 1.0))
                 deadline = time.monotonic() + 30
-                while not (pids := worker_pids(workspace)) and time.monotonic() < deadline:
+                while time.monotonic() < deadline:  # a worker of the live supervisor, at work
+                    if (pid := running_worker(workspace, supervised.live_pid(), rng)) is not None:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+                            kills["worker"] += 1
+                            break
                     time.sleep(0.1)
-                if pids:
-                    time.sleep(rng.uniform(0.1, 1.0))
-                    try:
-                        os.kill(rng.choice(pids), signal.SIGKILL)
-                        kills["worker"] += 1
-                    except ProcessLookupError:
-                        pass
             time.sleep(rng.uniform(0.5, 2.5))
 
         deadline = time.monotonic() + args.timeout
@@ -307,7 +314,8 @@ def verdict_of(
     counts = Counter(b["commandId"] for b in responses)
     # The same response sent twice (its supervisor killed between SQS taking it and noting that) is
     # a resend; two different final responses for one command are a double.
-    distinct = Counter(b["commandId"] for b in {json.dumps(b, sort_keys=True): b for b in responses}.values())
+    sent_as = {json.dumps({k: v for k, v in b.items() if not k.startswith("_")}, sort_keys=True): b for b in responses}
+    distinct = Counter(b["commandId"] for b in sent_as.values())
     lost_commits: list[str] = []
     for body in responses:
         branch, command_id = body.get("branch"), body["commandId"]

@@ -8,6 +8,9 @@ supervisor sharing the volume sees it, for longer than SQS keeps a message.
 The response itself is written down before it is sent (`intend`). A supervisor killed while sending
 cannot know whether SQS took it; the redelivery then sends that same response again, byte for byte,
 rather than running the command again and answering differently.
+
+Also counted here: how many workers died running a command (a supervisor's own death is not the
+command's fault, so SQS's receive count alone would give up on it too early).
 """
 
 from __future__ import annotations
@@ -59,6 +62,17 @@ class AnsweredCommands:
         except (OSError, ValueError):
             return None
         return value if isinstance(value, dict) else None
+
+    def count_death(self, command_id: str) -> int:
+        """One more worker died running this command; returns how many have (1 when unreadable)."""
+        path = self._path(command_id).with_suffix(".deaths")
+        try:
+            deaths = int(path.read_text() or 0) + 1 if path.exists() else 1
+            self.folder.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, str(deaths))
+        except (OSError, ValueError):
+            return 1
+        return deaths
 
     def prune(self, now: float | None = None) -> int:
         """Forget answers older than any message SQS could still hand out; returns how many."""

@@ -19,7 +19,7 @@ from supervisor.run import Run
 
 log = logging.getLogger("supervisor")
 WORKER_DIED_RETRY_SECONDS = 10
-# With no redrive policy on the input queue, a command that killed this many workers is given up.
+# A command that killed this many workers is given up (the redrive policy's maxReceiveCount if set).
 DEFAULT_MAX_RECEIVES = 3
 
 
@@ -80,10 +80,13 @@ class Answers:
         """One final answer per command: WORKER_DIED only when this was its last try; before that the
         chat hears that it is being retried, and the message comes back for another worker."""
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
-        tries, (allowed, redrive) = run.message.receive_count, self.max_receives()
-        log.error("worker died without a result", extra={"exit": how, "receiveCount": tries, "maxReceives": allowed})
-        if tries >= allowed:
-            reason = f"the worker ended unexpectedly ({how}) on each of {tries} tries"
+        deaths, receives = self.answered.count_death(run.command.command_id), run.message.receive_count
+        allowed, redrive = self.max_receives()
+        extra = {"exit": how, "workerDeaths": deaths, "receiveCount": receives, "maxReceives": allowed}
+        log.error("worker died without a result", extra=extra)
+        # Given up when this many workers died on it, or when SQS's redrive policy takes it next time.
+        if deaths >= allowed or (redrive and receives >= allowed):
+            reason = f"the worker ended unexpectedly ({how}); {deaths} worker(s) died on it in {receives} deliveries"
             # Without DLQ_URL the redrive policy moves it on its next receive; without one, given up.
             then = dead_letter(reason) if self.config.dlq_url else visible_in(0) if redrive else DELETE
             response = self._failure(run, ErrorCode.WORKER_DIED, reason)
@@ -92,7 +95,7 @@ class Answers:
         if self.config.progress_events:
             step = run.step or "workspace"
             self.delivery.send(progress_event(run.command, step, "retrying", reason=f"the worker ended ({how})"))
-        self.delivery.retry_later(run.message, WORKER_DIED_RETRY_SECONDS * max(1, tries))
+        self.delivery.retry_later(run.message, WORKER_DIED_RETRY_SECONDS * deaths)
 
     def finish_interrupted(self, run: Run, result: dict[str, Any] | None, code: int) -> None:
         reason = f"{run.interrupt_reason}; the interrupted edits were not committed (exit {code})"

@@ -163,6 +163,18 @@ def test_a_worker_that_dies_is_retried_and_answered_once_on_its_last_try(world):
     assert queues.remaining() == [] and len(queues.dead_letters) == 1  # copied to DLQ_URL, not tried again
 
 
+def test_deliveries_lost_to_a_dead_supervisor_are_not_counted_as_tries(world):
+    supervisor, queues, clock = world
+    queues.send(command("a1"))
+    for _ in range(3):  # three supervisors died holding it: received, never answered
+        queues.receive(wait_seconds=0)
+        clock.now += 31
+    for message in queues.receive(wait_seconds=0):
+        supervisor.dispatch(MessageReceived(message))
+    finish(supervisor, "a1", code=-9)  # the first worker that died on it, on the fourth delivery
+    assert answers(queues) == [] and queues.responses[-1]["status"] == "retrying" and queues.dead_letters == []
+
+
 def test_the_redrive_policy_sets_how_many_tries_a_command_gets(world):
     supervisor, queues, _ = world
     queues.max_receives = 1
