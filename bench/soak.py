@@ -170,7 +170,7 @@ def run(args: argparse.Namespace, state: Path) -> dict[str, Any]:
         for client in CLIENTS:
             stack.create_bucket(client)
         workspace = state / "workspace"
-        installed = installed_site()
+        installed = args.installed or installed_site()
         for client in CLIENTS:
             for user in USERS:
                 prewarm_checkout(workspace, stack.remote, installed, client, user)
@@ -380,6 +380,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the last answers")
     parser.add_argument("--seed", type=int, default=20261122)
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument("--installed", type=Path, help="the demo site with node_modules installed (else made once)")
     parser.add_argument("--state", type=Path, help="keep the run's folder (logs, workspace, remote) here")
     args = parser.parse_args()
     if args.state:
