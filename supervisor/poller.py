@@ -14,7 +14,8 @@ from supervisor.leases import Leases
 from supervisor.queues import Queues
 
 log = logging.getLogger("supervisor.poller")
-BACKOFF_SECONDS = 1.0
+BACKOFF_SECONDS = 1.0  # after a failed receive, doubled on each failure in a row, up to MAX_BACKOFF_SECONDS
+MAX_BACKOFF_SECONDS = 16.0
 # Messages held (received, not yet answered) beyond which the poller takes no more: a flood waits in
 # SQS instead of as thousands of leases renewed by this process.
 MAX_HELD = 100
@@ -31,11 +32,16 @@ class Poller(threading.Thread):
     ):
         super().__init__(name="poller", daemon=True)
         self.queues, self.leases, self.delivery, self.post, self.stop = queues, leases, delivery, post, stop
+        self.failures = 0  # receives failed in a row
 
     def run(self) -> None:
         while not self.stop.is_set():
             if self.poll_once() is None:
-                self.stop.wait(BACKOFF_SECONDS)
+                self.stop.wait(self.backoff())
+
+    def backoff(self) -> float:
+        """Seconds to wait before the next receive: a backlog waits BACKOFF_SECONDS, failures longer."""
+        return min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2 ** max(0, self.failures - 1))
 
     def poll_once(self) -> int | None:
         """One receive; the number of messages taken, or None when it backed off (an error, or a
@@ -44,9 +50,11 @@ class Poller(threading.Thread):
             return None
         try:
             messages = self.queues.receive(max_messages=10)
-        except Exception:
-            log.exception("receive failed; retrying")
+        except Exception as error:  # SQS unreachable or failing (boto3 retried already): back off
+            self.failures += 1
+            log.warning("receive failed: %s", error, extra={"failuresInARow": self.failures, "retryIn": self.backoff()})
             return None
+        self.failures = 0
         for message in messages:
             if self.stop.is_set():  # the loop may be gone already: its last receive is handed back here
                 self.delivery.give_back(message)

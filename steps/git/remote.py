@@ -194,8 +194,10 @@ class Pusher:
 
 
 def _last_line(text: str) -> str:
+    """git's own reason: its first `fatal:`/`error:` line (the advice after it says less), else the last."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "no output"
+    reasons = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    return (reasons or lines or ["no output"])[0 if reasons else -1][:300]
 
 
 def push_pending(git: Git, config: Config, ledger: Ledger) -> dict[str, PushOutcome]:
