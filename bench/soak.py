@@ -101,7 +101,7 @@ class CheckoutWatch(threading.Thread):
         super().__init__(daemon=True)
         self.workspace, self.supervised = workspace, supervised
         self.stop = threading.Event()
-        self.orphans_seen: set[int] = set()
+        self.orphans_seen: dict[int, tuple[float, float]] = {}  # pid → (first, last) seen
         self.overlaps: list[dict[str, Any]] = []
         self.samples = 0
 
@@ -132,8 +132,10 @@ class CheckoutWatch(threading.Thread):
                 pass
             by_checkout.setdefault("/".join(parts[:3]), {"live": [], "orphan": []})[owner].append(proc.info["pid"])
         self.samples += 1
+        now = time.monotonic()
         for checkout, owners in by_checkout.items():
-            self.orphans_seen.update(owners["orphan"])
+            for pid in owners["orphan"]:
+                self.orphans_seen[pid] = (self.orphans_seen.get(pid, (now, now))[0], now)
             if owners["live"] and owners["orphan"]:
                 self.overlaps.append({"checkout": checkout, **owners})
 
@@ -348,6 +350,7 @@ def verdict_of(
         "lostCommits": len(lost_commits),
         "lostCommitSamples": lost_commits[:5],
         "orphansSeen": len(watch.orphans_seen),
+        "orphanLongestSeconds": round(max((b - a for a, b in watch.orphans_seen.values()), default=0), 1),
         "orphansOverlappingLiveWork": len(watch.overlaps),
         "overlapSamples": watch.overlaps[:3],
         "processSamples": watch.samples,

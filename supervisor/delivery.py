@@ -118,9 +118,6 @@ class Delivery:
             return False
         return True
 
-    def pending(self) -> int:
-        return self._orders.qsize()
-
     def _put(self, order: Order) -> None:
         if self._thread is None:
             self.carry_out([order])
