@@ -1,0 +1,47 @@
+"""`bin/lease-table`: make or list the workspace lease table (LEASE_TABLE) on DynamoDB.
+
+Honours AWS_ENDPOINT_URL (moto for local runs and tests) and AWS_REGION. `create` is idempotent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import boto3
+
+from supervisor.workspace_leases import LeaseTable, create_table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bin/lease-table", description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=("create", "list"))
+    parser.add_argument("--table", default=os.environ.get("LEASE_TABLE"), help="default: $LEASE_TABLE")
+    args = parser.parse_args(argv)
+    if not args.table:
+        parser.error("no table name: pass --table or set LEASE_TABLE")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    client = boto3.client("dynamodb", region_name=region, endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+    try:
+        if args.action == "create":
+            made = create_table(client, args.table)
+            print(f"{args.table}: {'created' if made else 'exists already'}")
+            return 0
+        holders = LeaseTable(client, args.table, owner="bin/lease-table", inbox="", lease_seconds=60).holders()
+    except client.exceptions.ResourceNotFoundException:
+        print(f"error: no table {args.table} (bin/lease-table create)", file=sys.stderr)
+        return 2
+    except Exception as error:
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    for h in sorted(holders, key=lambda h: h.workspace):
+        age = f"{time.time() - h.renewed_at:.0f}s ago" if h.renewed_at else "never"
+        print(f"{h.workspace}  owner={h.owner or '(released)'}  fence={h.fence}  renewed {age}  inbox={h.inbox or '-'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
