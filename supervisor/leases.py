@@ -17,8 +17,10 @@ LEASE_SECONDS = 120
 
 
 def receipt_is_gone(code: str) -> bool:
-    """SQS (or the in-memory queue) says this receipt handle no longer names a message we hold."""
-    return "ReceiptHandleIsInvalid" in code or "MessageNotInflight" in code or "expired" in code
+    """SQS (or the in-memory queue) says this receipt handle no longer names a message we hold (an
+    expired one comes as InvalidParameterValue, "… The receipt handle has expired.")."""
+    gone = ("ReceiptHandleIsInvalid", "MessageNotInflight", "receipt handle has expired")
+    return any(sign in code for sign in gone)
 
 
 class Leases:

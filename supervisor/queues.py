@@ -78,7 +78,7 @@ class Queues:
             for m in reply.get("Messages", [])
         ]
 
-    # Batched calls: each returns one outcome per item, in order (None: done; else SQS's error code).
+    # Batched calls: each returns one outcome per item, in order (None: done; else SQS's error code and message).
 
     def respond_many(self, bodies: list[dict[str, Any]]) -> list[str | None]:
         """Responses and progress events to the output queue (with none configured: nothing to do)."""
@@ -136,7 +136,7 @@ class Queues:
                 outcomes += self._batched(action, queue_url, chunk[: len(chunk) // 2])
                 outcomes += self._batched(action, queue_url, chunk[len(chunk) // 2 :])
                 continue
-            failed = {f["Id"]: f.get("Code") or "Failed" for f in reply.get("Failed", [])}
+            failed = {f["Id"]: f"{f.get('Code') or 'Failed'}: {f.get('Message', '')}" for f in reply.get("Failed", [])}
             outcomes += [failed.get(str(i)) for i in range(len(chunk))]
         return outcomes
 

@@ -147,3 +147,13 @@ def test_an_unreachable_sqs_fails_each_entry_without_raising(tmp_path):
     )
     errors = Queues(config, client).respond_many([{"type": "progress", "n": n} for n in range(12)])
     assert len(errors) == 12 and all(errors)
+
+
+def test_an_expired_receipt_is_recognised_in_what_a_batch_call_reports():
+    from supervisor.leases import receipt_is_gone
+
+    reported = (
+        "InvalidParameterValue: Value x for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired."
+    )
+    assert receipt_is_gone(reported) and receipt_is_gone("ReceiptHandleIsInvalid: gone")
+    assert not receipt_is_gone("ExpiredToken: The security token included in the request is expired")
