@@ -1,0 +1,71 @@
+"""Ownership (supervisor/ownership.py): claims, renewals, losses and idle releases, on moto's DynamoDB."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from supervisor.ownership import Elsewhere, Local, Ownership
+from supervisor.workspace_leases import LeaseTable, create_table
+
+LEASE = 30.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def dynamodb():
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-west-2")
+        create_table(client, "leases")
+        yield client
+
+
+def container(dynamodb, name: str) -> tuple[Ownership, Clock]:
+    clock = Clock()
+    table = LeaseTable(dynamodb, "leases", name, f"https://sqs/inbox-{name}", LEASE, clock)
+    return Ownership(table, clock), clock
+
+
+def test_a_workspace_is_claimed_once_and_commands_for_it_elsewhere_go_to_its_owners_inbox(dynamodb):
+    a, _ = container(dynamodb, "a")
+    b, _ = container(dynamodb, "b")
+    assert a.claim("acme/u1/site") == Local(fence=1)
+    assert a.claim("acme/u1/site") == Local(fence=1)  # held: no new take
+    assert b.claim("acme/u1/site") == Elsewhere("a", "https://sqs/inbox-a")
+    assert b.claim("beta/u1/site") == Local(fence=1)
+
+
+def test_a_lease_not_renewed_is_lost_and_reported_and_the_other_takes_it(dynamodb):
+    a, a_clock = container(dynamodb, "a")
+    b, b_clock = container(dynamodb, "b")
+    a.claim("acme/u1/site")
+    b.claim("acme/u1/site")  # b starts watching
+    a_clock.now += LEASE / 3
+    assert a.renew() == []
+    b_clock.now += LEASE  # b saw a renewal: it has to watch a whole period again
+    assert isinstance(b.claim("acme/u1/site"), Elsewhere)
+    a_clock.now += LEASE  # a is stopped (SIGSTOP) and renews nothing
+    b_clock.now += LEASE
+    assert b.claim("acme/u1/site") == Local(fence=2)
+    assert a.renew() == ["acme/u1/site"] and not a.holds("acme/u1/site")  # nothing of a's may write there now
+
+
+def test_idle_workspaces_are_released_after_a_lease_period_and_busy_ones_kept(dynamodb):
+    a, clock = container(dynamodb, "a")
+    b, _ = container(dynamodb, "b")
+    a.claim("acme/u1/site")
+    a.claim("beta/u1/site")
+    assert a.release_idle(busy={"acme/u1/site"}) == []
+    clock.now += LEASE
+    assert a.release_idle(busy={"acme/u1/site"}) == ["beta/u1/site"]
+    assert b.claim("beta/u1/site") == Local(fence=2)  # at once: released, not run out
+    a.release_all()
+    assert b.claim("acme/u1/site") == Local(fence=2)
