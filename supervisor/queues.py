@@ -27,6 +27,7 @@ class Received:
     receipt_handle: str
     body: str
     receive_count: int
+    queue_url: str = ""  # the queue it came from, when not the input queue (an owner's inbox)
 
 
 def sqs_client(config: Config) -> Any:
@@ -58,9 +59,12 @@ class Queues:
         self.config = config
         self.client = client or sqs_client(config)
 
-    def receive(self, max_messages: int = 1, wait_seconds: int = LONG_POLL_SECONDS) -> list[Received]:
+    def receive(
+        self, max_messages: int = 1, wait_seconds: int = LONG_POLL_SECONDS, queue_url: str | None = None
+    ) -> list[Received]:
+        """From the input queue, or from `queue_url` (an inbox)."""
         reply = self.client.receive_message(
-            QueueUrl=self.config.input_queue_url,
+            QueueUrl=queue_url or self.config.input_queue_url,
             MaxNumberOfMessages=max(1, min(10, max_messages)),
             WaitTimeSeconds=wait_seconds,
             # Our lease from the first moment: even a receive whose reply never reaches us (a killed
@@ -74,6 +78,7 @@ class Queues:
                 receipt_handle=m["ReceiptHandle"],
                 body=m.get("Body", ""),
                 receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
+                queue_url=queue_url or "",
             )
             for m in reply.get("Messages", [])
         ]
@@ -107,13 +112,25 @@ class Queues:
         return self._batched("send_message", self.config.dlq_url, entries)
 
     def delete_many(self, messages: list[Received]) -> list[str | None]:
-        entries = [{"ReceiptHandle": m.receipt_handle} for m in messages]
-        return self._batched("delete_message", self.config.input_queue_url, entries)
+        entries = [(m, {"ReceiptHandle": m.receipt_handle}) for m in messages]
+        return self._per_queue("delete_message", entries)
 
     def extend_many(self, items: list[tuple[Received, int]]) -> list[str | None]:
         """Set each message's visibility to that many seconds from now."""
-        entries = [{"ReceiptHandle": m.receipt_handle, "VisibilityTimeout": s} for m, s in items]
-        return self._batched("change_message_visibility", self.config.input_queue_url, entries)
+        entries = [(m, {"ReceiptHandle": m.receipt_handle, "VisibilityTimeout": s}) for m, s in items]
+        return self._per_queue("change_message_visibility", entries)
+
+    def _per_queue(self, action: str, entries: list[tuple[Received, dict[str, Any]]]) -> list[str | None]:
+        """`_batched` on each message's own queue; the outcomes in the order given."""
+        outcomes: list[str | None] = [None] * len(entries)
+        queues: dict[str, list[int]] = {}
+        for index, (message, _) in enumerate(entries):
+            queues.setdefault(message.queue_url or self.config.input_queue_url, []).append(index)
+        for url, indexes in queues.items():
+            results = self._batched(action, url, [entries[i][1] for i in indexes])
+            for index, outcome in zip(indexes, results, strict=True):
+                outcomes[index] = outcome
+        return outcomes
 
     def max_receive_count(self) -> int | None:
         """The input queue's redrive maxReceiveCount: the delivery after which SQS dead-letters a message."""

@@ -1,0 +1,42 @@
+"""Inboxes (supervisor/inbox.py) and messages that come from one (supervisor/queues.py), on moto."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from supervisor.contract.config import load_config
+from supervisor.inbox import create_inbox, forward, inbox_name, remove_inbox
+from supervisor.queues import Queues
+
+
+@pytest.fixture
+def sqs():
+    with mock_aws():
+        yield boto3.client("sqs", region_name="us-west-2")
+
+
+def test_the_name_fits_sqs_and_keeps_the_owner():
+    name = inbox_name("https://sqs.us-west-2.amazonaws.com/1/" + "q" * 90, "task/abc:123")
+    assert len(name) <= 80 and name.endswith("-inbox-task-abc-123")
+    assert inbox_name("http://h/1/edit-input", "a1") == "edit-input-inbox-a1"
+
+
+def test_a_forwarded_command_is_received_from_the_inbox_and_settled_there(sqs, tmp_path):
+    input_url = sqs.create_queue(QueueName="edit-input")["QueueUrl"]
+    env = {"INPUT_QUEUE_URL": input_url, "WORKSPACE_PATH": str(tmp_path), "REPO_URL": "/srv/site.git"}
+    queues = Queues(load_config(env), sqs)
+    sqs.send_message(QueueUrl=input_url, MessageBody='{"commandId": "c1"}')
+    (original,) = queues.receive(max_messages=1, wait_seconds=0)
+    inbox = create_inbox(sqs, input_url, "owner-b", visibility_seconds=30)
+    assert forward(sqs, inbox, original, owner="a") is True
+    assert queues.delete_many([original]) == [None]  # the original goes only after the forward
+    (forwarded,) = queues.receive(max_messages=1, wait_seconds=0, queue_url=inbox)
+    assert forwarded.body == '{"commandId": "c1"}' and forwarded.queue_url == inbox
+    assert queues.extend_many([(forwarded, 0)]) == [None]  # settled on its own queue, not the input queue
+    (again,) = queues.receive(max_messages=1, wait_seconds=0, queue_url=inbox)
+    assert remove_inbox(sqs, inbox) is False  # it still holds a message: not removed
+    assert queues.delete_many([again]) == [None]
+    assert remove_inbox(sqs, inbox) is True and remove_inbox(sqs, inbox) is True  # gone; gone already
+    assert forward(sqs, inbox, original, owner="a") is False  # no inbox any more: the original is kept
