@@ -292,7 +292,7 @@ def run_all(args: argparse.Namespace, state: Path) -> dict[str, Any]:
         installed = args.installed or INSTALLED
         for user in ("u1", "u2", "u3"):
             prewarm_checkout(state / "workspace", stack.remote, installed, "acme", user)
-        sqs_rounds, s3_commands = (2, 2) if args.quick else (6, 10)
+        sqs_rounds, s3_commands = (1, 2) if args.quick else (6, 10)
         for name, scenario in (
             ("sqs", lambda: scenario_sqs(stack, state, sqs_rounds)),
             ("s3", lambda: scenario_s3(stack, state, s3_commands, [1.0] if args.quick else [0.7, 1.0])),
