@@ -18,7 +18,7 @@ def harness(tmp_path):
     return Harness(harness_config(tmp_path / "workspace"), plain_remote(tmp_path))
 
 
-WALK_STEPS = int(os.environ.get("SESSION_WALK_STEPS", "50"))
+WALK_STEPS = int(os.environ.get("SESSION_WALK_STEPS", "40"))
 
 
 def untracked_and_changed(checkout) -> set[str]:
