@@ -22,6 +22,8 @@ from steps.processes.deps import ensure_dependencies
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
+    # In this process, not one of its own (supervisor/local/moto_process.py): several tests end every
+    # descendant of the test process (the orphan and stray clean-ups), and would end moto with them.
     from moto.server import ThreadedMotoServer  # imported here: a unit test run should not pay for it
 
     from supervisor.local.moto_speed import speed_up_moto_sqs

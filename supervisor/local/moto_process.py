@@ -37,15 +37,18 @@ def moto_server() -> Iterator[str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "supervisor.local.moto_process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
+    assert process.stdin is not None and process.stdout is not None
     try:
-        port = int(process.stdout.readline())  # type: ignore[union-attr]
+        port = int(process.stdout.readline())
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
+        process.stdin.close()  # its end of input: it stops
         try:
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
+        process.stdout.close()
 
 
 if __name__ == "__main__":

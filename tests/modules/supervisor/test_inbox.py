@@ -12,7 +12,8 @@ from supervisor.queues import Queues
 
 
 @pytest.fixture
-def sqs():
+def sqs(monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # moto in-process, not the suite's server
     with mock_aws():
         yield boto3.client("sqs", region_name="us-west-2")
 

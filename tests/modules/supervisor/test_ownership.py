@@ -21,7 +21,8 @@ class Clock:
 
 
 @pytest.fixture
-def dynamodb():
+def dynamodb(monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # moto in-process, not the suite's server
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-west-2")
         create_table(client, "leases")
