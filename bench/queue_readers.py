@@ -19,6 +19,7 @@ class Reader(threading.Thread):
     def __init__(self, stack: LocalStack, name: str):
         super().__init__(daemon=True)
         self.stack, self.url, self.stop = stack, stack.queues[name], threading.Event()
+        self.dead_letter_queue = name == "dlq"
         self.bodies: list[dict[str, Any]] = []
         self.sources: list[str] = []
 
@@ -30,7 +31,7 @@ class Reader(threading.Thread):
             messages = reply.get("Messages", [])
             for message in messages:
                 source = message.get("MessageAttributes", {}).get("sourceMessageId", {}).get("StringValue")
-                if source is not None or self.url.endswith("dlq"):
+                if self.dead_letter_queue:
                     self.sources.append(source or message["MessageId"])
                     continue
                 body = json.loads(message["Body"])

@@ -257,3 +257,13 @@ def drain(sqs: Any, url: str, *, expect: int, timeout: float = 120) -> list[dict
             bodies.append(body)
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     return bodies
+
+
+class ManualClock:
+    """A monotonic clock a test moves by hand (one per simulated machine; they are never compared)."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now

@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-import boto3
-import pytest
-from moto import mock_aws
+from helpers import ManualClock as Clock
 
 from supervisor.ownership import Elsewhere, Local, Ownership
-from supervisor.workspace_leases import LeaseTable, create_table
+from supervisor.workspace_leases import LeaseTable
 
 LEASE = 30.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def dynamodb(monkeypatch):
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # moto in-process, not the suite's server
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-west-2")
-        create_table(client, "leases")
-        yield client
 
 
 def container(dynamodb, name: str) -> tuple[Ownership, Clock]:

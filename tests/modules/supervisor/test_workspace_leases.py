@@ -4,32 +4,12 @@ from __future__ import annotations
 
 import boto3
 import pytest
-from moto import mock_aws
+from helpers import ManualClock as Clock
 
 from supervisor.workspace_leases import SAFETY_SECONDS, Holder, Lease, LeaseTable, create_table
 
 LEASE = 20.0
 WS = "acme/u1/site"
-
-
-class Clock:
-    """A container's monotonic clock; each container's starts somewhere else (they are never compared)."""
-
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def dynamodb(monkeypatch):
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # moto in-process, not the suite's server
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-west-2")
-        assert create_table(client, "leases") is True
-        assert create_table(client, "leases") is False  # idempotent
-        yield client
 
 
 def container(dynamodb, name: str, start: float) -> tuple[LeaseTable, Clock]:
@@ -122,6 +102,12 @@ def test_a_released_lease_is_taken_at_once_with_a_new_fence(dynamodb):
     taken = b.take(WS)
     assert isinstance(taken, Lease) and taken.fence == 2
     assert [(h.workspace, h.owner, h.fence) for h in a.holders()] == [(WS, "b", 2)]
+
+
+def test_making_the_table_again_changes_nothing(dynamodb):
+    a, _ = container(dynamodb, "a", start=0.0)
+    a.take(WS)
+    assert create_table(dynamodb, "leases") is False and a.holder(WS).owner == "a"
 
 
 def test_a_lease_period_too_short_for_the_safety_margin_is_refused(dynamodb):
