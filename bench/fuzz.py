@@ -11,7 +11,7 @@ every valid one answered exactly once, the queue drained, and SIGTERM stopped it
 throughput, the supervisor's RSS, and how long a valid command sent mid-flood waited for its first step.
 
     .venv/bin/python bench/fuzz.py --count 10000          # the bench (README quotes it)
-    .venv/bin/python bench/fuzz.py --count 80 --json      # the suite's short variant (tests/e2e/test_fuzz.py)
+    .venv/bin/python bench/fuzz.py --count 60 --json      # the suite's short variant (tests/e2e/test_fuzz.py)
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ At the end, printed as counts and a verdict:
 - the final SIGTERM exits 0 within the grace.
 
     .venv/bin/python bench/soak.py                       # the bench (README quotes it)
-    .venv/bin/python bench/soak.py --commands 24 --supervisor-kills 2 --worker-kills 1 --json   # the suite's
+    .venv/bin/python bench/soak.py --commands 20 --supervisor-kills 2 --worker-kills 1 --json   # the suite's
 """
 
 from __future__ import annotations
