@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from steps.fence import Fence
 from steps.git.repo import Git
 from supervisor.contract.command import Command
 from supervisor.contract.config import Config
@@ -54,6 +55,13 @@ class StepContext:
     agent_report: dict[str, Any] | None = None
     # Live progress within a step (step, status, fields): the worker sends it to the supervisor.
     on_progress: ProgressReporter = field(default=lambda _step, _status, _fields: None)
+    # The workspace lease to show before writing (LEASE_TABLE set: steps/fence.py); None: one container.
+    fence: Fence | None = None
+
+    def check_lease(self, before: str) -> None:
+        """Raise steps.fence.LeaseLost unless this container still holds the workspace."""
+        if self.fence is not None:
+            self.fence.check(before)
 
     @property
     def build_folder(self) -> Path:

@@ -12,6 +12,7 @@ from supervisor.contract.codes import ErrorCode
 
 def commit_all(ctx: StepContext, *, wip: bool = False) -> str | None:
     """Stage everything (tracked and untracked, ignores respected) and commit; None when nothing changed."""
+    ctx.check_lease("committing")
     files = ctx.git.commit_everything(lambda staged: commit_message(ctx.command, staged, wip=wip))
     if not files:
         return None

@@ -27,6 +27,7 @@ def run(ctx: StepContext) -> StepResult:
     if not ctx.build_ok:
         return skipped(started, "no successful build")
     bucket = ctx.config.bucket_for(ctx.command.client_id)
+    ctx.check_lease("deploying")
     try:
         report = _strategy(ctx.config.deploy_strategy)(ctx, bucket)
     except (shell.CommandFailed, shell.CommandTimedOut) as error:

@@ -14,6 +14,7 @@ from typing import Any
 
 from steps import agent, build, commit, deploy, push, workspace
 from steps.base import Step, StepContext, StepError, StepResult, elapsed_ms
+from steps.fence import LeaseLost
 from steps.git.ledger import Ledger
 from supervisor.common.logs import log_context
 from supervisor.contract.codes import STEP_NAMES, ErrorCode
@@ -45,6 +46,8 @@ def run_step(name: str, step: Step, ctx: StepContext, report: Reporter) -> StepR
             result = step(ctx)
         except StepError as error:
             result = StepResult("failed", elapsed_ms(started), error.details, str(error), error.error_code)
+        except LeaseLost:
+            raise  # not a step's failure: the worker stops without a response (steps/worker.py)
         except Exception as error:
             log.exception("step crashed")
             result = StepResult("failed", elapsed_ms(started), {}, f"{name}: {error}", ErrorCode.INTERNAL)

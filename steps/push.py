@@ -11,6 +11,7 @@ from supervisor.contract.codes import ErrorCode
 
 
 def push_branch(ctx: StepContext, branch: str) -> PushOutcome:
+    ctx.check_lease("pushing")
     return Pusher(ctx.git, ctx.config, Ledger(ctx.checkout)).push(branch)
 
 

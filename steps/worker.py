@@ -22,6 +22,8 @@ from types import FrameType
 from typing import Any
 
 from steps.base import StepContext, workspace_path
+from steps.fence import Fence, LeaseLost
+from steps.git.ledger import Ledger
 from steps.git.lock import WorkspaceBusy, workspace_lock
 from steps.git.repo import Git
 from steps.interrupted import finish_interrupted
@@ -144,14 +146,22 @@ def main() -> int:
     checkout = workspace_path(config, command)
     ctx = StepContext(config=config, command=command, checkout=checkout, git=Git(checkout, config))
     ctx.on_progress = events.progress
+    ctx.fence = Fence.from_job(job, config)
+    ctx.warnings += [str(w) for w in job.get("warnings", [])]  # from the supervisor (a workspace moved)
     with log_context(commandId=command.command_id, sessionId=command.session_id):
         try:
             with workspace_lock(checkout):
+                ctx.check_lease("touching the checkout")  # we may have waited for the lock
                 log.info("worker started", extra={"mode": mode, "branch": command.branch})
                 if mode == "interrupted":
                     response = finish_interrupted(ctx, job.get("steps", []), job.get("reason", "interrupted"))
                 else:
                     response = run_pipeline(ctx, events.step)
+                if ctx.fence is not None and checkout.is_dir():
+                    ctx.fence.record_pending(Ledger(checkout).pending_pushes())
+        except LeaseLost as lost:
+            log.error("stopping without a response: %s", lost)
+            return WorkerExit.LEASE_LOST
         except Stopped as stop:
             log.warning("worker stopped by %s", stop)
             return WorkerExit.INTERRUPTED if stop.signum == signal.SIGINT else WorkerExit.TERMINATED

@@ -44,4 +44,12 @@ class TreeEnded:
     signals: dict[str, int]
 
 
-LoopEvent = MessageReceived | WorkerReported | WorkerExited | TreeEnded
+@dataclass(frozen=True)
+class LeasesLost:
+    """Workspace leases this container could not renew in time, or that another took over
+    (supervisor/claims.py): nothing of ours may work in those workspaces any more."""
+
+    workspaces: tuple[str, ...]
+
+
+LoopEvent = MessageReceived | WorkerReported | WorkerExited | TreeEnded | LeasesLost

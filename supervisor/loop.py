@@ -1,8 +1,9 @@
 """The supervisor's event loop: it alone makes decisions and changes runs.
 
 Threads only wait, post typed events (supervisor/events.py) or carry out what the loop decided: the
-poller, the pool's waiters and interrupters, the lease keeper, the delivery thread (SQS calls in
-batches). `routing.Router` decides what runs where, `shutdown.Shutdown` keeps the stop deadlines."""
+pollers, the pool's waiters and interrupters, the lease keepers, the delivery thread (SQS calls in
+batches). `intake.Intake` decides what becomes of a message (with `claims` when containers share the
+queue), `routing.Router` what runs where, `shutdown.Shutdown` keeps the stop deadlines."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from collections.abc import Callable
 from typing import Any
 
 from supervisor.answers import Answers, log_context_of
-from supervisor.contract.command import InvalidMessage, parse_command
+from supervisor.claims import Claims, SingleContainer
 from supervisor.contract.config import Config
-from supervisor.contract.exit_codes import SupervisorExit
+from supervisor.contract.exit_codes import SupervisorExit, WorkerExit
 from supervisor.delivery import Delivery
-from supervisor.events import LoopEvent, MessageReceived, TreeEnded, WorkerExited, WorkerReported
+from supervisor.events import LeasesLost, LoopEvent, MessageReceived, TreeEnded, WorkerExited, WorkerReported
+from supervisor.intake import Intake
 from supervisor.leases import Leases
 from supervisor.poller import Poller, hand_back_unread
 from supervisor.pool import WorkerPool
@@ -53,10 +55,11 @@ class Supervisor:
         self.progress = Progress(config, self.delivery, clock)
         self.events: queue.Queue[LoopEvent] = queue.Queue()
         self.router = Router(config.max_workers)
-        self.shutdown = Shutdown(
-            config.shutdown_grace_seconds, config.interrupt_grace_seconds, config.idle_exit_seconds
-        )
+        self.shutdown = Shutdown.of(config)
         self.pool = pool(self.events.put)
+        sharing = Claims if config.lease_table else SingleContainer  # one queue, several containers?
+        self.claims = sharing(config, self.queues, self.delivery, self.leases, self.events.put)
+        self.intake = Intake(config, self.answers, self.delivery, self.router, self.claims, self.shutdown)
         self.clock = clock
         self._signals: list[int] = []  # appended by signal handlers, read by the loop (no locks there)
         self.poller_stop = threading.Event()
@@ -76,6 +79,7 @@ class Supervisor:
         self.answers.answered.prune()
         self.leases.start()
         self.delivery.start()
+        self.claims.start()
         poller = Poller(self.queues, self.leases, self.delivery, self.events.put, self.poller_stop)
         poller.start()
         while not self.finished():
@@ -109,41 +113,21 @@ class Supervisor:
                 self._on_exit(run, worker, code)
             case TreeEnded(run, signals):
                 self._on_tree_ended(run, signals)
+            case LeasesLost(workspaces):
+                self._on_leases_lost(workspaces)
 
     # Events ---------------------------------------------------------------------------------------
 
     def _on_message(self, message: Received) -> None:
         self.shutdown.last_activity = self.clock()
-        try:
-            self._route(message)
-        except Exception as error:  # whatever went wrong, the message ends dead-lettered, not held for ever
-            log.exception("could not handle a message; dead-lettering it", extra={"messageId": message.message_id})
-            self.answers.reject(message, InvalidMessage(f"the supervisor could not handle it: {error}"[:500]))
-
-    def _route(self, message: Received) -> None:
-        try:
-            command = parse_command(message.body, self.config.repo_url)
-        except InvalidMessage as error:
-            self.answers.reject(message, error)
+        run = self.intake.take(message)
+        if run is None:
             return
-        if self.shutdown.stopping:
-            self.delivery.give_back(message)
-            return
-        if self.answers.drop_if_answered(command.command_id, message):
-            return
-        held = self.router.holding(message.message_id)
-        if held is not None:  # delivered again while we still work on it: keep the newest receipt
-            held.message = message
-            return
-        run = Run(command, message)
-        with log_context_of(run):
-            log.info("command received", extra={"branch": command.branch, "workspace": "/".join(run.workspace)})
-        arrival = self.router.arrive(run)
+        arrival, newer = self.router.arrive(run), run.command.command_id
         if arrival.superseded is not None:
-            reason = f"superseded by a newer command ({command.command_id}) before it started"
-            self.answers.superseded(arrival.superseded, reason)
+            self.answers.superseded(arrival.superseded, f"superseded by a newer command ({newer}) before it started")
         if arrival.interrupt is not None:
-            self._interrupt(arrival.interrupt, f"a newer command ({command.command_id}) arrived for this workspace")
+            self._interrupt(arrival.interrupt, f"a newer command ({newer}) arrived for this workspace")
         self._start_ready()
 
     def _on_report(self, run: Run, worker_pid: int, event: dict[str, Any]) -> None:
@@ -159,7 +143,9 @@ class Supervisor:
             return  # a replaced worker, or an interrupt that reports through TreeEnded
         self.pool.end_leftovers(run)
         with log_context_of(run):
-            if run.phase == "finishing":
+            if code == WorkerExit.LEASE_LOST or run.lease_lost:  # the workspace's new owner runs it
+                self.delivery.give_back(run.message)
+            elif run.phase == "finishing":
                 self.answers.finish_interrupted(run, worker.result, code)
             elif worker.result is not None:
                 self.answers.final(run, worker.result)
@@ -172,10 +158,10 @@ class Supervisor:
         took_ms = int((self.clock() - (run.interrupt_started or self.clock())) * 1000)
         with log_context_of(run):
             log.info("worker tree ended", extra={"signals": signals, "tookMs": took_ms, "reason": run.interrupt_reason})
-            if self.shutdown.forced or run.finish_overdue:
-                if run.finish_overdue:  # answered as interrupted, its edits as far as they were committed
+            if self.shutdown.forced or run.finish_overdue or run.lease_lost:
+                if run.finish_overdue and not run.lease_lost:  # answered with its edits as far as committed
                     self.answers.finish_interrupted(run, None, -signal.SIGKILL)
-                else:
+                else:  # a lost lease: the new owner's worker finds the edits (shared disk) and runs it
                     self.delivery.give_back(run.message)
                 self.router.finished(run)
                 self._start_ready()
@@ -184,6 +170,17 @@ class Supervisor:
             run.finishing_since = self.clock()
             extra = {"steps": run.steps_when_interrupted(), "reason": run.interrupt_reason}
             self.pool.start(run, mode="interrupted", extra=extra)
+
+    def _on_leases_lost(self, workspaces: tuple[str, ...]) -> None:
+        """Another container may work there now: stop ours, write nothing more, hand the messages back."""
+        for run in self.router.take_waiting(workspaces):
+            self.delivery.give_back(run.message)
+        for run in self.router.running.values():
+            if run.workspace_name not in workspaces:
+                continue
+            run.lease_lost = True
+            if run.phase in ("running", "finishing"):
+                self._interrupt(run, "this container lost the workspace's lease", return_message=True)
 
     # Workers --------------------------------------------------------------------------------------
 
@@ -212,6 +209,7 @@ class Supervisor:
             return
         self._next_tick = now + TICK_SECONDS
         runs = list(self.router.running.values())
+        self.claims.busy = self.router.workspace_names()
         self.pool.track(runs)
         for run in runs:
             if run.phase == "running":
@@ -244,6 +242,7 @@ class Supervisor:
             return False
         log.info("stopping: finishing running work", extra={"signal": reason})
         self.poller_stop.set()
+        self.claims.stop_receiving()
         for run in self.router.take_waiting():
             self.delivery.give_back(run.message)
         return True
@@ -255,6 +254,7 @@ class Supervisor:
         self.leases.stop()
         self.pool.close()
         self.delivery.close(timeout=max(1.0, self.shutdown.time_left(self.clock())))
+        self.claims.close(timeout=max(1.0, self.shutdown.time_left(self.clock())))
         publish_status(self._status_file, self)
         log.info("supervisor stopped", extra={"handled": self.answers.handled, "forced": self.shutdown.forced})
         return SupervisorExit.FORCED if self.shutdown.forced else SupervisorExit.OK

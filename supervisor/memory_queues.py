@@ -59,7 +59,8 @@ class MemoryQueues:
 
     # The Queues interface -------------------------------------------------------------------------
 
-    def receive(self, max_messages: int = 1, wait_seconds: float = 1.0) -> list[Received]:
+    def receive(self, max_messages: int = 1, wait_seconds: float = 1.0, queue_url: str | None = None) -> list[Received]:
+        assert queue_url is None, "in-memory queues have no inboxes"
         deadline = time.monotonic() + wait_seconds
         with self._lock:
             while True:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from supervisor.workspace_leases import Holder, Lease, LeaseTable
 
@@ -22,6 +22,8 @@ log = logging.getLogger("supervisor.ownership")
 @dataclass(frozen=True)
 class Local:
     fence: int
+    # The table's item before we took it (None: held already, or new); not part of equality.
+    previous: Holder | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,19 @@ class Ownership:
         self.leases[workspace] = taken
         self._idle_since.pop(workspace, None)
         log.info("workspace lease taken", extra={"workspace": workspace, "fence": taken.fence})
-        return Local(taken.fence)
+        return Local(taken.fence, taken.previous)
+
+    def elsewhere(self, workspace: str) -> Elsewhere | None:
+        """For a command we cannot run now: its live owner elsewhere, or None when nobody holds it (a
+        lease of ours, idle here, is given up first so that an idle container may take it)."""
+        lease = self.leases.pop(workspace, None)
+        if lease is not None:
+            self._idle_since.pop(workspace, None)
+            self.table.release(lease)
+        holder = self.table.holder(workspace)
+        if holder is None or holder.owner in (None, self.table.owner) or self.table.expired(holder):
+            return None
+        return Elsewhere(holder.owner or "", holder.inbox)
 
     def holds(self, workspace: str) -> bool:
         lease = self.leases.get(workspace)

@@ -1,5 +1,6 @@
 """The poller thread: long-polls the input queue continuously (also while workers run) and posts each
-message to the loop, its lease already held."""
+message to the loop, its lease already held. With LEASE_TABLE set, more pollers read inboxes
+(supervisor/claims.py)."""
 
 from __future__ import annotations
 
@@ -29,10 +30,14 @@ class Poller(threading.Thread):
         delivery: Delivery,
         post: Callable[[LoopEvent], None],
         stop: threading.Event,
+        *,
+        queue_url: str | None = None,
     ):
-        super().__init__(name="poller", daemon=True)
+        super().__init__(name="poller" if queue_url is None else "inbox-poller", daemon=True)
         self.queues, self.leases, self.delivery, self.post, self.stop = queues, leases, delivery, post, stop
+        self.queue_url = queue_url  # None: the input queue
         self.failures = 0  # receives failed in a row
+        self.empty_rounds = 0  # receives in a row that found nothing
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -49,12 +54,13 @@ class Poller(threading.Thread):
         if len(self.leases.held()) >= MAX_HELD:
             return None
         try:
-            messages = self.queues.receive(max_messages=10)
+            messages = self.queues.receive(max_messages=10, queue_url=self.queue_url)
         except Exception as error:  # SQS unreachable or failing (boto3 retried already): back off
             self.failures += 1
             log.warning("receive failed: %s", error, extra={"failuresInARow": self.failures, "retryIn": self.backoff()})
             return None
         self.failures = 0
+        self.empty_rounds = 0 if messages else self.empty_rounds + 1
         for message in messages:
             if self.stop.is_set():  # the loop may be gone already: its last receive is handed back here
                 self.delivery.give_back(message)

@@ -52,7 +52,16 @@ class Router:
                 return run
         return None
 
-    def take_waiting(self) -> list[Run]:
-        """Every command not started yet, removed (a stopping supervisor hands them back)."""
-        runs, self.waiting = list(self.waiting.values()), {}
-        return runs
+    def take_waiting(self, workspace_names: tuple[str, ...] | None = None) -> list[Run]:
+        """The commands not started yet (of those workspaces, or all), removed: they are handed back."""
+        taken = [r for r in self.waiting.values() if workspace_names is None or r.workspace_name in workspace_names]
+        for run in taken:
+            del self.waiting[run.workspace]
+        return taken
+
+    def has_free_slot(self) -> bool:
+        return len(self.running) < self.max_workers
+
+    def workspace_names(self) -> frozenset[str]:
+        """Every workspace with a command here, running or waiting."""
+        return frozenset(run.workspace_name for run in [*self.running.values(), *self.waiting.values()])

@@ -46,10 +46,20 @@ class Run:
     finish_overdue: bool = False  # that worker ran out of time and is being ended
     progress_sent_at: float = float("-inf")
     progress_pending: dict[str, Any] | None = None  # the newest within-step event not yet sent
+    # With LEASE_TABLE (supervisor/claims.py): the lease the worker shows before it writes, warnings
+    # for its response, and whether the lease was lost (then the run ends without an answer).
+    lease: dict[str, Any] | None = None
+    warnings: tuple[str, ...] = ()
+    lease_lost: bool = False
 
     @property
     def workspace(self) -> tuple[str, str, str]:
         return self.command.workspace_key
+
+    @property
+    def workspace_name(self) -> str:
+        """`client/user/repo`: the workspace's key in the lease table."""
+        return "/".join(self.command.workspace_key)
 
     def move_to(self, phase: Phase) -> None:
         """The one way a run changes phase; only the transitions in TRANSITIONS are allowed."""

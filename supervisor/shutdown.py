@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from supervisor.contract.config import Config
+
 # Time kept back from SHUTDOWN_GRACE_SECONDS for committing interrupted work and leaving.
 RESERVE_SECONDS = 3.0
 
@@ -23,6 +25,10 @@ class Shutdown:
     started: float | None = None
     forced: bool = False
     last_activity: float = 0.0
+
+    @classmethod
+    def of(cls, config: Config) -> Shutdown:
+        return cls(config.shutdown_grace_seconds, config.interrupt_grace_seconds, config.idle_exit_seconds)
 
     @property
     def stopping(self) -> bool:

@@ -3,7 +3,9 @@ Client Library's lease table.
 
 One item per workspace: `owner` (a container's id, absent when released), `inbox` (its inbox queue),
 `fence` (raised by one on every change of owner: the fencing token a worker shows before it writes),
-`beat` (raised by one on every renewal) and `renewedAt` (wall clock, for people only). Every write is
+`beat` (raised by one on every renewal), `renewedAt` (wall clock, for people only), `storage` (the
+id of the owner's WORKSPACE_PATH: the same on a shared volume) and `pending` (branches the last
+worker there could not push, written by that worker). Every write is
 conditional on what the writer last read, so two containers can never both take one workspace.
 
 No decision compares clocks of two machines. The owner counts its lease valid until
@@ -33,6 +35,7 @@ class Lease:
     workspace: str
     fence: int
     valid_until: float  # on this container's monotonic clock
+    previous: Holder | None = None  # what the table said before we took it (None: a new workspace)
 
     def held(self, now: float) -> bool:
         return now < self.valid_until
@@ -48,6 +51,8 @@ class Holder:
     fence: int
     beat: int
     renewed_at: float | None
+    storage: str | None = None
+    pending: tuple[str, ...] = ()
 
     @property
     def version(self) -> tuple[int, int]:
@@ -63,10 +68,11 @@ class LeaseTable:
         inbox: str,
         lease_seconds: float,
         clock: Callable[[], float] = time.monotonic,
+        storage: str = "",
     ):
         if lease_seconds <= 2 * SAFETY_SECONDS:
             raise ValueError(f"LEASE_SECONDS must be more than {2 * SAFETY_SECONDS:g}")
-        self.client, self.table, self.owner, self.inbox = client, table, owner, inbox
+        self.client, self.table, self.owner, self.inbox, self.storage = client, table, owner, inbox, storage
         self.lease_seconds = lease_seconds
         self.clock = clock
         self._seen: dict[str, tuple[tuple[int, int], float]] = {}  # workspace → (version, first seen)
@@ -92,14 +98,14 @@ class LeaseTable:
         """Our lease on the workspace, or who holds it (alive, as far as we can tell yet)."""
         current = self.holder(workspace)
         if current is not None and current.owner is not None and current.owner != self.owner:
-            if not self._expired(current):
+            if not self.expired(current):
                 return current
             log.warning("taking over an expired lease", extra={"workspace": workspace, "from": current.owner})
         sent = self.clock()
         fence = (current.fence if current else 0) + 1
-        names = {"#o": "owner", "#i": "inbox", "#f": "fence", "#b": "beat", "#r": "renewedAt"}
+        names = {"#o": "owner", "#i": "inbox", "#f": "fence", "#b": "beat", "#r": "renewedAt", "#s": "storage"}
         values: dict[str, Any] = {":me": {"S": self.owner}, ":inbox": {"S": self.inbox}, ":fence": _n(fence)}
-        values.update({":zero": _n(0), ":now": _n(time.time())})
+        values.update({":zero": _n(0), ":now": _n(time.time()), ":storage": {"S": self.storage or "-"}})
         if current is None:
             condition = "attribute_not_exists(#f)"
         else:  # exactly the version we read (and, for a takeover, watched long enough)
@@ -109,7 +115,7 @@ class LeaseTable:
             self.client.update_item(
                 TableName=self.table,
                 Key=_key(workspace),
-                UpdateExpression="SET #o = :me, #i = :inbox, #f = :fence, #b = :zero, #r = :now",
+                UpdateExpression="SET #o = :me, #i = :inbox, #f = :fence, #b = :zero, #r = :now, #s = :storage",
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
@@ -121,7 +127,7 @@ class LeaseTable:
             assert now_held is not None  # a conditional write fails only on an item that exists
             return now_held
         self._seen.pop(workspace, None)
-        return Lease(workspace, fence, sent + self.lease_seconds - SAFETY_SECONDS)
+        return Lease(workspace, fence, sent + self.lease_seconds - SAFETY_SECONDS, previous=current)
 
     def renew(self, lease: Lease) -> bool:
         """Renew; False when it is no longer ours (taken over). A failed call (DynamoDB down) keeps
@@ -167,7 +173,7 @@ class LeaseTable:
         except Exception as error:
             log.warning("could not release a workspace lease: %s", error, extra={"workspace": lease.workspace})
 
-    def _expired(self, current: Holder) -> bool:
+    def expired(self, current: Holder) -> bool:
         """Whether we have watched this exact version for a whole lease period (on our clock)."""
         now = self.clock()
         seen = self._seen.get(current.workspace)
@@ -211,4 +217,6 @@ def _holder(item: dict[str, Any]) -> Holder:
         fence=int(item.get("fence", {"N": "0"})["N"]),
         beat=int(item.get("beat", {"N": "0"})["N"]),
         renewed_at=float(item["renewedAt"]["N"]) if "renewedAt" in item else None,
+        storage=text("storage"),
+        pending=tuple(item.get("pending", {}).get("SS", ())),
     )

@@ -7,6 +7,7 @@ stderr and exit code 2 (no traceback).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,8 @@ __all__ = ["Config", "ConfigError", "load_config", "load_config_or_exit"]
 DEPLOY_STRATEGIES = ("hash", "aws-cli")
 LOG_FORMATS = ("json", "text")
 SQS_MAX_VISIBILITY_SECONDS = 43200
+# A lease is trusted until 2 s (workspace_leases.SAFETY_SECONDS) before it runs out: it must last longer.
+MIN_LEASE_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ class Config:
     # Kept out of repr() so a logged or printed Config never shows the token.
     github_token: str | None = None
     agent: AgentConfig = field(default_factory=AgentConfig)
+    # Several containers on one queue (supervisor/claims.py); None: a single container.
+    lease_table: str | None = None
+    lease_seconds: float = 20.0
 
     def __repr__(self) -> str:
         fields = asdict(self)
@@ -90,6 +96,14 @@ def _idle_exit(env: Mapping[str, str]) -> float | None:
     """IDLE_EXIT_SECONDS: unset, empty or 0 means never (the default)."""
     seconds = ev.number(env, "IDLE_EXIT_SECONDS", 0, minimum=0, integer=False)
     return seconds or None
+
+
+def _lease_table(env: Mapping[str, str]) -> str | None:
+    """LEASE_TABLE: a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)."""
+    name = ev.text(env, "LEASE_TABLE", None)
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{3,255}", name):
+        raise ConfigError(f"LEASE_TABLE must be a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -), got {name!r}")
+    return name
 
 
 def _default_log_format() -> str:
@@ -132,6 +146,8 @@ def load_config(env: Mapping[str, str] | None = None, *, require_input_queue: bo
         ),
         github_token=ev.text(env, "GITHUB_TOKEN", None),
         agent=load_agent_config(env),
+        lease_table=_lease_table(env),
+        lease_seconds=ev.number(env, "LEASE_SECONDS", 20, minimum=MIN_LEASE_SECONDS, integer=False),
     )
 
 

@@ -14,5 +14,6 @@ class WorkerExit(IntEnum):
     OK = 0  # the pipeline ran and a result was reported (the result may still say a step failed)
     CONFIG = 2
     BAD_INPUT = 4  # the command handed to the worker could not be read
+    LEASE_LOST = 5  # another container holds the workspace now: the worker wrote nothing more, reported nothing
     INTERRUPTED = 130  # stopped by SIGINT (128 + 2)
     TERMINATED = 143  # stopped by SIGTERM (128 + 15), e.g. because the supervisor died

@@ -1,0 +1,279 @@
+"""Several containers on one input queue (LEASE_TABLE set): which commands run here, and where the rest go.
+
+A container runs a command only in a workspace whose lease it holds (supervisor/ownership.py on
+supervisor/workspace_leases.py). For each valid command the loop asks `admit`:
+- the workspace runs here, or a worker slot is free: claim the lease, and run it here (`Admit`);
+- another live container holds it: forward the command to that owner's inbox, then delete it here;
+- nobody holds it and no slot is free: put it back on the input queue for an idle container (a copy
+  sent with a short delay, then the original deleted: the receive count SQS's redrive policy counts
+  starts again, so waiting is never mistaken for failing).
+
+A keeper thread renews our leases, gives up those idle for a lease period, and reports lost ones to
+the loop (`LeasesLost`). It also watches every other lease: the inbox of an owner whose lease ran out
+(a dead container) is adopted, polled like ours until it is empty and no lease names it, then removed.
+A clean exit releases every lease and moves what is left in our inboxes back to the input queue.
+
+The DynamoDB and forwarding calls in `admit` run on the loop's thread: a few milliseconds each, with
+short timeouts and two attempts, so an outage delays the loop by seconds at most.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+
+from supervisor.contract.config import Config
+from supervisor.delivery import Delivery
+from supervisor.events import LeasesLost, LoopEvent
+from supervisor.inbox import create_inbox, forward, remove_inbox
+from supervisor.leases import Leases
+from supervisor.ownership import Elsewhere, Local, Ownership
+from supervisor.poller import Poller
+from supervisor.queues import Queues, Received
+from supervisor.workspace_leases import Holder, LeaseTable
+
+log = logging.getLogger("supervisor.claims")
+REQUEUE_DELAY_SECONDS = 2  # a command put back for an idle container: not received again at once
+RETRY_SECONDS = 2  # a forward that failed, or an owner with no inbox: tried again this much later
+EMPTY_ROUNDS_BEFORE_REMOVAL = 2  # an adopted inbox found empty this many receives in a row may go
+QUICK_CALLS = BotoConfig(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
+
+
+@dataclass(frozen=True)
+class Admit:
+    """Run it here. `lease` goes to the worker, which checks it before it writes (steps/fence.py)."""
+
+    lease: dict[str, Any]
+    warnings: tuple[str, ...] = ()
+
+
+def container_id() -> str:
+    """Unique to this process's life: a restarted container is a new owner with a new inbox."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def storage_id(workspace_path: str) -> str:
+    """The id of WORKSPACE_PATH's volume: shared by every container mounting the same volume (EFS)."""
+    path = Path(workspace_path) / ".storage-id"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)  # the first container names it
+        with os.fdopen(fd, "w") as out:
+            out.write(uuid.uuid4().hex)
+    for _ in range(50):  # another container may be between creating and writing it
+        if text := path.read_text().strip():
+            return text
+        time.sleep(0.02)
+    raise RuntimeError(f"{path} stays empty")
+
+
+class Claims:
+    def __init__(
+        self,
+        config: Config,
+        queues: Queues,
+        delivery: Delivery,
+        leases: Leases,
+        post: Callable[[LoopEvent], None],
+        *,
+        dynamodb: Any | None = None,
+        sqs: Any | None = None,
+        owner: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        assert config.lease_table is not None
+        self.config, self.queues, self.delivery, self.leases, self.post = config, queues, delivery, leases, post
+        self.owner = owner or container_id()
+        self.storage = storage_id(config.workspace_path)
+        client = dynamodb or boto3.client(
+            "dynamodb", region_name=config.aws_region, endpoint_url=config.aws_endpoint_url, config=QUICK_CALLS
+        )
+        self.sqs = sqs or boto3.client(
+            "sqs", region_name=config.aws_region, endpoint_url=config.aws_endpoint_url, config=QUICK_CALLS
+        )
+        self.table = LeaseTable(
+            client, config.lease_table, self.owner, "", config.lease_seconds, clock, storage=self.storage
+        )
+        self.ownership = Ownership(self.table, clock)
+        self.inbox = ""
+        self.busy: frozenset[str] = frozenset()  # workspaces with work here: set by the loop every tick
+        self._lock = threading.Lock()  # the loop's admit and the keeper's rounds take turns on the leases
+        self._stop = threading.Event()
+        self._pollers: dict[str, tuple[Poller, threading.Event]] = {}  # inbox → its poller
+        self._keeper = threading.Thread(target=self._keep_forever, name="claims", daemon=True)
+
+    # Start and stop -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.open_inbox()
+        self._keeper.start()
+
+    def open_inbox(self) -> None:
+        visibility = self.config.visibility_timeout_seconds
+        self.inbox = create_inbox(self.sqs, self.config.input_queue_url or "", self.owner, visibility)
+        self.table.inbox = self.inbox
+        self._poll(self.inbox)
+        log.info("sharing the queue", extra={"owner": self.owner, "inbox": self.inbox, "table": self.table.table})
+
+    def stop_receiving(self) -> None:
+        for _, stop in self._pollers.values():
+            stop.set()
+
+    def close(self, timeout: float) -> None:
+        """After the loop and the delivery thread: leases released, inboxes emptied into the input queue."""
+        self._stop.set()
+        self.stop_receiving()
+        deadline = time.monotonic() + timeout
+        for poller, _ in self._pollers.values():
+            poller.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self._keeper.is_alive():
+            self._keeper.join(timeout=max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            self.ownership.release_all()
+        for url in self._pollers:
+            self._empty_into_input_queue(url)
+            remove_inbox(self.sqs, url)
+
+    # What the loop asks ---------------------------------------------------------------------------
+
+    def admit(self, workspace: str, message: Received, *, here: bool, free: bool) -> Admit | None:
+        """`here`: the workspace has a run here; `free`: a worker slot is open. None: the message was
+        forwarded, put back, or is to be tried again; the loop is done with it."""
+        with self._lock:
+            # No slot and nothing here: not ours to hold (an idle lease of ours is given up).
+            claim = self.ownership.claim(workspace) if here or free else self.ownership.elsewhere(workspace)
+        if isinstance(claim, Local):
+            return Admit(self._lease_for_worker(workspace, claim.fence), self._takeover(claim.previous))
+        if isinstance(claim, Elsewhere) and claim.inbox and claim.inbox != self.inbox:
+            if forward(self.sqs, claim.inbox, message, self.owner):
+                log.info("forwarded to the owner", extra={"workspace": workspace, "to": claim.owner})
+                self.delivery.delete(message)
+            else:
+                self.delivery.retry_later(message, RETRY_SECONDS)
+        elif isinstance(claim, Elsewhere):
+            self.delivery.retry_later(message, RETRY_SECONDS)
+        else:
+            self._requeue(message)
+        return None
+
+    # The keeper -----------------------------------------------------------------------------------
+
+    def keep(self) -> None:
+        """One round: renew, give up idle leases, report lost ones, adopt dead owners' inboxes."""
+        with self._lock:
+            lost = self.ownership.renew()
+            self.ownership.release_idle(self.busy)
+        if lost:
+            self.post(LeasesLost(tuple(lost)))
+        try:
+            holders = self.table.holders()
+        except Exception as error:
+            log.warning("could not read the lease table: %s", error)
+            return
+        for holder in holders:
+            if holder.owner not in (None, self.owner) and self.table.expired(holder) and holder.inbox:
+                self._adopt(holder.inbox, holder.owner)
+        named = {h.inbox for h in holders if h.owner is not None}
+        for url, (poller, stop) in list(self._pollers.items()):
+            if url != self.inbox and url not in named and poller.empty_rounds >= EMPTY_ROUNDS_BEFORE_REMOVAL:
+                stop.set()
+                if remove_inbox(self.sqs, url):
+                    del self._pollers[url]
+                else:
+                    stop.clear()
+
+    def _keep_forever(self) -> None:
+        every = self.config.lease_seconds / 4  # three renewals may fail before the lease runs out
+        while not self._stop.wait(every):
+            try:
+                self.keep()
+            except Exception:  # the next round tries again; a lease that runs out meanwhile is reported
+                log.exception("lease round failed")
+
+    # Helpers --------------------------------------------------------------------------------------
+
+    def _lease_for_worker(self, workspace: str, fence: int) -> dict[str, Any]:
+        return {"table": self.table.table, "workspace": workspace, "owner": self.owner, "fence": fence}
+
+    def _takeover(self, previous: Holder | None) -> tuple[str, ...]:
+        """Adopt the inbox of the owner we took over from; warn of what stayed on its disk."""
+        if previous is None:
+            return ()
+        if previous.owner not in (None, self.owner) and previous.inbox and previous.inbox != self.inbox:
+            self._adopt(previous.inbox, previous.owner)
+        if previous.storage in (None, "-", self.storage):
+            return ()  # the same volume: the checkout, its pending pushes and the agent's memory came along
+        if previous.owner in (None, self.owner) and not previous.pending:
+            return ()  # given up cleanly with everything pushed: starting from the remote loses nothing
+        pending = ", ".join(previous.pending) or "none recorded"
+        warning = (
+            f"this workspace was last used by container {previous.owner or 'unknown'} on another disk: branches "
+            f"it had not pushed ({pending}) and the agent's memory of earlier commands stay there; "
+            "continuing from the remote"
+        )
+        log.warning("workspace moved from another disk", extra={"workspace": previous.workspace, "pending": pending})
+        return (warning,)
+
+    def _adopt(self, url: str, owner: str | None) -> None:
+        if url in self._pollers:
+            return
+        log.warning("adopting the inbox of a container whose lease ran out", extra={"inbox": url, "from": owner})
+        self._poll(url)
+
+    def _poll(self, url: str) -> None:
+        stop = threading.Event()
+        poller = Poller(self.queues, self.leases, self.delivery, self.post, stop, queue_url=url)
+        self._pollers[url] = (poller, stop)
+        poller.start()
+
+    def _requeue(self, message: Received) -> None:
+        try:
+            self.sqs.send_message(
+                QueueUrl=self.config.input_queue_url, MessageBody=message.body, DelaySeconds=REQUEUE_DELAY_SECONDS
+            )
+        except Exception as error:
+            log.warning("could not put a command back on the input queue: %s", error)
+            self.delivery.retry_later(message, RETRY_SECONDS)
+            return
+        self.delivery.delete(message)
+
+    def _empty_into_input_queue(self, url: str) -> None:
+        """What is left in an inbox goes back to the input queue, for whoever runs it next."""
+        with contextlib.suppress(Exception):
+            while messages := self.queues.receive(max_messages=10, wait_seconds=0, queue_url=url):
+                for message in messages:
+                    self.sqs.send_message(QueueUrl=self.config.input_queue_url, MessageBody=message.body)
+                    self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message.receipt_handle)
+                log.info("inbox emptied into the input queue", extra={"inbox": url, "messages": len(messages)})
+
+
+class SingleContainer:
+    """LEASE_TABLE unset: this container alone reads the queue and runs every command it receives."""
+
+    def __init__(self, *_args: Any, **_kwargs: Any):
+        self.busy: frozenset[str] = frozenset()
+
+    def start(self) -> None:
+        pass
+
+    def stop_receiving(self) -> None:
+        pass
+
+    def close(self, timeout: float) -> None:
+        pass
+
+    def admit(self, workspace: str, message: Received, *, here: bool, free: bool) -> Admit:
+        return Admit({})

@@ -1,0 +1,67 @@
+"""What becomes of a received message, before the router sees it: rejected as invalid, handed back
+while stopping, dropped as answered already, kept as the newer receipt of a run we hold, relayed to
+another container (LEASE_TABLE), or a new Run for the router. Decisions only; the loop calls it."""
+
+from __future__ import annotations
+
+import logging
+
+from supervisor.answers import Answers, log_context_of
+from supervisor.claims import Claims, SingleContainer
+from supervisor.contract.command import InvalidMessage, parse_command
+from supervisor.contract.config import Config
+from supervisor.delivery import Delivery
+from supervisor.queues import Received
+from supervisor.routing import Router
+from supervisor.run import Run
+from supervisor.shutdown import Shutdown
+
+log = logging.getLogger("supervisor")
+
+
+class Intake:
+    def __init__(
+        self,
+        config: Config,
+        answers: Answers,
+        delivery: Delivery,
+        router: Router,
+        claims: Claims | SingleContainer,
+        shutdown: Shutdown,
+    ):
+        self.config, self.answers, self.delivery, self.router = config, answers, delivery, router
+        self.claims, self.shutdown = claims, shutdown
+
+    def take(self, message: Received) -> Run | None:
+        """The run to hand the router, or None when the message is dealt with already."""
+        try:
+            return self._take(message)
+        except Exception as error:  # whatever went wrong, the message ends dead-lettered, not held for ever
+            log.exception("could not handle a message; dead-lettering it", extra={"messageId": message.message_id})
+            self.answers.reject(message, InvalidMessage(f"the supervisor could not handle it: {error}"[:500]))
+            return None
+
+    def _take(self, message: Received) -> Run | None:
+        try:
+            command = parse_command(message.body, self.config.repo_url)
+        except InvalidMessage as error:
+            self.answers.reject(message, error)
+            return None
+        if self.shutdown.stopping:
+            self.delivery.give_back(message)
+            return None
+        if self.answers.drop_if_answered(command.command_id, message):
+            return None
+        held = self.router.holding(message.message_id)
+        if held is not None:  # delivered again while we still work on it: keep the newest receipt
+            held.message = message
+            return None
+        run = Run(command, message)
+        here = run.workspace in self.router.running or run.workspace in self.router.waiting
+        admitted = self.claims.admit(run.workspace_name, message, here=here, free=self.router.has_free_slot())
+        if admitted is None:
+            return None  # forwarded to its owner, or back on the queue for an idle container
+        run.lease, run.warnings = admitted.lease, admitted.warnings
+        with log_context_of(run):
+            log.info("command received", extra={"branch": command.branch, "workspace": run.workspace_name})
+        return run

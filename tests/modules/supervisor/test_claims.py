@@ -1,0 +1,202 @@
+"""Claims (supervisor/claims.py): what a container does with a command when several share the queue, on
+moto's SQS and DynamoDB in this process. Pollers are stand-ins here; tests/e2e/test_containers.py runs
+real supervisors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from helpers import ManualClock
+
+from supervisor import claims as claims_module
+from supervisor.claims import Claims
+from supervisor.contract.config import load_config
+from supervisor.delivery import Delivery
+from supervisor.events import LeasesLost
+from supervisor.leases import Leases
+from supervisor.queues import Queues
+
+LEASE = 10.0
+WORKSPACE = "acme/u1/site"
+
+
+class StandInPoller:
+    """Records which inbox it would poll; `empty_rounds` is set by the test."""
+
+    def __init__(self, *_args, queue_url: str, **_kwargs):
+        self.queue_url = queue_url
+        self.empty_rounds = 0
+
+    def start(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+
+@pytest.fixture
+def sqs(dynamodb):  # the dynamodb fixture's mock_aws covers SQS too
+    return boto3.client("sqs", region_name="us-west-2")
+
+
+@pytest.fixture
+def input_url(sqs) -> str:
+    return sqs.create_queue(QueueName="edit-input")["QueueUrl"]
+
+
+@pytest.fixture(autouse=True)
+def stand_in_pollers(monkeypatch):
+    monkeypatch.setattr(claims_module, "Poller", StandInPoller)
+
+
+def container(name: str, sqs, dynamodb, input_url: str, root: Path) -> tuple[Claims, ManualClock, list]:
+    env = {
+        "INPUT_QUEUE_URL": input_url,
+        "WORKSPACE_PATH": str(root),
+        "REPO_URL": "/srv/site.git",
+        "LEASE_TABLE": "leases",
+        "LEASE_SECONDS": str(LEASE),
+    }
+    config = load_config(env)
+    queues = Queues(config, sqs)
+    leases = Leases(queues, lease_seconds=config.visibility_timeout_seconds)
+    posted: list = []
+    clock = ManualClock()
+    claims = Claims(
+        config,
+        queues,
+        Delivery(queues, leases),
+        leases,
+        posted.append,
+        dynamodb=dynamodb,
+        sqs=sqs,
+        owner=name,
+        clock=clock,
+    )
+    claims.open_inbox()
+    return claims, clock, posted
+
+
+def receive_one(claims: Claims, queue_url: str | None = None):
+    (message,) = claims.queues.receive(max_messages=1, wait_seconds=0, queue_url=queue_url)
+    return message
+
+
+def depth(sqs, url: str) -> int:
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return sum(int(attributes[k]) for k in attributes if k.startswith("ApproximateNumberOfMessages"))
+
+
+def send(sqs, url: str, command_id: str) -> None:
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"commandId": command_id}))
+
+
+def test_a_free_workspace_runs_here_and_a_held_one_goes_to_its_owners_inbox(sqs, dynamodb, input_url, tmp_path):
+    a, _, _ = container("a", sqs, dynamodb, input_url, tmp_path)
+    b, _, _ = container("b", sqs, dynamodb, input_url, tmp_path)
+    send(sqs, input_url, "c1")
+    admitted = a.admit(WORKSPACE, receive_one(a), here=False, free=True)
+    assert admitted is not None and admitted.warnings == ()
+    assert admitted.lease == {"table": "leases", "workspace": WORKSPACE, "owner": "a", "fence": 1}
+    send(sqs, input_url, "c2")
+    assert b.admit(WORKSPACE, receive_one(b), here=False, free=True) is None
+    forwarded = receive_one(a, a.inbox)  # in a's inbox, the original deleted from the input queue
+    assert json.loads(forwarded.body)["commandId"] == "c2" and depth(sqs, input_url) == 1  # c1, still a's
+    assert a.admit(WORKSPACE, forwarded, here=True, free=False) is not None  # a runs it: an interrupt
+
+
+def test_with_no_free_slot_a_command_goes_back_to_the_queue_and_an_idle_lease_is_given_up(
+    sqs, dynamodb, input_url, tmp_path
+):
+    a, _, _ = container("a", sqs, dynamodb, input_url, tmp_path)
+    b, _, _ = container("b", sqs, dynamodb, input_url, tmp_path)
+    send(sqs, input_url, "c1")
+    assert a.admit(WORKSPACE, receive_one(a), here=False, free=True) is not None  # a holds it, ran c1
+    send(sqs, input_url, "c2")
+    assert a.admit(WORKSPACE, receive_one(a), here=False, free=False) is None  # a is busy elsewhere now
+    assert a.table.holder(WORKSPACE).owner is None  # given up for whoever is idle
+    attributes = sqs.get_queue_attributes(QueueUrl=input_url, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1" and attributes["ApproximateNumberOfMessages"] == "0"
+    admitted = b.admit(WORKSPACE, _put_back_copy(sqs, b, input_url), here=False, free=True)
+    assert admitted is not None and admitted.lease["fence"] == 2
+
+
+def _put_back_copy(sqs, claims: Claims, input_url: str):
+    """The copy put back with a delay, received now (the test does not wait the delay out)."""
+    sqs.set_queue_attributes(QueueUrl=input_url, Attributes={"DelaySeconds": "0"})
+    messages = []
+    for _ in range(20):
+        messages = claims.queues.receive(max_messages=1, wait_seconds=1)
+        if messages:
+            break
+    assert messages, "the command put back never came"
+    assert messages[0].receive_count == 1  # a new message: SQS's redrive count started again
+    return messages[0]
+
+
+def test_a_dead_owners_lease_is_taken_over_its_inbox_adopted_and_removed_once_empty(sqs, dynamodb, input_url, tmp_path):
+    a, _, _ = container("a", sqs, dynamodb, input_url, tmp_path / "disk-a")
+    b, b_clock, posted = container("b", sqs, dynamodb, input_url, tmp_path / "disk-b")
+    send(sqs, input_url, "c1")
+    a.admit(WORKSPACE, receive_one(a), here=False, free=True)
+    a.table.client.update_item(  # what a's last worker wrote: a branch it could not push
+        TableName="leases",
+        Key={"workspace": {"S": WORKSPACE}},
+        UpdateExpression="SET #p = :p",
+        ExpressionAttributeNames={"#p": "pending"},
+        ExpressionAttributeValues={":p": {"SS": ["thread-t1"]}},
+    )
+    b.keep()  # b starts watching a's lease; a is dead from here on (it renews nothing)
+    b_clock.now += LEASE
+    b.keep()
+    assert a.inbox in b._pollers  # adopted: whatever was forwarded to the dead owner is polled
+    send(sqs, input_url, "c2")
+    admitted = b.admit(WORKSPACE, receive_one(b), here=False, free=True)
+    assert admitted is not None and admitted.lease["fence"] == 2
+    (warning,) = admitted.warnings  # another disk: what stayed there is said, not dropped silently
+    assert "thread-t1" in warning and "container a" in warning
+    b._pollers[a.inbox][0].empty_rounds = 2
+    b.keep()  # no lease names a's inbox any more, and it is empty: removed
+    assert a.inbox not in b._pollers
+    with pytest.raises(sqs.exceptions.QueueDoesNotExist):
+        sqs.get_queue_attributes(QueueUrl=a.inbox)
+
+
+def test_a_lease_lost_while_paused_is_reported_to_the_loop(sqs, dynamodb, input_url, tmp_path):
+    a, a_clock, a_posted = container("a", sqs, dynamodb, input_url, tmp_path)
+    b, b_clock, _ = container("b", sqs, dynamodb, input_url, tmp_path)
+    send(sqs, input_url, "c1")
+    a.admit(WORKSPACE, receive_one(a), here=False, free=True)
+    b.keep()
+    a_clock.now += LEASE  # a paused (SIGSTOP) longer than its lease
+    b_clock.now += LEASE
+    b.keep()
+    send(sqs, input_url, "c2")
+    assert b.admit(WORKSPACE, receive_one(b), here=False, free=True).warnings == ()  # same disk: nothing lost
+    a.keep()  # a wakes up
+    assert a_posted == [LeasesLost((WORKSPACE,))]
+
+
+def test_a_clean_exit_releases_its_leases_and_empties_its_inbox_into_the_input_queue(
+    sqs, dynamodb, input_url, tmp_path
+):
+    a, _, _ = container("a", sqs, dynamodb, input_url, tmp_path)
+    b, _, _ = container("b", sqs, dynamodb, input_url, tmp_path)
+    send(sqs, input_url, "c1")
+    a.admit(WORKSPACE, receive_one(a), here=False, free=True)
+    send(sqs, a.inbox, "forwarded-late")  # forwarded as a was stopping: nobody will poll a's inbox again
+    a.close(timeout=1)
+    assert a.table.holder(WORKSPACE).owner is None
+    with pytest.raises(sqs.exceptions.QueueDoesNotExist):
+        sqs.get_queue_attributes(QueueUrl=a.inbox)
+    bodies = [
+        json.loads(m["Body"])["commandId"]
+        for m in sqs.receive_message(QueueUrl=input_url, MaxNumberOfMessages=10)["Messages"]
+    ]
+    assert bodies == ["forwarded-late"]  # back on the input queue (c1 is still in flight there)
+    send(sqs, input_url, "c3")
+    admitted = b.admit(WORKSPACE, receive_one(b), here=False, free=True)
+    assert admitted is not None and admitted.lease["fence"] == 2  # at once: released, not run out
