@@ -38,7 +38,7 @@ from botocore.config import Config as BotoConfig
 from supervisor.contract.config import Config
 from supervisor.delivery import Delivery
 from supervisor.events import LeasesLost, LoopEvent
-from supervisor.inbox import create_inbox, forward, remove_inbox
+from supervisor.inbox import Inboxes, forward
 from supervisor.leases import Leases
 from supervisor.ownership import Elsewhere, Local, Ownership
 from supervisor.poller import Poller
@@ -48,7 +48,6 @@ from supervisor.workspace_leases import Holder, LeaseTable
 log = logging.getLogger("supervisor.claims")
 REQUEUE_DELAY_SECONDS = 2  # a command put back for an idle container: not received again at once
 RETRY_SECONDS = 2  # a forward that failed, or an owner with no inbox: tried again this much later
-EMPTY_ROUNDS_BEFORE_REMOVAL = 2  # an adopted inbox found empty this many receives in a row may go
 QUICK_CALLS = BotoConfig(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
 
 
@@ -67,7 +66,7 @@ def container_id() -> str:
 
 def storage_id(workspace_path: str) -> str:
     """The id of WORKSPACE_PATH's volume: shared by every container mounting the same volume (EFS)."""
-    path = Path(workspace_path) / ".storage-id"
+    path = Path(workspace_path) / ".supervisor" / "storage-id"
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileExistsError):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)  # the first container names it
@@ -108,11 +107,10 @@ class Claims:
             client, config.lease_table, self.owner, "", config.lease_seconds, clock, storage=self.storage
         )
         self.ownership = Ownership(self.table, clock)
-        self.inbox = ""
+        self.inboxes = Inboxes(self.sqs, queues, self._poller)
         self.busy: frozenset[str] = frozenset()  # workspaces with work here: set by the loop every tick
         self._lock = threading.Lock()  # the loop's admit and the keeper's rounds take turns on the leases
         self._stop = threading.Event()
-        self._pollers: dict[str, tuple[Poller, threading.Event]] = {}  # inbox → its poller
         self._keeper = threading.Thread(target=self._keep_forever, name="claims", daemon=True)
 
     # Start and stop -------------------------------------------------------------------------------
@@ -121,31 +119,26 @@ class Claims:
         self.open_inbox()
         self._keeper.start()
 
+    @property
+    def inbox(self) -> str:
+        return self.inboxes.own
+
     def open_inbox(self) -> None:
         visibility = self.config.visibility_timeout_seconds
-        self.inbox = create_inbox(self.sqs, self.config.input_queue_url or "", self.owner, visibility)
-        self.table.inbox = self.inbox
-        self._poll(self.inbox)
+        self.table.inbox = self.inboxes.open(self.config.input_queue_url or "", self.owner, visibility)
         log.info("sharing the queue", extra={"owner": self.owner, "inbox": self.inbox, "table": self.table.table})
 
     def stop_receiving(self) -> None:
-        for _, stop in self._pollers.values():
-            stop.set()
+        self.inboxes.stop_receiving()
 
     def close(self, timeout: float) -> None:
         """After the loop and the delivery thread: leases released, inboxes emptied into the input queue."""
         self._stop.set()
-        self.stop_receiving()
-        deadline = time.monotonic() + timeout
-        for poller, _ in self._pollers.values():
-            poller.join(timeout=max(0.0, deadline - time.monotonic()))
         if self._keeper.is_alive():
-            self._keeper.join(timeout=max(0.0, deadline - time.monotonic()))
+            self._keeper.join(timeout=timeout)
         with self._lock:
-            self.ownership.release_all()
-        for url in self._pollers:
-            self._empty_into_input_queue(url)
-            remove_inbox(self.sqs, url)
+            self.ownership.release_all()  # first: nobody forwards to us after this
+        self.inboxes.close(self.config.input_queue_url or "", timeout)
 
     # What the loop asks ---------------------------------------------------------------------------
 
@@ -185,15 +178,8 @@ class Claims:
             return
         for holder in holders:
             if holder.owner not in (None, self.owner) and self.table.expired(holder) and holder.inbox:
-                self._adopt(holder.inbox, holder.owner)
-        named = {h.inbox for h in holders if h.owner is not None}
-        for url, (poller, stop) in list(self._pollers.items()):
-            if url != self.inbox and url not in named and poller.empty_rounds >= EMPTY_ROUNDS_BEFORE_REMOVAL:
-                stop.set()
-                if remove_inbox(self.sqs, url):
-                    del self._pollers[url]
-                else:
-                    stop.clear()
+                self.inboxes.adopt(holder.inbox, holder.owner)
+        self.inboxes.remove_forgotten({h.inbox for h in holders if h.owner is not None})
 
     def _keep_forever(self) -> None:
         every = self.config.lease_seconds / 4  # three renewals may fail before the lease runs out
@@ -212,8 +198,8 @@ class Claims:
         """Adopt the inbox of the owner we took over from; warn of what stayed on its disk."""
         if previous is None:
             return ()
-        if previous.owner not in (None, self.owner) and previous.inbox and previous.inbox != self.inbox:
-            self._adopt(previous.inbox, previous.owner)
+        if previous.owner not in (None, self.owner) and previous.inbox:
+            self.inboxes.adopt(previous.inbox, previous.owner)
         if previous.storage in (None, "-", self.storage):
             return ()  # the same volume: the checkout, its pending pushes and the agent's memory came along
         if previous.owner in (None, self.owner) and not previous.pending:
@@ -227,17 +213,8 @@ class Claims:
         log.warning("workspace moved from another disk", extra={"workspace": previous.workspace, "pending": pending})
         return (warning,)
 
-    def _adopt(self, url: str, owner: str | None) -> None:
-        if url in self._pollers:
-            return
-        log.warning("adopting the inbox of a container whose lease ran out", extra={"inbox": url, "from": owner})
-        self._poll(url)
-
-    def _poll(self, url: str) -> None:
-        stop = threading.Event()
-        poller = Poller(self.queues, self.leases, self.delivery, self.post, stop, queue_url=url)
-        self._pollers[url] = (poller, stop)
-        poller.start()
+    def _poller(self, url: str, stop: threading.Event) -> Poller:
+        return Poller(self.queues, self.leases, self.delivery, self.post, stop, queue_url=url)
 
     def _requeue(self, message: Received) -> None:
         try:
@@ -249,15 +226,6 @@ class Claims:
             self.delivery.retry_later(message, RETRY_SECONDS)
             return
         self.delivery.delete(message)
-
-    def _empty_into_input_queue(self, url: str) -> None:
-        """What is left in an inbox goes back to the input queue, for whoever runs it next."""
-        with contextlib.suppress(Exception):
-            while messages := self.queues.receive(max_messages=10, wait_seconds=0, queue_url=url):
-                for message in messages:
-                    self.sqs.send_message(QueueUrl=self.config.input_queue_url, MessageBody=message.body)
-                    self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message.receipt_handle)
-                log.info("inbox emptied into the input queue", extra={"inbox": url, "messages": len(messages)})
 
 
 class SingleContainer:

@@ -6,15 +6,20 @@ a dead container's inbox is drained by whoever takes over its workspaces, then r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
-from supervisor.queues import Received
+from supervisor.queues import Queues, Received
 
 log = logging.getLogger("supervisor.inbox")
 MAX_QUEUE_NAME = 80
 RETENTION_SECONDS = 4 * 24 * 3600
+EMPTY_ROUNDS_BEFORE_REMOVAL = 2  # an adopted inbox found empty this many receives in a row may go
 
 
 def inbox_name(input_queue_url: str, owner: str) -> str:
@@ -68,3 +73,66 @@ def remove_inbox(sqs: Any, inbox_url: str) -> bool:
         return False
     log.info("inbox removed", extra={"inbox": inbox_url})
     return True
+
+
+class Inboxes:
+    """This container's inbox and the inboxes of dead owners it adopted, each read by a poller of its own."""
+
+    def __init__(self, sqs: Any, queues: Queues, make_poller: Callable[[str, threading.Event], Any]):
+        self.sqs, self.queues, self.make_poller = sqs, queues, make_poller
+        self.own = ""
+        self.pollers: dict[str, tuple[Any, threading.Event]] = {}  # inbox → (its poller, its stop)
+
+    def __contains__(self, url: str) -> bool:
+        return url in self.pollers
+
+    def open(self, input_queue_url: str, owner: str, visibility_seconds: int) -> str:
+        self.own = create_inbox(self.sqs, input_queue_url, owner, visibility_seconds)
+        self._poll(self.own)
+        return self.own
+
+    def adopt(self, url: str, owner: str | None) -> None:
+        if url in self.pollers or url == self.own:
+            return
+        log.warning("adopting the inbox of a container whose lease ran out", extra={"inbox": url, "from": owner})
+        self._poll(url)
+
+    def remove_forgotten(self, named: set[str | None]) -> None:
+        """Remove the adopted inboxes that no lease names any more and that were found empty lately."""
+        for url, (poller, stop) in list(self.pollers.items()):
+            if url == self.own or url in named or poller.empty_rounds < EMPTY_ROUNDS_BEFORE_REMOVAL:
+                continue
+            stop.set()
+            if remove_inbox(self.sqs, url):
+                del self.pollers[url]
+            else:
+                stop.clear()  # a message came meanwhile: go on reading it
+
+    def stop_receiving(self) -> None:
+        for _, stop in self.pollers.values():
+            stop.set()
+
+    def close(self, input_queue_url: str, timeout: float) -> None:
+        """A clean exit: what is left in our inboxes goes back to the input queue; then they go."""
+        self.stop_receiving()
+        deadline = time.monotonic() + timeout
+        for poller, _ in self.pollers.values():
+            poller.join(timeout=max(0.0, deadline - time.monotonic()))
+        for url in self.pollers:
+            self._empty_into(input_queue_url, url)
+            remove_inbox(self.sqs, url)
+        self.pollers.clear()
+
+    def _poll(self, url: str) -> None:
+        stop = threading.Event()
+        poller = self.make_poller(url, stop)
+        self.pollers[url] = (poller, stop)
+        poller.start()
+
+    def _empty_into(self, input_queue_url: str, url: str) -> None:
+        with contextlib.suppress(Exception):
+            while messages := self.queues.receive(max_messages=10, wait_seconds=0, queue_url=url):
+                for message in messages:
+                    self.sqs.send_message(QueueUrl=input_queue_url, MessageBody=message.body)
+                    self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message.receipt_handle)
+                log.info("inbox emptied into the input queue", extra={"inbox": url, "messages": len(messages)})

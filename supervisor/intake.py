@@ -5,6 +5,7 @@ another container (LEASE_TABLE), or a new Run for the router. Decisions only; th
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from supervisor.answers import Answers, log_context_of
 from supervisor.claims import Claims, SingleContainer
@@ -32,14 +33,15 @@ class Intake:
         self.config, self.answers, self.delivery, self.router = config, answers, delivery, router
         self.claims, self.shutdown = claims, shutdown
 
-    def take(self, message: Received) -> Run | None:
-        """The run to hand the router, or None when the message is dealt with already."""
+    def take(self, message: Received, then: Callable[[Run], None]) -> None:
+        """Deal with the message, or hand its new run to `then` (the loop's arrival)."""
         try:
-            return self._take(message)
+            run = self._take(message)
+            if run is not None:
+                then(run)
         except Exception as error:  # whatever went wrong, the message ends dead-lettered, not held for ever
             log.exception("could not handle a message; dead-lettering it", extra={"messageId": message.message_id})
             self.answers.reject(message, InvalidMessage(f"the supervisor could not handle it: {error}"[:500]))
-            return None
 
     def _take(self, message: Received) -> Run | None:
         try:

@@ -120,9 +120,9 @@ class Supervisor:
 
     def _on_message(self, message: Received) -> None:
         self.shutdown.last_activity = self.clock()
-        run = self.intake.take(message)
-        if run is None:
-            return
+        self.intake.take(message, then=self._arrive)
+
+    def _arrive(self, run: Run) -> None:
         arrival, newer = self.router.arrive(run), run.command.command_id
         if arrival.superseded is not None:
             self.answers.superseded(arrival.superseded, f"superseded by a newer command ({newer}) before it started")

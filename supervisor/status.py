@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,9 @@ HEALTHY_WITHIN_SECONDS = 30.0
 
 
 def status_path(workspace_path: str | os.PathLike[str]) -> Path:
-    # Client ids cannot start with ".", so this never collides with a checkout.
-    return Path(workspace_path, ".supervisor", "status.json")
+    # Client ids cannot start with ".", so this never collides with a checkout. One file per host: on a
+    # shared volume (EFS) every container's healthcheck must read its own supervisor's heartbeat.
+    return Path(workspace_path, ".supervisor", f"status-{socket.gethostname()}.json")
 
 
 def write_status(path: Path, status: dict[str, Any]) -> None:

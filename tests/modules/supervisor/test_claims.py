@@ -139,7 +139,7 @@ def _put_back_copy(sqs, claims: Claims, input_url: str):
 
 def test_a_dead_owners_lease_is_taken_over_its_inbox_adopted_and_removed_once_empty(sqs, dynamodb, input_url, tmp_path):
     a, _, _ = container("a", sqs, dynamodb, input_url, tmp_path / "disk-a")
-    b, b_clock, posted = container("b", sqs, dynamodb, input_url, tmp_path / "disk-b")
+    b, b_clock, _ = container("b", sqs, dynamodb, input_url, tmp_path / "disk-b")
     send(sqs, input_url, "c1")
     a.admit(WORKSPACE, receive_one(a), here=False, free=True)
     a.table.client.update_item(  # what a's last worker wrote: a branch it could not push
@@ -152,15 +152,15 @@ def test_a_dead_owners_lease_is_taken_over_its_inbox_adopted_and_removed_once_em
     b.keep()  # b starts watching a's lease; a is dead from here on (it renews nothing)
     b_clock.now += LEASE
     b.keep()
-    assert a.inbox in b._pollers  # adopted: whatever was forwarded to the dead owner is polled
+    assert a.inbox in b.inboxes  # adopted: whatever was forwarded to the dead owner is polled
     send(sqs, input_url, "c2")
     admitted = b.admit(WORKSPACE, receive_one(b), here=False, free=True)
     assert admitted is not None and admitted.lease["fence"] == 2
     (warning,) = admitted.warnings  # another disk: what stayed there is said, not dropped silently
     assert "thread-t1" in warning and "container a" in warning
-    b._pollers[a.inbox][0].empty_rounds = 2
+    b.inboxes.pollers[a.inbox][0].empty_rounds = 2
     b.keep()  # no lease names a's inbox any more, and it is empty: removed
-    assert a.inbox not in b._pollers
+    assert a.inbox not in b.inboxes
     with pytest.raises(sqs.exceptions.QueueDoesNotExist):
         sqs.get_queue_attributes(QueueUrl=a.inbox)
 

@@ -1,0 +1,204 @@
+"""Several containers on one queue (LEASE_TABLE): three real supervisors on moto's SQS and DynamoDB, one shared
+workspace root (the EFS layout), real workers and git, the fake agent and the quick build."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import time
+import uuid
+from collections import Counter, defaultdict
+from datetime import datetime
+from pathlib import Path
+
+import boto3
+import pytest
+from helpers import QUICK_BUILD, REGION, OutputWatcher, SupervisorProcess, git_out
+
+from supervisor.workspace_leases import create_table
+
+pytestmark = pytest.mark.e2e
+LEASE_SECONDS = 5
+CLIENTS = ("acme", "beta", "gamma", "delta")
+
+
+@pytest.fixture
+def lease_table(aws_env) -> str:
+    name = f"leases-{uuid.uuid4().hex[:8]}"
+    create_table(boto3.client("dynamodb", region_name=REGION, endpoint_url=aws_env["AWS_ENDPOINT_URL"]), name)
+    return name
+
+
+@pytest.fixture
+def spans(tmp_path) -> Path:
+    return tmp_path / "agent-spans.jsonl"
+
+
+@pytest.fixture
+def env(supervisor_env, make_bucket, lease_table, spans):
+    for client in CLIENTS:
+        make_bucket(client)
+    return {
+        **supervisor_env,
+        "LEASE_TABLE": lease_table,
+        "LEASE_SECONDS": str(LEASE_SECONDS),
+        "MAX_WORKERS": "1",
+        "VISIBILITY_TIMEOUT_SECONDS": "6",
+        "INTERRUPT_GRACE_SECONDS": "1",
+        "BUILD_COMMAND": QUICK_BUILD,
+        "PROGRESS_EVENTS": "true",
+        "FAKE_CLAUDE_SPANS": str(spans),
+    }
+
+
+@pytest.fixture
+def watcher(sqs, queues):
+    watching = OutputWatcher(sqs, queues["output"])
+    yield watching
+    watching.stop()
+
+
+@pytest.fixture
+def containers(tmp_path, env):
+    started: list[SupervisorProcess] = []
+
+    def launch(count: int) -> list[SupervisorProcess]:
+        for _ in range(count):
+            started.append(SupervisorProcess(env, tmp_path / f"supervisor-{len(started)}.log"))
+        return started[-count:]
+
+    yield launch
+    for process in started:  # all at once: each stop waits out a long poll
+        if process.process.poll() is None:
+            process.process.send_signal(signal.SIGTERM)
+    for process in started:
+        process.stop()
+
+
+def send(sqs, queues, command_id: str, instruction: str, client: str, thread: str = "chat-a") -> None:
+    body = {
+        "instruction": instruction,
+        "commandId": command_id,
+        "chatThreadId": thread,
+        "clientId": client,
+        "userId": "u1",
+    }
+    sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(body))
+
+
+def overlaps(spans_file: Path) -> list[str]:
+    """Pairs of agent runs that were in one checkout at the same time."""
+    runs: dict[int, dict] = defaultdict(dict)
+    for line in spans_file.read_text().splitlines():
+        record = json.loads(line)
+        runs[record["pid"]].update(record)
+    by_checkout: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for run in runs.values():
+        by_checkout[run["cwd"]].append((run["start"], run.get("end", float("inf"))))
+    found = []
+    for checkout, spans in by_checkout.items():
+        spans.sort()
+        found += [f"{checkout}: {a} {b}" for a, b in itertools.pairwise(spans) if b[0] < a[1]]
+    return found
+
+
+def owner_of(supervisor: SupervisorProcess, command_id: str) -> bool:
+    return any(
+        line.get("commandId") == command_id and line.get("event") == "worker started" for line in supervisor.log_lines()
+    )
+
+
+def test_a_burst_over_four_workspaces_never_shares_a_checkout_and_each_command_is_answered_once(
+    containers, sqs, queues, watcher, spans, site_remote
+):
+    supervisors = containers(3)
+    sent = []
+    for round_ in range(3):
+        for client in CLIENTS:
+            command_id = f"{client}-{round_}"
+            send(sqs, queues, command_id, f"Note {command_id}\n@fake sleep 0.5", client, thread=f"t{round_}")
+            sent.append(command_id)
+    for command_id in sent:
+        watcher.response(command_id, timeout=150)
+    time.sleep(2)  # room for a second answer, were there one
+    answered = Counter(r["commandId"] for r in watcher.responses())
+    assert answered == Counter(sent), answered
+    assert overlaps(spans) == []
+    ran_on = {i for i, s in enumerate(supervisors) for c in sent if owner_of(s, c)}
+    assert len(ran_on) >= 2, "the work was not shared"
+    finished = [r for r in watcher.responses() if r["success"]]
+    assert finished, watcher.summary()
+    for response in finished:  # what a success says it pushed is on the remote, on its branch
+        assert git_out(site_remote, "branch", "--contains", response["commit"]).strip() != ""
+
+
+def test_an_interrupt_reaches_the_owner_whichever_container_receives_it(containers, sqs, queues, watcher, site_remote):
+    supervisors = containers(3)
+    send(sqs, queues, "cmd-0", "Write page 0\n@fake sleep 30", "acme")
+    watcher.progress("cmd-0", "agent")
+    (owner,) = [s for s in supervisors if owner_of(s, "cmd-0")]
+    # SQS hands each newer command to any of the three (the other two are idle): send newer ones until
+    # one landed elsewhere and was forwarded, each interrupting the one before on the owner.
+    for round_ in range(1, 9):
+        sent = time.monotonic()
+        send(sqs, queues, f"cmd-{round_}", f"Write page {round_}\n@fake sleep 30", "acme")
+        interrupted = watcher.response(f"cmd-{round_ - 1}", timeout=60)
+        assert interrupted["interrupted"] is True and interrupted["errorCode"] == "INTERRUPTED"
+        assert interrupted["_received"] - sent < 10  # not the 30 s the agent would take
+        watcher.progress(f"cmd-{round_}", "agent")
+        assert owner_of(owner, f"cmd-{round_}")  # the owner ran it, wherever it landed
+        if any(line.get("event") == "forwarded to the owner" for s in supervisors for line in s.log_lines()):
+            break
+    else:
+        pytest.fail("eight newer commands all landed on the owner itself")
+    subjects = git_out(site_remote, "log", "--format=%s", "thread-chat-a").splitlines()
+    assert subjects[0].startswith("WIP:") and len(subjects) >= 2
+
+
+def test_kill_9_of_an_owner_hands_its_workspace_and_forwarded_commands_to_another(
+    containers, sqs, queues, watcher, site_remote, spans
+):
+    supervisors = containers(3)
+    send(sqs, queues, "slow", "Write a slow page\n@fake sleep 4", "acme")
+    watcher.progress("slow", "agent")
+    (owner,) = [s for s in supervisors if owner_of(s, "slow")]
+    owner_inbox = next(line["inbox"] for line in owner.log_lines() if line.get("event") == "sharing the queue")
+    # A command forwarded to the owner just before it dies: only its inbox has it.
+    sqs.send_message(
+        QueueUrl=owner_inbox,
+        MessageBody=json.dumps(
+            {
+                "instruction": "Add a footer",
+                "commandId": "forwarded",
+                "chatThreadId": "chat-b",
+                "clientId": "acme",
+                "userId": "u1",
+            }
+        ),
+    )
+    owner.process.send_signal(signal.SIGSTOP)  # no more receives: the forwarded command stays in the inbox
+    time.sleep(0.5)
+    killed = time.time()
+    owner.process.send_signal(signal.SIGKILL)
+    owner.process.wait(10)
+    # Both come back: "slow" (its message on the input queue) and "forwarded" (from the dead inbox,
+    # adopted). Whichever arrives second interrupts the other, as in one container: both are answered.
+    slow, newer = watcher.response("slow", timeout=90), watcher.response("forwarded", timeout=90)
+    assert {slow["success"] or slow["interrupted"], newer["success"] or newer["interrupted"]} == {True}, (slow, newer)
+    taken = [
+        line
+        for s in supervisors
+        if s is not owner
+        for line in s.log_lines()
+        if line.get("event") == "workspace lease taken" and line.get("fence", 0) > 1
+    ]
+    assert taken, "no survivor took the workspace over"
+    took = datetime.fromisoformat(taken[0]["time"]).timestamp() - killed
+    # The survivor must watch an unchanged lease for LEASE_SECONDS, after one keeper round (a quarter).
+    assert took < LEASE_SECONDS * 1.25 + 3, took
+    assert overlaps(spans) == []
+    time.sleep(2)
+    assert Counter(r["commandId"] for r in watcher.responses()) == Counter(["slow", "forwarded"])
+    assert "Write a slow page" in git_out(site_remote, "log", "--format=%s", "thread-chat-a")  # WIP or whole
+    assert "Add a footer" in git_out(site_remote, "log", "--format=%s", "thread-chat-b")
