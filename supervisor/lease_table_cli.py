@@ -10,10 +10,11 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import boto3
 
-from supervisor.workspace_leases import LeaseTable, create_table
+from supervisor.workspace_leases import Holder, LeaseTable, create_table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,8 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.table:
         parser.error("no table name: pass --table or set LEASE_TABLE")
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    client = boto3.client("dynamodb", region_name=region, endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+    client = dynamodb_client()
     try:
         if args.action == "create":
             made = create_table(client, args.table)
@@ -37,10 +37,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
+    print("\n".join(describe(holders, sqs_client()) or ["(no leases)"]))
+    return 0
+
+
+def _client(service: str) -> Any:
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return boto3.client(service, region_name=region, endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+
+
+def dynamodb_client() -> Any:
+    return _client("dynamodb")
+
+
+def sqs_client() -> Any:
+    return _client("sqs")
+
+
+def describe(holders: list[Holder], sqs: Any, me: str | None = None) -> list[str]:
+    """One line a lease: workspace, owner (ours marked), fence, age of the last renewal, inbox depth."""
+    lines = []
     for h in sorted(holders, key=lambda h: h.workspace):
         age = f"{time.time() - h.renewed_at:.0f}s ago" if h.renewed_at else "never"
-        print(f"{h.workspace}  owner={h.owner or '(released)'}  fence={h.fence}  renewed {age}  inbox={h.inbox or '-'}")
-    return 0
+        owner = (h.owner or "(released)") + (" (this container)" if me and h.owner == me else "")
+        lines.append(f"{h.workspace}  owner={owner}  fence={h.fence}  renewed {age}  inbox={_depth(sqs, h.inbox)}")
+    return lines
+
+
+def _depth(sqs: Any, inbox: str | None) -> str:
+    if not inbox:
+        return "-"
+    try:
+        attributes = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["All"])["Attributes"]
+    except Exception:
+        return "gone"
+    waiting = int(attributes["ApproximateNumberOfMessages"])
+    in_flight = int(attributes["ApproximateNumberOfMessagesNotVisible"])
+    return f"{waiting} waiting, {in_flight} in flight"
 
 
 if __name__ == "__main__":

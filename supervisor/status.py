@@ -64,6 +64,9 @@ def status_report(supervisor: Any) -> dict[str, Any]:
         "handled": supervisor.answers.handled,
         "workers": workers,
         "waiting": waiting,
+        # With LEASE_TABLE: this container's id in the lease table, and its lease table.
+        "owner": getattr(supervisor.claims, "owner", None),
+        "leaseTable": supervisor.config.lease_table,
     }
 
 

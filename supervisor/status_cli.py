@@ -15,6 +15,7 @@ from typing import Any
 import psutil
 
 from supervisor.status import HEALTHY_WITHIN_SECONDS, read_status, status_path
+from supervisor.workspace_leases import LeaseTable
 
 
 def _workspace_argument(parser: argparse.ArgumentParser) -> None:
@@ -93,7 +94,21 @@ def status_main(argv: Sequence[str] | None = None) -> int:
             print("\n".join(_tree_lines(int(worker["workerPid"]))))
     for waiting in status.get("waiting", []):
         print(f"  waiting: {waiting['workspace']}  {waiting['commandId']}")
+    if status.get("leaseTable"):
+        print(f"leases in {status['leaseTable']} (this container: {status.get('owner')}):")
+        print("\n".join(f"  {line}" for line in _lease_lines(status["leaseTable"], status.get("owner"))))
     return 0
+
+
+def _lease_lines(table: str, me: str | None) -> list[str]:
+    """Every container's leases, from DynamoDB (the status file only knows this container)."""
+    from supervisor.lease_table_cli import describe, dynamodb_client, sqs_client
+
+    try:
+        holders = LeaseTable(dynamodb_client(), table, owner="bin/status", inbox="", lease_seconds=60).holders()
+    except Exception as error:
+        return [f"(cannot read the lease table: {type(error).__name__}: {error})"]
+    return describe(holders, sqs_client(), me) or ["(none)"]
 
 
 def healthcheck_main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import signal
+import subprocess
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from helpers import QUICK_BUILD, REGION, OutputWatcher, SupervisorProcess, git_out
+from helpers import QUICK_BUILD, REGION, ROOT, OutputWatcher, SupervisorProcess, git_out
 
 from supervisor.workspace_leases import create_table
 
@@ -133,10 +134,13 @@ def test_a_burst_over_four_workspaces_never_shares_a_checkout_and_each_command_i
         assert git_out(site_remote, "branch", "--contains", response["commit"]).strip() != ""
 
 
-def test_an_interrupt_reaches_the_owner_whichever_container_receives_it(containers, sqs, queues, watcher, site_remote):
+def test_an_interrupt_reaches_the_owner_whichever_container_receives_it(
+    containers, sqs, queues, watcher, site_remote, env
+):
     supervisors = containers(3)
     send(sqs, queues, "cmd-0", "Write page 0\n@fake sleep 30", "acme")
     watcher.progress("cmd-0", "agent")
+    time.sleep(0.5)  # the fake agent has made its edit: the interrupt has something to commit
     (owner,) = [s for s in supervisors if owner_of(s, "cmd-0")]
     # SQS hands each newer command to any of the three (the other two are idle): send newer ones until
     # one landed elsewhere and was forwarded, each interrupting the one before on the owner.
@@ -147,13 +151,19 @@ def test_an_interrupt_reaches_the_owner_whichever_container_receives_it(containe
         assert interrupted["interrupted"] is True and interrupted["errorCode"] == "INTERRUPTED"
         assert interrupted["_received"] - sent < 10  # not the 30 s the agent would take
         watcher.progress(f"cmd-{round_}", "agent")
+        time.sleep(0.5)
         assert owner_of(owner, f"cmd-{round_}")  # the owner ran it, wherever it landed
         if any(line.get("event") == "forwarded to the owner" for s in supervisors for line in s.log_lines()):
             break
     else:
         pytest.fail("eight newer commands all landed on the owner itself")
     subjects = git_out(site_remote, "log", "--format=%s", "thread-chat-a").splitlines()
-    assert subjects[0].startswith("WIP:") and len(subjects) >= 2
+    assert len([s for s in subjects if s.startswith("WIP:")]) == round_, subjects  # each interrupted one
+    # bin/status shows the leases of every container next to this host's workers.
+    shown = subprocess.run([str(ROOT / "bin" / "status")], env=env, capture_output=True, text=True, timeout=30)
+    owner_id = next(line["owner"] for line in owner.log_lines() if line.get("event") == "sharing the queue")
+    assert shown.returncode == 0, shown.stderr
+    assert f"acme/u1/site  owner={owner_id}" in shown.stdout and "inbox=0 waiting" in shown.stdout, shown.stdout
 
 
 def test_kill_9_of_an_owner_hands_its_workspace_and_forwarded_commands_to_another(
