@@ -7,8 +7,8 @@ a dead container's inbox is drained by whoever takes over its workspaces, then r
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -17,16 +17,16 @@ from typing import Any
 from supervisor.queues import Queues, Received
 
 log = logging.getLogger("supervisor.inbox")
-MAX_QUEUE_NAME = 80
+MAX_BASE = 40  # of the input queue's name in an inbox's (SQS allows 80 in all)
 RETENTION_SECONDS = 4 * 24 * 3600
 EMPTY_ROUNDS_BEFORE_REMOVAL = 2  # an adopted inbox found empty this many receives in a row may go
 
 
 def inbox_name(input_queue_url: str, owner: str) -> str:
-    """`{input queue}-inbox-{owner}`, cut to SQS's 80 characters, the owner's end kept."""
-    suffix = "-inbox-" + re.sub(r"[^A-Za-z0-9_-]", "-", owner)
+    """`{input queue, first 40 characters}-inbox-{12 hex of the owner}`: at most 59 characters, and a
+    name IAM can grant by pattern (`{input queue}-inbox-*`); the owner itself is in the queue's tags."""
     base = input_queue_url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".fifo")
-    return base[: MAX_QUEUE_NAME - len(suffix)] + suffix[-MAX_QUEUE_NAME:]
+    return f"{base[:MAX_BASE]}-inbox-{hashlib.sha256(owner.encode()).hexdigest()[:12]}"
 
 
 def create_inbox(sqs: Any, input_queue_url: str, owner: str, visibility_seconds: int) -> str:

@@ -3,6 +3,7 @@ configuration parser accepts, with the stop timeout, volume and permissions the 
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from cfnlint.decode import decode_str
 from helpers import REGION, ROOT
 
 from supervisor.contract.config import load_config
+from supervisor.inbox import inbox_name
 
 TEMPLATE = ROOT / "deploy" / "webordinary-edit.yaml"
 NO_VALUE = object()
@@ -40,8 +42,10 @@ class Resolver:
 
     def ref(self, resource: str) -> str:
         """What Ref gives for a resource: a queue's URL, else a stand-in name."""
-        if self.template["Resources"].get(resource, {}).get("Type") == "AWS::SQS::Queue":
-            return f"https://sqs.{REGION}.amazonaws.com/123456789012/{resource}"
+        spec = self.template["Resources"].get(resource, {})
+        if spec.get("Type") == "AWS::SQS::Queue":
+            name = self.resolve(spec["Properties"].get("QueueName", resource))
+            return f"https://sqs.{REGION}.amazonaws.com/123456789012/{name}"
         return f"ref-{resource}"
 
     def name(self, name: str) -> Any:
@@ -143,8 +147,21 @@ def test_roles_grant_exactly_what_the_service_uses():
         "s3:GetObject",
         "s3:PutObject",
         "s3:DeleteObject",
+        "sqs:CreateQueue",
+        "sqs:TagQueue",
+        "sqs:DeleteQueue",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:Scan",
     }
     assert not any(s["Resource"] == "*" for s in task_statements)
+    by_sid = {s["Sid"]: s for s in task_statements}
+    assert by_sid["HoldWorkspaceLeases"]["Resource"].endswith(":LeaseTable/Arn")  # the table, no other
+    # The inboxes a task makes are exactly the queues the pattern grants, and nothing wider.
+    pattern = by_sid["OwnAndAdoptInboxes"]["Resource"]
+    input_url = Resolver(template, {}).ref("InputQueue")
+    inbox = f"arn:aws:sqs:{REGION}:123456789012:{inbox_name(input_url, 'ip-10-0-1-23.ec2.internal-7-ab12cd')}"
+    assert fnmatch.fnmatchcase(inbox, pattern) and pattern.count("*") == 1
     buckets = [s["Resource"] for s in task_statements if s["Action"] == "s3:ListBucket"]
     assert buckets == ["arn:aws:s3:::edit.*.webordinary.com"]
     assume = rendered["TaskRoleAssumesAgentRole"]["Properties"]["PolicyDocument"]["Statement"]

@@ -18,10 +18,12 @@ def sqs(monkeypatch):
         yield boto3.client("sqs", region_name="us-west-2")
 
 
-def test_the_name_fits_sqs_and_keeps_the_owner():
-    name = inbox_name("https://sqs.us-west-2.amazonaws.com/1/" + "q" * 90, "task/abc:123")
-    assert len(name) <= 80 and name.endswith("-inbox-task-abc-123")
-    assert inbox_name("http://h/1/edit-input", "a1") == "edit-input-inbox-a1"
+def test_the_name_fits_sqs_and_the_pattern_iam_grants():
+    owner = "ip-10-0-1-23.us-west-2.compute.internal-7-ab12cd"
+    long = inbox_name("https://sqs.us-west-2.amazonaws.com/1/" + "q" * 90, owner)
+    assert long.startswith("q" * 40 + "-inbox-") and len(long) == 59
+    short = inbox_name("http://h/1/edit-input", "a1")
+    assert short.startswith("edit-input-inbox-") and short != inbox_name("http://h/1/edit-input", "a2")
 
 
 def test_a_forwarded_command_is_received_from_the_inbox_and_settled_there(sqs, tmp_path):
