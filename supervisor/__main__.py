@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 
+from supervisor.claims import SharingUnavailable
 from supervisor.common.logs import setup_logging
 from supervisor.common.proctree import become_subreaper, hide_environment
 from supervisor.contract.config import load_config_or_exit
@@ -28,6 +29,9 @@ def main() -> int:
     signal.signal(signal.SIGINT, supervisor.on_signal)
     try:
         return supervisor.run()
+    except SharingUnavailable as error:
+        log.error("cannot share the queue: %s", error)
+        return SupervisorExit.CONFIG
     except Exception:
         log.exception("supervisor loop crashed")
         return SupervisorExit.CRASHED

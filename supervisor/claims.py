@@ -47,8 +47,13 @@ from supervisor.workspace_leases import Holder, LeaseTable
 
 log = logging.getLogger("supervisor.claims")
 REQUEUE_DELAY_SECONDS = 2  # a command put back for an idle container: not received again at once
+OUTAGE_DELAY_SECONDS = 10  # DynamoDB unreachable: the command is put back and tried this much later
 RETRY_SECONDS = 2  # a forward that failed, or an owner with no inbox: tried again this much later
 QUICK_CALLS = BotoConfig(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
+
+
+class SharingUnavailable(RuntimeError):
+    """The lease table or our inbox cannot be used at start: a configuration or permission problem."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,11 @@ class Claims:
     # Start and stop -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.open_inbox()
+        try:
+            self.table.holder("-")  # the table exists and we may read it
+            self.open_inbox()
+        except Exception as error:
+            raise SharingUnavailable(f"LEASE_TABLE {self.table.table}: {type(error).__name__}: {error}") from None
         self._keeper.start()
 
     @property
@@ -145,9 +154,14 @@ class Claims:
     def admit(self, workspace: str, message: Received, *, here: bool, free: bool) -> Admit | None:
         """`here`: the workspace has a run here; `free`: a worker slot is open. None: the message was
         forwarded, put back, or is to be tried again; the loop is done with it."""
-        with self._lock:
-            # No slot and nothing here: not ours to hold (an idle lease of ours is given up).
-            claim = self.ownership.claim(workspace) if here or free else self.ownership.elsewhere(workspace)
+        try:
+            with self._lock:
+                # No slot and nothing here: not ours to hold (an idle lease of ours is given up).
+                claim = self.ownership.claim(workspace) if here or free else self.ownership.elsewhere(workspace)
+        except Exception as error:  # DynamoDB unreachable: never a reason to dead-letter a valid command
+            log.warning("could not read the workspace's lease: %s", error, extra={"workspace": workspace})
+            self._requeue(message, OUTAGE_DELAY_SECONDS)
+            return None
         if isinstance(claim, Local):
             return Admit(self._lease_for_worker(workspace, claim.fence), self._takeover(claim.previous))
         if isinstance(claim, Elsewhere) and claim.inbox and claim.inbox != self.inbox:
@@ -216,11 +230,10 @@ class Claims:
     def _poller(self, url: str, stop: threading.Event) -> Poller:
         return Poller(self.queues, self.leases, self.delivery, self.post, stop, queue_url=url)
 
-    def _requeue(self, message: Received) -> None:
+    def _requeue(self, message: Received, delay: int = REQUEUE_DELAY_SECONDS) -> None:
+        """A new copy on the input queue, `delay` seconds late, then the original deleted."""
         try:
-            self.sqs.send_message(
-                QueueUrl=self.config.input_queue_url, MessageBody=message.body, DelaySeconds=REQUEUE_DELAY_SECONDS
-            )
+            self.sqs.send_message(QueueUrl=self.config.input_queue_url, MessageBody=message.body, DelaySeconds=delay)
         except Exception as error:
             log.warning("could not put a command back on the input queue: %s", error)
             self.delivery.retry_later(message, RETRY_SECONDS)

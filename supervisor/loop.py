@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from supervisor.answers import Answers, log_context_of
-from supervisor.claims import Claims, SingleContainer
+from supervisor.claims import RETRY_SECONDS, Claims, SingleContainer
 from supervisor.contract.config import Config
 from supervisor.contract.exit_codes import SupervisorExit, WorkerExit
 from supervisor.delivery import Delivery
@@ -76,10 +76,10 @@ class Supervisor:
 
     def run(self) -> int:
         log.info("supervisor started", extra={"queue": self.config.input_queue_url, "workers": self.config.max_workers})
+        self.claims.start()  # first: a lease table we cannot use stops us before anything runs
         self.answers.answered.prune()
         self.leases.start()
         self.delivery.start()
-        self.claims.start()
         poller = Poller(self.queues, self.leases, self.delivery, self.events.put, self.poller_stop)
         poller.start()
         while not self.finished():
@@ -144,7 +144,7 @@ class Supervisor:
         self.pool.end_leftovers(run)
         with log_context_of(run):
             if code == WorkerExit.LEASE_LOST or run.lease_lost:  # the workspace's new owner runs it
-                self.delivery.give_back(run.message)
+                self.delivery.retry_later(run.message, RETRY_SECONDS)
             elif run.phase == "finishing":
                 self.answers.finish_interrupted(run, worker.result, code)
             elif worker.result is not None:

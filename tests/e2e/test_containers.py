@@ -212,3 +212,13 @@ def test_kill_9_of_an_owner_hands_its_workspace_and_forwarded_commands_to_anothe
     assert Counter(r["commandId"] for r in watcher.responses()) == Counter(["slow", "forwarded"])
     assert "Write a slow page" in git_out(site_remote, "log", "--format=%s", "thread-chat-a")  # WIP or whole
     assert "Add a footer" in git_out(site_remote, "log", "--format=%s", "thread-chat-b")
+
+
+def test_a_lease_table_that_cannot_be_used_stops_the_supervisor_with_one_clear_line(env, tmp_path):
+    broken = SupervisorProcess({**env, "LEASE_TABLE": "no-such-table"}, tmp_path / "broken.log")
+    code = broken.process.wait(30)
+    broken.stop()  # closes the log
+    assert code == 2
+    text = broken.log_path.read_text()
+    assert "cannot share the queue: LEASE_TABLE no-such-table: ResourceNotFoundException" in text
+    assert "Traceback" not in text and "exception" not in text

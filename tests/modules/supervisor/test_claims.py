@@ -200,3 +200,13 @@ def test_a_clean_exit_releases_its_leases_and_empties_its_inbox_into_the_input_q
     send(sqs, input_url, "c3")
     admitted = b.admit(WORKSPACE, receive_one(b), here=False, free=True)
     assert admitted is not None and admitted.lease["fence"] == 2  # at once: released, not run out
+
+
+def test_an_unreachable_lease_table_puts_the_command_back_never_dead_letters_it(sqs, dynamodb, input_url, tmp_path):
+    a, _, _ = container("a", sqs, dynamodb, input_url, tmp_path)
+    dynamodb.delete_table(TableName="leases")  # as good as DynamoDB being down, for the claim
+    send(sqs, input_url, "c1")
+    assert a.admit(WORKSPACE, receive_one(a), here=False, free=True) is None
+    attributes = sqs.get_queue_attributes(QueueUrl=input_url, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"  # the copy, ten seconds late
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"  # the original deleted
