@@ -19,17 +19,10 @@ short timeouts and two attempts, so an outage delays the loop by seconds at most
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import secrets
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -43,6 +36,7 @@ from supervisor.leases import Leases
 from supervisor.ownership import Elsewhere, Local, Ownership
 from supervisor.poller import Poller
 from supervisor.queues import Queues, Received
+from supervisor.sharing import Admit, SharingUnavailable, SingleContainer, container_id, storage_id
 from supervisor.workspace_leases import Holder, LeaseTable
 
 log = logging.getLogger("supervisor.claims")
@@ -50,41 +44,15 @@ REQUEUE_DELAY_SECONDS = 2  # a command put back for an idle container: not recei
 OUTAGE_DELAY_SECONDS = 10  # DynamoDB unreachable: the command is put back and tried this much later
 RETRY_SECONDS = 2  # a forward that failed, or an owner with no inbox: tried again this much later
 QUICK_CALLS = BotoConfig(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
+__all__ = ["RETRY_SECONDS", "Claims", "SharingUnavailable", "sharing_for"]
 
 
-class SharingUnavailable(RuntimeError):
-    """The lease table or our inbox cannot be used at start: a configuration or permission problem."""
+def sharing_for(config: Config) -> type[SingleContainer]:
+    """Several containers on one queue (LEASE_TABLE set), or this one alone."""
+    return Claims if config.lease_table else SingleContainer
 
 
-@dataclass(frozen=True)
-class Admit:
-    """Run it here. `lease` goes to the worker, which checks it before it writes (steps/fence.py)."""
-
-    lease: dict[str, Any]
-    warnings: tuple[str, ...] = ()
-
-
-def container_id() -> str:
-    """Unique to this process's life: a restarted container is a new owner with a new inbox."""
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-def storage_id(workspace_path: str) -> str:
-    """The id of WORKSPACE_PATH's volume: shared by every container mounting the same volume (EFS)."""
-    path = Path(workspace_path) / ".supervisor" / "storage-id"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)  # the first container names it
-        with os.fdopen(fd, "w") as out:
-            out.write(uuid.uuid4().hex)
-    for _ in range(50):  # another container may be between creating and writing it
-        if text := path.read_text().strip():
-            return text
-        time.sleep(0.02)
-    raise RuntimeError(f"{path} stays empty")
-
-
-class Claims:
+class Claims(SingleContainer):
     def __init__(
         self,
         config: Config,
@@ -99,7 +67,7 @@ class Claims:
         clock: Callable[[], float] = time.monotonic,
     ):
         assert config.lease_table is not None
-        self.config, self.queues, self.delivery, self.leases, self.post = config, queues, delivery, leases, post
+        super().__init__(config, queues, delivery, leases, post)
         self.owner = owner or container_id()
         self.storage = storage_id(config.workspace_path)
         client = dynamodb or boto3.client(
@@ -113,7 +81,6 @@ class Claims:
         )
         self.ownership = Ownership(self.table, clock)
         self.inboxes = Inboxes(self.sqs, queues, self._poller)
-        self.busy: frozenset[str] = frozenset()  # workspaces with work here: set by the loop every tick
         self._lock = threading.Lock()  # the loop's admit and the keeper's rounds take turns on the leases
         self._stop = threading.Event()
         self._keeper = threading.Thread(target=self._keep_forever, name="claims", daemon=True)
@@ -175,6 +142,9 @@ class Claims:
         else:
             self._requeue(message)
         return None
+
+    def pause_receiving(self) -> bool:
+        return self.full  # a container with a free slot should receive the next command first
 
     # The keeper -----------------------------------------------------------------------------------
 
@@ -239,22 +209,3 @@ class Claims:
             self.delivery.retry_later(message, RETRY_SECONDS)
             return
         self.delivery.delete(message)
-
-
-class SingleContainer:
-    """LEASE_TABLE unset: this container alone reads the queue and runs every command it receives."""
-
-    def __init__(self, *_args: Any, **_kwargs: Any):
-        self.busy: frozenset[str] = frozenset()
-
-    def start(self) -> None:
-        pass
-
-    def stop_receiving(self) -> None:
-        pass
-
-    def close(self, timeout: float) -> None:
-        pass
-
-    def admit(self, workspace: str, message: Received, *, here: bool, free: bool) -> Admit:
-        return Admit({})

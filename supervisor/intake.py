@@ -8,13 +8,13 @@ import logging
 from collections.abc import Callable
 
 from supervisor.answers import Answers, log_context_of
-from supervisor.claims import Claims, SingleContainer
 from supervisor.contract.command import InvalidMessage, parse_command
 from supervisor.contract.config import Config
 from supervisor.delivery import Delivery
 from supervisor.queues import Received
 from supervisor.routing import Router
 from supervisor.run import Run
+from supervisor.sharing import SingleContainer
 from supervisor.shutdown import Shutdown
 
 log = logging.getLogger("supervisor")
@@ -27,7 +27,7 @@ class Intake:
         answers: Answers,
         delivery: Delivery,
         router: Router,
-        claims: Claims | SingleContainer,
+        claims: SingleContainer,
         shutdown: Shutdown,
     ):
         self.config, self.answers, self.delivery, self.router = config, answers, delivery, router

@@ -16,14 +16,14 @@ from collections.abc import Callable
 from typing import Any
 
 from supervisor.answers import Answers, log_context_of
-from supervisor.claims import RETRY_SECONDS, Claims, SingleContainer
+from supervisor.claims import RETRY_SECONDS, sharing_for
 from supervisor.contract.config import Config
 from supervisor.contract.exit_codes import SupervisorExit, WorkerExit
 from supervisor.delivery import Delivery
 from supervisor.events import LeasesLost, LoopEvent, MessageReceived, TreeEnded, WorkerExited, WorkerReported
 from supervisor.intake import Intake
 from supervisor.leases import Leases
-from supervisor.poller import Poller, hand_back_unread
+from supervisor.poller import hand_back_unread
 from supervisor.pool import WorkerPool
 from supervisor.progress import Progress
 from supervisor.queues import Queues, Received
@@ -57,8 +57,7 @@ class Supervisor:
         self.router = Router(config.max_workers)
         self.shutdown = Shutdown.of(config)
         self.pool = pool(self.events.put)
-        sharing = Claims if config.lease_table else SingleContainer  # one queue, several containers?
-        self.claims = sharing(config, self.queues, self.delivery, self.leases, self.events.put)
+        self.claims = sharing_for(config)(config, self.queues, self.delivery, self.leases, self.events.put)
         self.intake = Intake(config, self.answers, self.delivery, self.router, self.claims, self.shutdown)
         self.clock = clock
         self._signals: list[int] = []  # appended by signal handlers, read by the loop (no locks there)
@@ -80,7 +79,7 @@ class Supervisor:
         self.answers.answered.prune()
         self.leases.start()
         self.delivery.start()
-        poller = Poller(self.queues, self.leases, self.delivery, self.events.put, self.poller_stop)
+        poller = self.claims.input_poller(self.poller_stop)
         poller.start()
         while not self.finished():
             self.step(TICK_SECONDS)
@@ -209,7 +208,7 @@ class Supervisor:
             return
         self._next_tick = now + TICK_SECONDS
         runs = list(self.router.running.values())
-        self.claims.busy = self.router.workspace_names()
+        self.claims.publish(self.router)
         self.pool.track(runs)
         for run in runs:
             if run.phase == "running":

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from supervisor.delivery import Delivery
 from supervisor.events import LoopEvent, MessageReceived
 from supervisor.leases import Leases
-from supervisor.queues import Queues
+from supervisor.queues import LONG_POLL_SECONDS, Queues
 
 log = logging.getLogger("supervisor.poller")
+PAUSE_SECONDS = 0.5  # between receives while `pause_when` says so (a full container sharing the queue)
 BACKOFF_SECONDS = 1.0  # after a failed receive, doubled on each failure in a row, up to MAX_BACKOFF_SECONDS
 MAX_BACKOFF_SECONDS = 16.0
 # Messages held (received, not yet answered) beyond which the poller takes no more: a flood waits in
@@ -32,29 +33,36 @@ class Poller(threading.Thread):
         stop: threading.Event,
         *,
         queue_url: str | None = None,
+        pause_when: Callable[[], bool] = lambda: False,
     ):
         super().__init__(name="poller" if queue_url is None else "inbox-poller", daemon=True)
         self.queues, self.leases, self.delivery, self.post, self.stop = queues, leases, delivery, post, stop
         self.queue_url = queue_url  # None: the input queue
+        self.pause_when = pause_when
         self.failures = 0  # receives failed in a row
         self.empty_rounds = 0  # receives in a row that found nothing
 
     def run(self) -> None:
         while not self.stop.is_set():
-            if self.poll_once() is None:
+            if self.pause_when():  # one message a second or so: a command for our workspaces still gets in
+                self.stop.wait(PAUSE_SECONDS)
+                taken = self.poll_once(max_messages=1, wait_seconds=1)
+            else:
+                taken = self.poll_once()
+            if taken is None:
                 self.stop.wait(self.backoff())
 
     def backoff(self) -> float:
         """Seconds to wait before the next receive: a backlog waits BACKOFF_SECONDS, failures longer."""
         return min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2 ** max(0, self.failures - 1))
 
-    def poll_once(self) -> int | None:
+    def poll_once(self, max_messages: int = 10, wait_seconds: int = LONG_POLL_SECONDS) -> int | None:
         """One receive; the number of messages taken, or None when it backed off (an error, or a
         backlog: the loop holds MAX_HELD messages already, and SQS keeps the rest for us or others)."""
         if len(self.leases.held()) >= MAX_HELD:
             return None
         try:
-            messages = self.queues.receive(max_messages=10, queue_url=self.queue_url)
+            messages = self.queues.receive(max_messages, wait_seconds, queue_url=self.queue_url)
         except Exception as error:  # SQS unreachable or failing (boto3 retried already): back off
             self.failures += 1
             log.warning("receive failed: %s", error, extra={"failuresInARow": self.failures, "retryIn": self.backoff()})

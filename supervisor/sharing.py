@@ -1,0 +1,90 @@
+"""How this container shares the input queue. `SingleContainer` (LEASE_TABLE unset): it alone reads the
+queue and runs every command it receives. `supervisor/claims.py` `Claims` (LEASE_TABLE set) extends it for
+several containers. Both make the input queue's poller, which a full container (no free worker slot)
+slows down, so that one with a free slot receives the next command first."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from supervisor.contract.config import Config
+from supervisor.delivery import Delivery
+from supervisor.events import LoopEvent
+from supervisor.leases import Leases
+from supervisor.poller import Poller
+from supervisor.queues import Queues, Received
+from supervisor.routing import Router
+
+
+class SharingUnavailable(RuntimeError):
+    """The lease table or our inbox cannot be used at start: a configuration or permission problem."""
+
+
+@dataclass(frozen=True)
+class Admit:
+    """Run it here. `lease` goes to the worker, which checks it before it writes (steps/fence.py)."""
+
+    lease: dict[str, Any]
+    warnings: tuple[str, ...] = ()
+
+
+def container_id() -> str:
+    """Unique to this process's life: a restarted container is a new owner with a new inbox."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def storage_id(workspace_path: str) -> str:
+    """The id of WORKSPACE_PATH's volume: shared by every container mounting the same volume (EFS)."""
+    path = Path(workspace_path) / ".supervisor" / "storage-id"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)  # the first container names it
+        with os.fdopen(fd, "w") as out:
+            out.write(uuid.uuid4().hex)
+    for _ in range(50):  # another container may be between creating and writing it
+        if text := path.read_text().strip():
+            return text
+        time.sleep(0.02)
+    raise RuntimeError(f"{path} stays empty")
+
+
+class SingleContainer:
+    def __init__(
+        self, config: Config, queues: Queues, delivery: Delivery, leases: Leases, post: Callable[[LoopEvent], None]
+    ):
+        self.config, self.queues, self.delivery, self.leases, self.post = config, queues, delivery, leases, post
+        self.busy: frozenset[str] = frozenset()  # workspaces with work here (`publish`)
+        self.full = False  # no worker slot free (`publish`)
+
+    def publish(self, router: Router) -> None:
+        """The loop's state the other threads may read, set by the loop every tick."""
+        self.busy, self.full = router.workspace_names(), not router.has_free_slot()
+
+    def input_poller(self, stop: threading.Event) -> Poller:
+        return Poller(self.queues, self.leases, self.delivery, self.post, stop, pause_when=self.pause_receiving)
+
+    def pause_receiving(self) -> bool:
+        """One container alone must take every command, full or not (waiting ones wait here)."""
+        return False
+
+    def start(self) -> None:
+        pass
+
+    def stop_receiving(self) -> None:
+        pass
+
+    def close(self, timeout: float) -> None:
+        pass
+
+    def admit(self, workspace: str, message: Received, *, here: bool, free: bool) -> Admit | None:
+        return Admit({})
