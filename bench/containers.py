@@ -58,7 +58,6 @@ class Cluster:
             "OUTPUT_QUEUE_URL": self.output,
             "AGENT_COMMAND": f"{sys.executable} {FAKE_AGENT}",
             "BUILD_COMMAND": QUICK_BUILD,
-            "MAX_WORKERS": "1",
             "PROGRESS_EVENTS": "true",
             "LOG_FORMAT": "json",
             "SHUTDOWN_GRACE_SECONDS": "10",
@@ -140,7 +139,9 @@ def one_at_a_time(cluster: Cluster, count: int, agent_seconds: float) -> list[fl
 
 def takeover(stack: LocalStack, logs: Path, lease_seconds: float) -> dict[str, float]:
     seconds = str(int(lease_seconds))
-    cluster = Cluster(stack, logs, 2, leases=True, lease_seconds=lease_seconds, VISIBILITY_TIMEOUT_SECONDS=seconds)
+    cluster = Cluster(
+        stack, logs, 2, leases=True, lease_seconds=lease_seconds, VISIBILITY_TIMEOUT_SECONDS=seconds, MAX_WORKERS="1"
+    )
     try:
         time.sleep(2)
         cluster.send(CLIENTS[0], "long", 60)
@@ -179,29 +180,35 @@ def main() -> int:
     parser.add_argument("--per-workspace", type=int, default=5, help="commands per workspace per run")
     parser.add_argument("--agent-seconds", type=float, default=2.0)
     parser.add_argument("--lease-seconds", type=float, default=10.0)
+    parser.add_argument("--counts", default="1,2,3", help="supervisor counts to measure (default %(default)s)")
+    parser.add_argument("--logs", type=Path, help="keep the supervisors' logs in this folder")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     figures: dict[str, Any] = {"commandsPerRun": args.per_workspace * len(CLIENTS), "leaseSeconds": args.lease_seconds}
     with tempfile.TemporaryDirectory(prefix="containers-bench-") as folder, local_stack(Path(folder)) as stack:
-        logs = Path(folder) / "logs"
-        logs.mkdir()
+        logs = args.logs or Path(folder) / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
         installed = installed_site()
         for client in CLIENTS:
             stack.create_bucket(client)
             prewarm_checkout(Path(folder) / "workspace", stack.remote, installed, client, "u1")
-        rates = {}
-        for count in (1, 2, 3):
-            cluster = Cluster(stack, logs, count, leases=True, lease_seconds=args.lease_seconds)
+        rates: dict[str, float] = {}
+        counts = [int(c) for c in args.counts.split(",")]
+        # The obvious alternative last: one container with as many workers, no leases (the machine's limit).
+        runs = [(f"{n}", n, 1, True) for n in counts] + [(f"1x{max(counts)}", 1, max(counts), False)]
+        for name, count, workers, leases in runs:
+            lease_seconds, max_workers = args.lease_seconds, str(workers)
+            cluster = Cluster(stack, logs, count, leases=leases, lease_seconds=lease_seconds, MAX_WORKERS=max_workers)
             try:
                 seconds, _ = closed_loop(cluster, args.per_workspace, args.agent_seconds)
             finally:
                 cluster.stop()
-            rates[count] = figures["commandsPerRun"] / seconds * 60
-            print(f"{count} supervisor(s): {rates[count]:.1f} commands/min", file=sys.stderr)
-        figures["commandsPerMinute"] = {str(k): round(v, 1) for k, v in rates.items()}
-        figures["speedup"] = {str(k): round(v / rates[1], 2) for k, v in rates.items()}
+            rates[name] = figures["commandsPerRun"] / seconds * 60
+            print(f"{count} supervisor(s) × {workers} worker(s): {rates[name]:.1f} commands/min", file=sys.stderr)
+        figures["commandsPerMinute"] = {k: round(v, 1) for k, v in rates.items()}
+        figures["speedup"] = {k: round(v / rates[str(counts[0])], 2) for k, v in rates.items()}
         for leases in (False, True):
-            cluster = Cluster(stack, logs, 1, leases=leases, lease_seconds=args.lease_seconds)
+            cluster = Cluster(stack, logs, 1, leases=leases, lease_seconds=args.lease_seconds, MAX_WORKERS="1")
             try:
                 latencies = one_at_a_time(cluster, 12, args.agent_seconds)
             finally:

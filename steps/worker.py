@@ -22,7 +22,7 @@ from types import FrameType
 from typing import Any
 
 from steps.base import StepContext, workspace_path
-from steps.fence import Fence, LeaseLost
+from steps.fence import Fence, LeaseLost, lease_client
 from steps.git.ledger import Ledger
 from steps.git.lock import WorkspaceBusy, workspace_lock
 from steps.git.repo import Git
@@ -132,6 +132,7 @@ def main() -> int:
     shell.ends_tree_on_interrupt = signals.ends_tree
     shell.interrupt_grace = config.interrupt_grace_seconds
     try:
+        client = lease_client(config) if config.lease_table else None  # made while idle, off a command's time
         text = sys.stdin.read()  # a spare worker waits here, imports done, until it is given a job
     except Stopped:
         return WorkerExit.OK  # a spare stopped before it had a job: nothing to report
@@ -146,7 +147,7 @@ def main() -> int:
     checkout = workspace_path(config, command)
     ctx = StepContext(config=config, command=command, checkout=checkout, git=Git(checkout, config))
     ctx.on_progress = events.progress
-    ctx.fence = Fence.from_job(job, config)
+    ctx.fence = Fence.from_job(job, config, client)
     ctx.warnings += [str(w) for w in job.get("warnings", [])]  # from the supervisor (a workspace moved)
     with log_context(commandId=command.command_id, sessionId=command.session_id):
         try:

@@ -40,7 +40,7 @@ from supervisor.sharing import Admit, SharingUnavailable, SingleContainer, conta
 from supervisor.workspace_leases import Holder, LeaseTable
 
 log = logging.getLogger("supervisor.claims")
-REQUEUE_DELAY_SECONDS = 2  # a command put back for an idle container: not received again at once
+REQUEUE_DELAY_SECONDS = 0  # a command put back for an idle container (a full one receives slowly: `pause_receiving`)
 OUTAGE_DELAY_SECONDS = 10  # DynamoDB unreachable: the command is put back and tried this much later
 RETRY_SECONDS = 2  # a forward that failed, or an owner with no inbox: tried again this much later
 QUICK_CALLS = BotoConfig(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
@@ -208,4 +208,5 @@ class Claims(SingleContainer):
             log.warning("could not put a command back on the input queue: %s", error)
             self.delivery.retry_later(message, RETRY_SECONDS)
             return
+        log.info("put back on the input queue", extra={"messageId": message.message_id, "delaySeconds": delay})
         self.delivery.delete(message)
