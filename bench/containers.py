@@ -6,9 +6,11 @@ root (the EFS layout), the fake agent sleeping a fixed 2 s, the quick build, MAX
 supervisor. Load is closed-loop: six chat users, one workspace each, each sending its next command as
 soon as the last one is answered, so nothing is superseded and the queue never floods.
 
-- Throughput: commands a minute with 1, 2, 3 supervisors, and the ratio to one (the goal: ≥ 2.7 at 3).
-- Lease latency: one command at a time (round-robin over the workspaces), one supervisor with and
-  without LEASE_TABLE; the difference of the medians and of the p95s is what the lease adds.
+- Throughput: commands a minute with 1, 2, 3 supervisors, and the ratio to one (the goal: ≥ 2.7 at 3);
+  the obvious alternative last, one supervisor with MAX_WORKERS=3 and no leases (what the machine allows).
+- Lease latency: one command at a time (round-robin over the workspaces), one supervisor with and one
+  without LEASE_TABLE, both up, taking turns; the difference of the medians and of the p95s is what the
+  lease adds (a take per command: the round trip outlasts the idle release).
 - Takeover: two supervisors; the owner of a busy workspace is killed -9; seconds until the survivor took
   the lease, and until the command's first step started again (VISIBILITY_TIMEOUT_SECONDS=LEASE_SECONDS).
 
@@ -126,9 +128,9 @@ def closed_loop(cluster: Cluster, per_workspace: int, agent_seconds: float) -> t
     return time.monotonic() - started, latencies
 
 
-def one_at_a_time(cluster: Cluster, count: int, agent_seconds: float) -> list[float]:
+def one_at_a_time(cluster: Cluster, count: int, agent_seconds: float, start: int = 0) -> list[float]:
     latencies = []
-    for index in range(count):
+    for index in range(start, start + count):
         cluster.send(CLIENTS[index % len(CLIENTS)], f"{CLIENTS[index % len(CLIENTS)]}-solo{index}", agent_seconds)
         command_id = f"{CLIENTS[index % len(CLIENTS)]}-solo{index}-{cluster.tag}"
         while not (done := [b for b in cluster.read() if b["type"] == "response" and b["commandId"] == command_id]):
@@ -180,6 +182,7 @@ def main() -> int:
     parser.add_argument("--per-workspace", type=int, default=5, help="commands per workspace per run")
     parser.add_argument("--agent-seconds", type=float, default=2.0)
     parser.add_argument("--lease-seconds", type=float, default=10.0)
+    parser.add_argument("--latency-samples", type=int, default=24, help="commands per variant (default %(default)s)")
     parser.add_argument("--counts", default="1,2,3", help="supervisor counts to measure (default %(default)s)")
     parser.add_argument("--logs", type=Path, help="keep the supervisors' logs in this folder")
     parser.add_argument("--json", action="store_true")
@@ -207,13 +210,20 @@ def main() -> int:
             print(f"{count} supervisor(s) × {workers} worker(s): {rates[name]:.1f} commands/min", file=sys.stderr)
         figures["commandsPerMinute"] = {k: round(v, 1) for k, v in rates.items()}
         figures["speedup"] = {k: round(v / rates[str(counts[0])], 2) for k, v in rates.items()}
-        for leases in (False, True):
-            cluster = Cluster(stack, logs, 1, leases=leases, lease_seconds=args.lease_seconds, MAX_WORKERS="1")
-            try:
-                latencies = one_at_a_time(cluster, 12, args.agent_seconds)
-            finally:
-                cluster.stop()
-            key = "withLease" if leases else "withoutLease"
+        # Both at once, on queues of their own, one command at a time in turn: drift hits both alike.
+        plain, leased = (
+            Cluster(stack, logs, 1, leases=leases, lease_seconds=args.lease_seconds, MAX_WORKERS="1")
+            for leases in (False, True)
+        )
+        try:
+            samples: dict[str, list[float]] = {"withoutLease": [], "withLease": []}
+            for index in range(args.latency_samples):
+                samples["withoutLease"] += one_at_a_time(plain, 1, args.agent_seconds, start=index)
+                samples["withLease"] += one_at_a_time(leased, 1, args.agent_seconds, start=index)
+        finally:
+            plain.stop()
+            leased.stop()
+        for key, latencies in samples.items():
             figures[key] = {
                 "medianSeconds": round(statistics.median(latencies), 3),
                 "p95Seconds": round(percentile(latencies, 0.95), 3),

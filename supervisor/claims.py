@@ -5,8 +5,9 @@ supervisor/workspace_leases.py). For each valid command the loop asks `admit`:
 - the workspace runs here, or a worker slot is free: claim the lease, and run it here (`Admit`);
 - another live container holds it: forward the command to that owner's inbox, then delete it here;
 - nobody holds it and no slot is free: put it back on the input queue for an idle container (a copy
-  sent with a short delay, then the original deleted: the receive count SQS's redrive policy counts
-  starts again, so waiting is never mistaken for failing).
+  sent, then the original deleted: the receive count SQS's redrive policy counts starts again, so
+  waiting is never mistaken for failing). A full container receives slowly (`pause_receiving`: one
+  message about every 1.5 s), so one with a free slot, long-polling, gets the next command first.
 
 A keeper thread renews our leases, gives up those idle for a lease period, and reports lost ones to
 the loop (`LeasesLost`). It also watches every other lease: the inbox of an owner whose lease ran out

@@ -95,6 +95,7 @@ class Supervisor:
         try:
             if event is not None:
                 self.dispatch(event)
+            self.claims.publish(self.router)  # every turn: a freed slot wakes a paused poller at once
             self._tick()
         except Exception:  # one event's failure (SQS down for a moment) must not end every worker
             log.exception("supervisor event failed; carrying on", extra={"kind": type(event).__name__})
@@ -208,7 +209,6 @@ class Supervisor:
             return
         self._next_tick = now + TICK_SECONDS
         runs = list(self.router.running.values())
-        self.claims.publish(self.router)
         self.pool.track(runs)
         for run in runs:
             if run.phase == "running":

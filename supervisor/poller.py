@@ -34,19 +34,22 @@ class Poller(threading.Thread):
         *,
         queue_url: str | None = None,
         pause_when: Callable[[], bool] = lambda: False,
+        slot_freed: threading.Event | None = None,
     ):
         super().__init__(name="poller" if queue_url is None else "inbox-poller", daemon=True)
         self.queues, self.leases, self.delivery, self.post, self.stop = queues, leases, delivery, post, stop
         self.queue_url = queue_url  # None: the input queue
         self.pause_when = pause_when
+        self.slot_freed = slot_freed or threading.Event()  # ends a pause at once
         self.failures = 0  # receives failed in a row
         self.empty_rounds = 0  # receives in a row that found nothing
 
     def run(self) -> None:
         while not self.stop.is_set():
             if self.pause_when():  # one message a second or so: a command for our workspaces still gets in
-                self.stop.wait(PAUSE_SECONDS)
-                taken = self.poll_once(max_messages=1, wait_seconds=1)
+                self.slot_freed.wait(PAUSE_SECONDS)
+                self.slot_freed.clear()
+                taken = self.poll_once(max_messages=1, wait_seconds=1) if self.pause_when() else self.poll_once()
             else:
                 taken = self.poll_once()
             if taken is None:

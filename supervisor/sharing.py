@@ -65,13 +65,24 @@ class SingleContainer:
         self.config, self.queues, self.delivery, self.leases, self.post = config, queues, delivery, leases, post
         self.busy: frozenset[str] = frozenset()  # workspaces with work here (`publish`)
         self.full = False  # no worker slot free (`publish`)
+        self.slot_freed = threading.Event()  # wakes a paused input poller
 
     def publish(self, router: Router) -> None:
         """The loop's state the other threads may read, set by the loop every tick."""
-        self.busy, self.full = router.workspace_names(), not router.has_free_slot()
+        was_full, self.busy, self.full = self.full, router.workspace_names(), not router.has_free_slot()
+        if was_full and not self.full:
+            self.slot_freed.set()
 
     def input_poller(self, stop: threading.Event) -> Poller:
-        return Poller(self.queues, self.leases, self.delivery, self.post, stop, pause_when=self.pause_receiving)
+        return Poller(
+            self.queues,
+            self.leases,
+            self.delivery,
+            self.post,
+            stop,
+            pause_when=self.pause_receiving,
+            slot_freed=self.slot_freed,
+        )
 
     def pause_receiving(self) -> bool:
         """One container alone must take every command, full or not (waiting ones wait here)."""
