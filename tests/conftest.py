@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
-from helpers import DEMO_SITE, FAKE_CLAUDE, REGION, ROOT, git, prewarm_checkout
+from helpers import DEMO_SITE, FAKE_CLAUDE, REGION, ROOT, OutputWatcher, git, prewarm_checkout
 from scripted_api import ScriptedAPI
 
 from steps.processes.deps import ensure_dependencies
@@ -192,6 +192,14 @@ def supervisor_env(base_env: dict[str, str], queues: dict[str, str]) -> dict[str
         "DLQ_URL": queues["dlq"],
         "SHUTDOWN_GRACE_SECONDS": "3",
     }
+
+
+@pytest.fixture
+def watcher(sqs: Any, queues: dict[str, str]) -> Iterator[OutputWatcher]:
+    """Everything the output queue receives during the test, read on a thread."""
+    watching = OutputWatcher(sqs, queues["output"])
+    yield watching
+    watching.stop()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from helpers import QUICK_BUILD, REGION, ROOT, OutputWatcher, SupervisorProcess, git_out, prewarm_checkout
+from helpers import QUICK_BUILD, REGION, ROOT, SupervisorProcess, git_out, prewarm_checkout, send
 
 from supervisor.workspace_leases import create_table
 
@@ -54,13 +54,6 @@ def env(supervisor_env, make_bucket, lease_table, spans):
 
 
 @pytest.fixture
-def watcher(sqs, queues):
-    watching = OutputWatcher(sqs, queues["output"])
-    yield watching
-    watching.stop()
-
-
-@pytest.fixture
 def containers(tmp_path, env):
     started: list[SupervisorProcess] = []
 
@@ -75,17 +68,6 @@ def containers(tmp_path, env):
             process.process.send_signal(signal.SIGTERM)
     for process in started:
         process.stop()
-
-
-def send(sqs, queues, command_id: str, instruction: str, client: str, thread: str = "chat-a") -> None:
-    body = {
-        "instruction": instruction,
-        "commandId": command_id,
-        "chatThreadId": thread,
-        "clientId": client,
-        "userId": "u1",
-    }
-    sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(body))
 
 
 def overlaps(spans_file: Path) -> list[str]:
@@ -118,7 +100,7 @@ def test_a_burst_over_four_workspaces_never_shares_a_checkout_and_each_command_i
     for round_ in range(3):
         for client in CLIENTS:
             command_id = f"{client}-{round_}"
-            send(sqs, queues, command_id, f"Note {command_id}\n@fake sleep 0.5", client, thread=f"t{round_}")
+            send(sqs, queues, command_id, f"Note {command_id}\n@fake sleep 0.5", thread=f"t{round_}", client=client)
             sent.append(command_id)
     for command_id in sent:
         watcher.response(command_id, timeout=150)
@@ -138,7 +120,7 @@ def test_an_interrupt_reaches_the_owner_whichever_container_receives_it(
     containers, sqs, queues, watcher, site_remote, env
 ):
     supervisors = containers(3)
-    send(sqs, queues, "cmd-0", "Write page 0\n@fake sleep 30", "acme")
+    send(sqs, queues, "cmd-0", "Write page 0\n@fake sleep 30")
     watcher.progress("cmd-0", "agent")
     time.sleep(0.5)  # the fake agent has made its edit: the interrupt has something to commit
     (owner,) = [s for s in supervisors if owner_of(s, "cmd-0")]
@@ -146,7 +128,7 @@ def test_an_interrupt_reaches_the_owner_whichever_container_receives_it(
     # one landed elsewhere and was forwarded, each interrupting the one before on the owner.
     for round_ in range(1, 9):
         sent = time.monotonic()
-        send(sqs, queues, f"cmd-{round_}", f"Write page {round_}\n@fake sleep 30", "acme")
+        send(sqs, queues, f"cmd-{round_}", f"Write page {round_}\n@fake sleep 30")
         interrupted = watcher.response(f"cmd-{round_ - 1}", timeout=60)
         assert interrupted["interrupted"] is True and interrupted["errorCode"] == "INTERRUPTED"
         assert interrupted["_received"] - sent < 10  # not the 30 s the agent would take
@@ -170,7 +152,7 @@ def test_kill_9_of_an_owner_hands_its_workspace_and_forwarded_commands_to_anothe
     containers, sqs, queues, watcher, site_remote, spans
 ):
     supervisors = containers(3)
-    send(sqs, queues, "slow", "Write a slow page\n@fake sleep 4", "acme")
+    send(sqs, queues, "slow", "Write a slow page\n@fake sleep 4")
     watcher.progress("slow", "agent")
     (owner,) = [s for s in supervisors if owner_of(s, "slow")]
     owner_inbox = next(line["inbox"] for line in owner.log_lines() if line.get("event") == "sharing the queue")
@@ -235,7 +217,7 @@ def test_on_per_container_disks_a_takeover_starts_from_the_remote_and_says_what_
         prewarm_checkout(disk, site_remote, installed_site, "acme", "u1")
     first = SupervisorProcess({**env, "WORKSPACE_PATH": str(disks[0])}, tmp_path / "a.log")
     try:
-        send(sqs, queues, "slow", "Write a slow page\n@fake sleep 5", "acme")
+        send(sqs, queues, "slow", "Write a slow page\n@fake sleep 5")
         watcher.progress("slow", "agent")
         second = SupervisorProcess({**env, "WORKSPACE_PATH": str(disks[1])}, tmp_path / "b.log")
         first.process.kill()

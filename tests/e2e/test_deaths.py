@@ -9,7 +9,7 @@ import signal
 import time
 
 import pytest
-from helpers import QUICK_BUILD, OutputWatcher, SupervisorProcess, git_out, processes_in, send, still_alive
+from helpers import QUICK_BUILD, SupervisorProcess, git_out, processes_in, send, still_alive
 
 from supervisor.status import read_status, status_path
 
@@ -20,13 +20,6 @@ pytestmark = pytest.mark.e2e
 def env(supervisor_env, make_bucket):
     make_bucket("acme")
     return {**supervisor_env, "PROGRESS_EVENTS": "true", "INTERRUPT_GRACE_SECONDS": "1"}
-
-
-@pytest.fixture
-def watcher(sqs, queues):
-    watching = OutputWatcher(sqs, queues["output"])
-    yield watching
-    watching.stop()
 
 
 @pytest.fixture
