@@ -68,6 +68,11 @@ def installed_site() -> Path:
     return INSTALLED
 
 
+def ours(environ: dict[str, str] | None, workspace: Path) -> bool:
+    """A worker of this run's supervisors (other runs, such as a test suite's, may have workers too)."""
+    return (environ or {}).get("WORKSPACE_PATH") == str(workspace)
+
+
 class Supervised:
     """The supervisor process: started, killed -9 and restarted, stopped; every pid it ever had."""
 
@@ -268,8 +273,8 @@ def run(args: argparse.Namespace, state: Path) -> dict[str, Any]:
         watch.sample()  # and one last look now that everything is stopped
         leftovers = [
             f"{p.pid} {' '.join(p.info.get('cmdline') or [])[:120]} (in {p.info.get('cwd')})"
-            for p in psutil.process_iter(["cmdline", "cwd"])
-            if "steps.worker" in " ".join(p.info.get("cmdline") or [])
+            for p in psutil.process_iter(["cmdline", "cwd", "environ"])
+            if ("steps.worker" in " ".join(p.info.get("cmdline") or []) and ours(p.info.get("environ"), workspace))
             or (p.info.get("cwd") or "").startswith(str(workspace) + "/")
         ]
         return verdict_of(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import signal
 import subprocess
 import time
@@ -14,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 import boto3
+import psutil
 import pytest
 from helpers import QUICK_BUILD, REGION, ROOT, SupervisorProcess, git_out, prewarm_checkout, send
 
@@ -231,3 +233,45 @@ def test_on_per_container_disks_a_takeover_starts_from_the_remote_and_says_what_
     assert "not pushed (none recorded)" in warning and "agent's memory" in warning
     assert response["commit"] in git_out(site_remote, "rev-parse", "thread-chat-a")
     assert (disks[1] / "acme" / "u1" / "site" / ".git").is_dir()  # the survivor's own checkout did the work
+
+
+def test_a_paused_owner_wakes_up_after_a_takeover_and_writes_nothing(env, sqs, queues, watcher, tmp_path, site_remote):
+    """SIGSTOP of a whole container (supervisor and worker) for longer than its lease: another takes the
+    workspace over; once resumed, the old worker commits and pushes nothing, and both commands are answered."""
+    first = SupervisorProcess(env, tmp_path / "a.log")
+    second = None
+    try:
+        send(sqs, queues, "long", "Write a long page\n@fake sleep 6")
+        watcher.progress("long", "agent")
+        second = SupervisorProcess(env, tmp_path / "b.log")
+        paused = [first.process.pid, *(p.pid for p in psutil.Process(first.process.pid).children(recursive=True))]
+        for pid in paused:
+            os.kill(pid, signal.SIGSTOP)
+        time.sleep(LEASE_SECONDS + 3)  # the lease runs out while the container is frozen
+        send(sqs, queues, "newer", "Make the header red")
+        deadline = time.monotonic() + 30
+        while not any(line.get("event") == "workspace lease taken" for line in second.log_lines()):
+            assert time.monotonic() < deadline, "the second container never took the workspace"
+            time.sleep(0.2)
+        for pid in paused:
+            os.kill(pid, signal.SIGCONT)
+        newer = watcher.response("newer", timeout=90)
+        long = watcher.response("long", timeout=90)
+    finally:
+        for process in (first, second):
+            if process is not None:
+                process.process.send_signal(signal.SIGTERM)
+        for process in (first, second):
+            if process is not None:
+                process.stop()
+    a_lines = first.log_lines()
+    a_events = [line.get("event", "") for line in a_lines]
+    assert "workspace lease lost" in a_events, first.log_path.read_text()[-3000:]
+    # Woken up, the old container ended its worker (or the worker saw the fence moved): no commit, deploy
+    # or push of its own, and no WIP finisher.
+    assert not [line for line in a_lines if line.get("step") in ("commit", "deploy", "push")]
+    assert not any(event.startswith("interrupted edits committed") for event in a_events)
+    assert newer["success"] or newer["interrupted"]
+    assert long["success"] or long["interrupted"]  # answered once, by the new owner
+    time.sleep(1)
+    assert Counter(r["commandId"] for r in watcher.responses()) == Counter(["long", "newer"])
