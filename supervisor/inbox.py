@@ -82,6 +82,7 @@ class Inboxes:
         self.sqs, self.queues, self.make_poller = sqs, queues, make_poller
         self.own = ""
         self.pollers: dict[str, tuple[Any, threading.Event]] = {}  # inbox → (its poller, its stop)
+        self._lock = threading.Lock()  # the loop (a takeover) and the keeper both adopt
 
     def __contains__(self, url: str) -> bool:
         return url in self.pollers
@@ -92,21 +93,21 @@ class Inboxes:
         return self.own
 
     def adopt(self, url: str, owner: str | None) -> None:
-        if url in self.pollers or url == self.own:
-            return
-        log.warning("adopting the inbox of a container whose lease ran out", extra={"inbox": url, "from": owner})
-        self._poll(url)
+        with self._lock:
+            if url in self.pollers or url == self.own:
+                return
+            log.warning("adopting the inbox of a container whose lease ran out", extra={"inbox": url, "from": owner})
+            self._poll(url)
 
     def remove_forgotten(self, named: set[str | None]) -> None:
         """Remove the adopted inboxes that no lease names any more and that were found empty lately."""
-        for url, (poller, stop) in list(self.pollers.items()):
-            if url == self.own or url in named or poller.empty_rounds < EMPTY_ROUNDS_BEFORE_REMOVAL:
-                continue
-            stop.set()
-            if remove_inbox(self.sqs, url):
-                del self.pollers[url]
-            else:
-                stop.clear()  # a message came meanwhile: go on reading it
+        with self._lock:
+            for url, (poller, stop) in list(self.pollers.items()):
+                if url == self.own or url in named or poller.empty_rounds < EMPTY_ROUNDS_BEFORE_REMOVAL:
+                    continue
+                if remove_inbox(self.sqs, url):  # only when empty: else its poller goes on reading it
+                    stop.set()
+                    del self.pollers[url]
 
     def stop_receiving(self) -> None:
         for _, stop in self.pollers.values():

@@ -2,7 +2,7 @@
 
 With LEASE_TABLE set, the loop asks `claim(workspace)` for each valid command: `Local` means we hold the
 workspace's lease (held already, or just taken) and run it here; `Elsewhere` names the live owner's inbox,
-where the command is forwarded. Leases are renewed every third of LEASE_SECONDS while we work in a
+where the command is forwarded. Leases are renewed every quarter of LEASE_SECONDS while we work in a
 workspace, and given up once it has been idle that long, so the next command for it may land anywhere.
 A lease that could not be renewed in time is lost: `renew()` names those workspaces, and nothing of
 ours may write to them any more.

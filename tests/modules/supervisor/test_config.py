@@ -43,3 +43,14 @@ def test_a_repo_url_that_cannot_make_a_remote_stops_start_up(value):
 def test_visibility_above_what_sqs_allows_stops_start_up():
     with pytest.raises(ConfigError, match="VISIBILITY_TIMEOUT_SECONDS"):
         load_config({"INPUT_QUEUE_URL": "http://x/q", "VISIBILITY_TIMEOUT_SECONDS": "43201"})
+
+
+def test_lease_settings_are_checked_at_start_up():
+    base = {"INPUT_QUEUE_URL": "http://x/q"}
+    assert load_config(base).lease_table is None  # unset: one container
+    config = load_config({**base, "LEASE_TABLE": "edit-leases", "LEASE_SECONDS": "12.5"})
+    assert (config.lease_table, config.lease_seconds) == ("edit-leases", 12.5)
+    with pytest.raises(ConfigError, match="LEASE_TABLE must be a DynamoDB table name"):
+        load_config({**base, "LEASE_TABLE": "no spaces/allowed"})
+    with pytest.raises(ConfigError, match="LEASE_SECONDS must be at least 5"):
+        load_config({**base, "LEASE_TABLE": "edit-leases", "LEASE_SECONDS": "4"})
