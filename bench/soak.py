@@ -340,7 +340,9 @@ def verdict_of(
     for log in sorted(state.glob("supervisor-*.log")):
         for line in log.read_text(errors="replace").splitlines():
             if line.startswith("{") and '"exception"' in line:
-                tracebacks.append(json.loads(line).get("event"))
+                record = json.loads(line)  # the event and the exception's last line: enough to find it again
+                last = (record.get("exception") or "").strip().splitlines()[-1:] or [""]
+                tracebacks.append(f"{record.get('event')} ({record.get('step')}): {last[0]}")
     outcomes = Counter(
         "success" if b["success"] else ("interrupted" if b.get("interrupted") else b.get("errorCode"))
         for b in responses

@@ -16,6 +16,7 @@ from steps import agent, build, commit, deploy, push, workspace
 from steps.base import Step, StepContext, StepError, StepResult, elapsed_ms
 from steps.fence import LeaseLost
 from steps.git.ledger import Ledger
+from steps.processes import shell
 from supervisor.common.logs import log_context
 from supervisor.contract.codes import STEP_NAMES, ErrorCode
 from supervisor.contract.responses import final_response
@@ -49,6 +50,7 @@ def run_step(name: str, step: Step, ctx: StepContext, report: Reporter) -> StepR
         except LeaseLost:
             raise  # not a step's failure: the worker stops without a response (steps/worker.py)
         except Exception as error:
+            shell.raise_pending_stop()  # a step cut short by our own stop, held back: no crash of its own
             log.exception("step crashed")
             result = StepResult("failed", elapsed_ms(started), {}, f"{name}: {error}", ErrorCode.INTERNAL)
         level = logging.WARNING if result.status == "failed" else logging.INFO

@@ -87,8 +87,16 @@ class _Signals:
             self.pending = signum
             signal.setitimer(signal.ITIMER_REAL, self.RETRY_SECONDS)
             return
+        self._stop(signum)
+
+    def raise_pending(self) -> None:
+        """Raise a stop held back by `on_signal` now (shell.run, when the stop killed its command too)."""
+        if not self.stopping and self.pending is not None and not _inside_logging():
+            self._stop(self.pending)
+
+    def _stop(self, signum: int) -> None:
         self.stopping = True
-        signal.setitimer(signal.ITIMER_REAL, self.backstop_seconds)
+        signal.setitimer(signal.ITIMER_REAL, self.backstop_seconds)  # replaces a pending retry
         raise Stopped(signum)
 
     def on_alarm(self, _signum: int, frame: FrameType | None) -> None:
@@ -130,6 +138,7 @@ def main() -> int:
     signals = _Signals(supervisor_pid, backstop_seconds=2 * config.interrupt_grace_seconds + BACKSTOP_ROOM_SECONDS)
     signals.install()
     shell.ends_tree_on_interrupt = signals.ends_tree
+    shell.raise_pending_stop = signals.raise_pending
     shell.interrupt_grace = config.interrupt_grace_seconds
     try:
         client = lease_client(config) if config.lease_table else None  # made while idle, off a command's time

@@ -72,6 +72,16 @@ def _always(_error: BaseException) -> bool:
 ends_tree_on_interrupt: Callable[[BaseException], bool] = _always
 
 
+def _nothing_pending() -> None:
+    return None
+
+
+# Called when a command failed, before that counts as its failure: a worker whose own stop is still
+# held back (it arrived inside logging: steps/worker.py) raises it here, since the same ladder signalled
+# the command; a step must not report our own interrupt as its command's failure, or as a crash.
+raise_pending_stop: Callable[[], None] = _nothing_pending
+
+
 AWS_CREDENTIAL_VARIABLES = frozenset(
     name for name in SECRET_VARIABLES if name.startswith("AWS_") and name != "AWS_BEARER_TOKEN_BEDROCK"
 )
@@ -208,6 +218,7 @@ def run(
     except (sh.ErrorReturnCode, sh.SignalException) as error:
         if timed_out.is_set():
             raise CommandTimedOut(argv, timeout or 0, list(tail)) from None
+        raise_pending_stop()  # our own stop, held back, likely killed it: that is no failure of the command
         if not stopped_after_output.is_set():
             raise CommandFailed(argv, error.exit_code, list(tail), "".join(err_chunks)) from None
         log.warning("%s lingered %gs after its output was complete; ended it", name, linger)
