@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
@@ -60,7 +61,7 @@ class Cluster:
             "OUTPUT_QUEUE_URL": self.output,
             "AGENT_COMMAND": f"{sys.executable} {FAKE_AGENT}",
             "BUILD_COMMAND": QUICK_BUILD,
-            "PROGRESS_EVENTS": "true",
+            "PROGRESS_EVENTS": "false",  # the default; the takeover turns them on to see the first step
             "LOG_FORMAT": "json",
             "SHUTDOWN_GRACE_SECONDS": "10",
             **env,
@@ -71,9 +72,22 @@ class Cluster:
             overrides.update({"LEASE_TABLE": table, "LEASE_SECONDS": str(lease_seconds)})
         self.logs = [logs / f"{suffix}-supervisor-{i}.log" for i in range(count)]
         self.processes = [stack.start_supervisor(stack.supervisor_env(**overrides), log) for log in self.logs]
+        self._ready_event = "sharing the queue" if leases else "supervisor started"
         self.tag = suffix  # in every command id: the workspaces outlive a run, their branches too
         self.sent: dict[str, float] = {}
         self.bodies: list[dict[str, Any]] = []
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until every supervisor has started (its inbox made, with leases), so that start-up, slower on
+        a machine carrying three, is not counted as throughput."""
+        deadline = time.monotonic() + timeout
+        while not all(
+            any(line.get("event") == self._ready_event for line in self.log_lines(i)) for i in range(len(self.logs))
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the supervisors did not start")
+            time.sleep(0.1)
+        time.sleep(1)  # each supervisor's spare worker finishes its imports
 
     def send(self, client: str, command_id: str, seconds: float) -> None:
         command_id = f"{command_id}-{self.tag}"
@@ -85,17 +99,21 @@ class Cluster:
     def read(self) -> list[dict[str, Any]]:
         """What the output queue holds now (up to a second's wait), each with the time it was read."""
         reply = self.sqs.receive_message(QueueUrl=self.output, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-        found = []
-        for message in reply.get("Messages", []):
-            body = {**json.loads(message["Body"]), "_read": time.monotonic()}
-            found.append(body)
-            self.sqs.delete_message(QueueUrl=self.output, ReceiptHandle=message["ReceiptHandle"])
+        messages = reply.get("Messages", [])
+        found = [{**json.loads(m["Body"]), "_read": time.monotonic()} for m in messages]
+        if messages:  # one call, as a consumer would: the load generator's own SQS calls load moto too
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+            self.sqs.delete_message_batch(QueueUrl=self.output, Entries=entries)
         self.bodies += found
         return found
 
     def log_lines(self, index: int) -> list[dict[str, Any]]:
+        if not self.logs[index].exists():
+            return []
         lines = self.logs[index].read_text(errors="replace").splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
+        return [
+            json.loads(line) for line in lines if line.startswith("{") and line.endswith("}")
+        ]  # not one half-written
 
     def stop(self) -> None:
         for process in self.processes:
@@ -105,13 +123,38 @@ class Cluster:
             process.wait(60)
 
 
-def closed_loop(cluster: Cluster, per_workspace: int, agent_seconds: float) -> tuple[float, list[float]]:
-    """Each workspace's user sends its next command when the last is answered; (seconds, latencies)."""
+class CpuMeter:
+    """CPU seconds (user + system) spent during a run: the whole machine, moto, and the supervisors
+    themselves (their workers, git, node and the agent are the rest, with this load generator)."""
+
+    def __init__(self, cluster: Cluster):
+        self.moto = next(p for p in psutil.Process().children() if "moto_process" in " ".join(p.cmdline()))
+        self.supervisors = [psutil.Process(p.pid) for p in cluster.processes]
+        self.start = self._read()
+
+    def _read(self) -> dict[str, float]:
+        machine = psutil.cpu_times()
+        return {
+            "machine": machine.user + machine.system,
+            "moto": sum(self.moto.cpu_times()[:2]),
+            "supervisors": sum(sum(p.cpu_times()[:2]) for p in self.supervisors),
+        }
+
+    def per_command(self, commands: int) -> dict[str, float]:
+        end = self._read()
+        spent = {k: (end[k] - self.start[k]) / commands for k in end}
+        spent["rest"] = spent["machine"] - spent["moto"] - spent["supervisors"]
+        return {k: round(v, 3) for k, v in spent.items()}
+
+
+def closed_loop(cluster: Cluster, per_workspace: int, agent_seconds: float) -> list[float]:
+    """Each workspace's user sends its next command when the last is answered; when each answer came
+    (seconds from the first send)."""
     left = {client: per_workspace for client in CLIENTS}
     started = time.monotonic()
     for client in CLIENTS:
         cluster.send(client, f"{client}-{left[client]}", agent_seconds)
-    latencies: list[float] = []
+    answered: list[float] = []
     while any(left.values()):
         if time.monotonic() - started > 600:
             raise RuntimeError(f"stuck: {left}")
@@ -120,12 +163,19 @@ def closed_loop(cluster: Cluster, per_workspace: int, agent_seconds: float) -> t
                 continue
             if not body["success"]:
                 raise RuntimeError(f"a command failed: {body.get('errorCode')} {body.get('error')}")
-            latencies.append(body["_read"] - cluster.sent[body["commandId"]])
+            answered.append(body["_read"] - started)
             client = body["commandId"].split("-")[0]
             left[client] -= 1
             if left[client]:
                 cluster.send(client, f"{client}-{left[client]}", agent_seconds)
-    return time.monotonic() - started, latencies
+    return sorted(answered)
+
+
+def steady_rate(answered: list[float], edge: int) -> float:
+    """Commands a minute between the `edge`-th answer and the `edge`-th from last: the ramp-up (every
+    container's first command) and the tail (fewer users left than workers) left out."""
+    window = answered[edge - 1 : len(answered) - edge + 1]
+    return (len(window) - 1) / (window[-1] - window[0]) * 60
 
 
 def one_at_a_time(cluster: Cluster, count: int, agent_seconds: float, start: int = 0) -> list[float]:
@@ -142,10 +192,17 @@ def one_at_a_time(cluster: Cluster, count: int, agent_seconds: float, start: int
 def takeover(stack: LocalStack, logs: Path, lease_seconds: float) -> dict[str, float]:
     seconds = str(int(lease_seconds))
     cluster = Cluster(
-        stack, logs, 2, leases=True, lease_seconds=lease_seconds, VISIBILITY_TIMEOUT_SECONDS=seconds, MAX_WORKERS="1"
+        stack,
+        logs,
+        2,
+        leases=True,
+        lease_seconds=lease_seconds,
+        VISIBILITY_TIMEOUT_SECONDS=seconds,
+        MAX_WORKERS="1",
+        PROGRESS_EVENTS="true",
     )
     try:
-        time.sleep(2)
+        cluster.wait_ready()
         cluster.send(CLIENTS[0], "long", 60)
         long = f"long-{cluster.tag}"
         while not any(b.get("step") == "agent" and b["commandId"] == long for b in cluster.read()):
@@ -179,15 +236,21 @@ def percentile(values: list[float], share: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--per-workspace", type=int, default=5, help="commands per workspace per run")
+    parser.add_argument("--per-workspace", type=int, default=8, help="commands per workspace per run")
     parser.add_argument("--agent-seconds", type=float, default=2.0)
     parser.add_argument("--lease-seconds", type=float, default=10.0)
     parser.add_argument("--latency-samples", type=int, default=24, help="commands per variant (default %(default)s)")
     parser.add_argument("--counts", default="1,2,3", help="supervisor counts to measure (default %(default)s)")
     parser.add_argument("--logs", type=Path, help="keep the supervisors' logs in this folder")
+    parser.add_argument("--progress", action="store_true", help="PROGRESS_EVENTS=true in the throughput runs")
+    parser.add_argument("--throughput-only", action="store_true", help="skip the lease latency and the takeover")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    figures: dict[str, Any] = {"commandsPerRun": args.per_workspace * len(CLIENTS), "leaseSeconds": args.lease_seconds}
+    figures: dict[str, Any] = {
+        "commandsPerRun": args.per_workspace * len(CLIENTS),
+        "leaseSeconds": args.lease_seconds,
+        "progressEvents": args.progress,
+    }
     with tempfile.TemporaryDirectory(prefix="containers-bench-") as folder, local_stack(Path(folder)) as stack:
         logs = args.logs or Path(folder) / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -196,26 +259,55 @@ def main() -> int:
             stack.create_bucket(client)
             prewarm_checkout(Path(folder) / "workspace", stack.remote, installed, client, "u1")
         rates: dict[str, float] = {}
+        whole: dict[str, float] = {}
+        cpu: dict[str, dict[str, float]] = {}
         counts = [int(c) for c in args.counts.split(",")]
         # The obvious alternative last: one container with as many workers, no leases (the machine's limit).
         runs = [(f"{n}", n, 1, True) for n in counts] + [(f"1x{max(counts)}", 1, max(counts), False)]
         for name, count, workers, leases in runs:
             lease_seconds, max_workers = args.lease_seconds, str(workers)
-            cluster = Cluster(stack, logs, count, leases=leases, lease_seconds=lease_seconds, MAX_WORKERS=max_workers)
+            progress = str(args.progress).lower()
+            cluster = Cluster(
+                stack,
+                logs,
+                count,
+                leases=leases,
+                lease_seconds=lease_seconds,
+                MAX_WORKERS=max_workers,
+                PROGRESS_EVENTS=progress,
+            )
             try:
-                seconds, _ = closed_loop(cluster, args.per_workspace, args.agent_seconds)
+                cluster.wait_ready()
+                meter = CpuMeter(cluster)
+                answered = closed_loop(cluster, args.per_workspace, args.agent_seconds)
+                cpu[name] = meter.per_command(len(answered))
             finally:
                 cluster.stop()
-            rates[name] = figures["commandsPerRun"] / seconds * 60
-            print(f"{count} supervisor(s) × {workers} worker(s): {rates[name]:.1f} commands/min", file=sys.stderr)
+            rates[name] = steady_rate(answered, edge=len(CLIENTS))
+            whole[name] = len(answered) / answered[-1] * 60
+            print(
+                f"{count} supervisor(s) × {workers} worker(s): {rates[name]:.1f} commands/min steady, "
+                f"{whole[name]:.1f} over the whole run",
+                file=sys.stderr,
+            )
         figures["commandsPerMinute"] = {k: round(v, 1) for k, v in rates.items()}
         figures["speedup"] = {k: round(v / rates[str(counts[0])], 2) for k, v in rates.items()}
+        figures["cpuSecondsPerCommand"] = cpu
+        figures["wholeRun"] = {
+            "commandsPerMinute": {k: round(v, 1) for k, v in whole.items()},
+            "speedup": {k: round(v / whole[str(counts[0])], 2) for k, v in whole.items()},
+        }
+        if args.throughput_only:
+            print(json.dumps(figures, indent=None if args.json else 2))
+            return 0
         # Both at once, on queues of their own, one command at a time in turn: drift hits both alike.
         plain, leased = (
             Cluster(stack, logs, 1, leases=leases, lease_seconds=args.lease_seconds, MAX_WORKERS="1")
             for leases in (False, True)
         )
         try:
+            plain.wait_ready()
+            leased.wait_ready()
             samples: dict[str, list[float]] = {"withoutLease": [], "withLease": []}
             for index in range(args.latency_samples):
                 samples["withoutLease"] += one_at_a_time(plain, 1, args.agent_seconds, start=index)

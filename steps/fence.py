@@ -11,7 +11,7 @@ there to prevent.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -41,6 +41,8 @@ class Fence:
     workspace: str
     owner: str
     fence: int
+    # The pending branches the item held at the last check: an unchanged list is not written again.
+    recorded: frozenset[str] | None = field(default=None, compare=False)
 
     @classmethod
     def from_job(cls, job: dict[str, Any], config: Config, client: Any | None = None) -> Fence | None:
@@ -60,10 +62,14 @@ class Fence:
         fence = int(item.get("fence", {}).get("N", "0"))
         if owner != self.owner or fence != self.fence:
             raise LeaseLost(f"the workspace lease moved to {owner or 'nobody'} (fence {fence}) before {before}")
+        self.recorded = frozenset(item.get("pending", {}).get("SS", ()))
 
     def record_pending(self, branches: list[str]) -> None:
         """Write the branches still waiting for a push into the lease item, so that a container taking the
-        workspace over from another disk can say what stayed behind. Best effort."""
+        workspace over from another disk can say what stayed behind. Best effort; no write when the item
+        says so already (as read by the last check: nobody else writes it while we hold the lease)."""
+        if self.recorded is not None and self.recorded == frozenset(branches):
+            return
         update = "SET #p = :p" if branches else "REMOVE #p"
         values: dict[str, Any] = {":me": {"S": self.owner}, ":fence": {"N": str(self.fence)}}
         if branches:
@@ -79,6 +85,8 @@ class Fence:
             )
         except Exception as error:
             log.warning("could not record the pending pushes in the workspace lease: %s", error)
+            return
+        self.recorded = frozenset(branches)
 
     def _key(self) -> dict[str, Any]:
         return {"workspace": {"S": self.workspace}}

@@ -6,8 +6,11 @@ supervisor/workspace_leases.py). For each valid command the loop asks `admit`:
 - another live container holds it: forward the command to that owner's inbox, then delete it here;
 - nobody holds it and no slot is free: put it back on the input queue for an idle container (a copy
   sent, then the original deleted: the receive count SQS's redrive policy counts starts again, so
-  waiting is never mistaken for failing). A full container receives slowly (`pause_receiving`: one
-  message about every 1.5 s), so one with a free slot, long-polling, gets the next command first.
+  waiting is never mistaken for failing). A full container receives slowly (`pause_seconds`: one
+  message at a time, 0.5 s apart, doubling up to 2 s apart while all it gets are commands it puts back,
+  back to 0.5 s when one is for a workspace running here), so one with a free slot, long-polling, gets
+  the next command first, and waiting commands are not tossed between full containers many times a
+  second.
 
 A keeper thread renews our leases, gives up those idle for a lease period, and reports lost ones to
 the loop (`LeasesLost`). It also watches every other lease: the inbox of an owner whose lease ran out
@@ -35,13 +38,17 @@ from supervisor.events import LeasesLost, LoopEvent
 from supervisor.inbox import Inboxes, forward
 from supervisor.leases import Leases
 from supervisor.ownership import Elsewhere, Local, Ownership
-from supervisor.poller import Poller
+from supervisor.poller import RECEIVE_BATCH, Poller
 from supervisor.queues import Queues, Received
 from supervisor.sharing import Admit, SharingUnavailable, SingleContainer, container_id, storage_id
 from supervisor.workspace_leases import Holder, LeaseTable
 
 log = logging.getLogger("supervisor.claims")
-REQUEUE_DELAY_SECONDS = 0  # a command put back for an idle container (a full one receives slowly: `pause_receiving`)
+REQUEUE_DELAY_SECONDS = 0  # a command put back for an idle container (a full one receives slowly: `pause_seconds`)
+# A full container's pause between receives: the first, and the longest it doubles to while every command
+# it receives is one it puts back (an interrupt for a workspace here then waits at most this long in SQS,
+# when every container is full; an idle one, long-polling, takes it at once and forwards it).
+FIRST_PAUSE_SECONDS, LONGEST_PAUSE_SECONDS = 0.5, 2.0
 OUTAGE_DELAY_SECONDS = 10  # DynamoDB unreachable: the command is put back and tried this much later
 RETRY_SECONDS = 2  # a forward that failed, or an owner with no inbox: tried again this much later
 QUICK_CALLS = BotoConfig(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
@@ -54,6 +61,8 @@ def sharing_for(config: Config) -> type[SingleContainer]:
 
 
 class Claims(SingleContainer):
+    AWAITS_DECISIONS = True
+
     def __init__(
         self,
         config: Config,
@@ -85,6 +94,7 @@ class Claims(SingleContainer):
         self._lock = threading.Lock()  # the loop's admit and the keeper's rounds take turns on the leases
         self._stop = threading.Event()
         self._keeper = threading.Thread(target=self._keep_forever, name="claims", daemon=True)
+        self._pause = FIRST_PAUSE_SECONDS  # changed by the loop's thread, read by the poller's
 
     # Start and stop -------------------------------------------------------------------------------
 
@@ -131,6 +141,8 @@ class Claims(SingleContainer):
             self._requeue(message, OUTAGE_DELAY_SECONDS)
             return None
         if isinstance(claim, Local):
+            if here:  # a newer command for work here (an interrupt): while full, receive sooner again
+                self._pause = FIRST_PAUSE_SECONDS
             return Admit(self._lease_for_worker(workspace, claim.fence), self._takeover(claim.previous))
         if isinstance(claim, Elsewhere) and claim.inbox and claim.inbox != self.inbox:
             if forward(self.sqs, claim.inbox, message, self.owner):
@@ -140,12 +152,17 @@ class Claims(SingleContainer):
                 self.delivery.retry_later(message, RETRY_SECONDS)
         elif isinstance(claim, Elsewhere):
             self.delivery.retry_later(message, RETRY_SECONDS)
-        else:
+        else:  # no slot here and nobody holds it: for an idle container, and we receive more slowly
+            self._pause = min(LONGEST_PAUSE_SECONDS, self._pause * 2)
             self._requeue(message)
         return None
 
-    def pause_receiving(self) -> bool:
-        return self.full  # a container with a free slot should receive the next command first
+    def pause_seconds(self) -> float:
+        return self._pause if self.full else 0.0  # a container with a free slot receives the next command first
+
+    def batch_size(self) -> int:
+        """As many as we have free slots: the rest of a batch would only be put back for the others."""
+        return max(1, min(RECEIVE_BATCH, self.free_slots))
 
     # The keeper -----------------------------------------------------------------------------------
 

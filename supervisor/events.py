@@ -3,7 +3,8 @@ alone acts on them (changes a Run, talks to SQS, reaps)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 from supervisor.queues import Received
@@ -16,6 +17,8 @@ class MessageReceived:
     """The poller took a message off the input queue (its lease is already held)."""
 
     message: Received
+    # Set by the loop once it has decided what becomes of the message (a poller may wait for that).
+    decided: threading.Event = field(default_factory=threading.Event, compare=False)
 
 
 @dataclass(frozen=True)

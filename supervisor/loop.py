@@ -105,8 +105,11 @@ class Supervisor:
 
     def dispatch(self, event: LoopEvent) -> None:
         match event:
-            case MessageReceived(message):
-                self._on_message(message)
+            case MessageReceived(message, decided):
+                try:
+                    self._on_message(message)
+                finally:
+                    decided.set()
             case WorkerReported(run, worker_pid, body):
                 self._on_report(run, worker_pid, body)
             case WorkerExited(run, worker, code):

@@ -15,12 +15,13 @@ from supervisor.leases import Leases
 from supervisor.queues import LONG_POLL_SECONDS, Queues
 
 log = logging.getLogger("supervisor.poller")
-PAUSE_SECONDS = 0.5  # between receives while `pause_when` says so (a full container sharing the queue)
 BACKOFF_SECONDS = 1.0  # after a failed receive, doubled on each failure in a row, up to MAX_BACKOFF_SECONDS
 MAX_BACKOFF_SECONDS = 16.0
 # Messages held (received, not yet answered) beyond which the poller takes no more: a flood waits in
 # SQS instead of as thousands of leases renewed by this process.
 MAX_HELD = 100
+RECEIVE_BATCH = 10  # SQS's most for one receive
+DECISION_WAIT_SECONDS = 0.5  # a check of `stop` while waiting for the loop's decision on a batch
 
 
 class Poller(threading.Thread):
@@ -33,25 +34,32 @@ class Poller(threading.Thread):
         stop: threading.Event,
         *,
         queue_url: str | None = None,
-        pause_when: Callable[[], bool] = lambda: False,
+        pause_for: Callable[[], float] = lambda: 0.0,
+        batch_for: Callable[[], int] = lambda: RECEIVE_BATCH,
+        await_decisions: bool = False,
         slot_freed: threading.Event | None = None,
     ):
         super().__init__(name="poller" if queue_url is None else "inbox-poller", daemon=True)
         self.queues, self.leases, self.delivery, self.post, self.stop = queues, leases, delivery, post, stop
         self.queue_url = queue_url  # None: the input queue
-        self.pause_when = pause_when
+        self.pause_for = pause_for  # seconds between receives, one message each (0: receive at once)
+        self.batch_for = batch_for  # messages a receive may take
+        # Receive again only once the loop has decided on the last batch (its free slots are then known).
+        self.await_decisions = await_decisions
         self.slot_freed = slot_freed or threading.Event()  # ends a pause at once
         self.failures = 0  # receives failed in a row
         self.empty_rounds = 0  # receives in a row that found nothing
 
     def run(self) -> None:
         while not self.stop.is_set():
-            if self.pause_when():  # one message a second or so: a command for our workspaces still gets in
-                self.slot_freed.wait(PAUSE_SECONDS)
+            pause = self.pause_for()
+            if pause:  # a full container sharing the queue: a command for our workspaces still gets in
+                self.slot_freed.wait(pause)  # a slot freed ends it at once
                 self.slot_freed.clear()
-                taken = self.poll_once(max_messages=1, wait_seconds=1) if self.pause_when() else self.poll_once()
+            if self.pause_for():
+                taken = self.poll_once(max_messages=1, wait_seconds=1)
             else:
-                taken = self.poll_once()
+                taken = self.poll_once(max_messages=self.batch_for())
             if taken is None:
                 self.stop.wait(self.backoff())
 
@@ -59,7 +67,7 @@ class Poller(threading.Thread):
         """Seconds to wait before the next receive: a backlog waits BACKOFF_SECONDS, failures longer."""
         return min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2 ** max(0, self.failures - 1))
 
-    def poll_once(self, max_messages: int = 10, wait_seconds: int = LONG_POLL_SECONDS) -> int | None:
+    def poll_once(self, max_messages: int = RECEIVE_BATCH, wait_seconds: int = LONG_POLL_SECONDS) -> int | None:
         """One receive; the number of messages taken, or None when it backed off (an error, or a
         backlog: the loop holds MAX_HELD messages already, and SQS keeps the rest for us or others)."""
         if len(self.leases.held()) >= MAX_HELD:
@@ -72,12 +80,17 @@ class Poller(threading.Thread):
             return None
         self.failures = 0
         self.empty_rounds = 0 if messages else self.empty_rounds + 1
+        events = []
         for message in messages:
             if self.stop.is_set():  # the loop may be gone already: its last receive is handed back here
                 self.delivery.give_back(message)
                 continue
             self.leases.hold(message)
-            self.post(MessageReceived(message))
+            events.append(MessageReceived(message))
+            self.post(events[-1])
+        if self.await_decisions and events:
+            while not (events[-1].decided.wait(DECISION_WAIT_SECONDS) or self.stop.is_set()):
+                pass
         return len(messages)
 
 

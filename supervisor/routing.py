@@ -62,6 +62,9 @@ class Router:
     def has_free_slot(self) -> bool:
         return len(self.running) < self.max_workers
 
+    def free_slots(self) -> int:
+        return max(0, self.max_workers - len(self.running))
+
     def workspace_names(self) -> frozenset[str]:
         """Every workspace with a command here, running or waiting."""
         return frozenset(run.workspace_name for run in [*self.running.values(), *self.waiting.values()])

@@ -21,7 +21,7 @@ from supervisor.contract.config import Config
 from supervisor.delivery import Delivery
 from supervisor.events import LoopEvent
 from supervisor.leases import Leases
-from supervisor.poller import Poller
+from supervisor.poller import RECEIVE_BATCH, Poller
 from supervisor.queues import Queues, Received
 from supervisor.routing import Router
 
@@ -59,19 +59,27 @@ def storage_id(workspace_path: str) -> str:
 
 
 class SingleContainer:
+    # Whether the input poller waits for the loop's decision on a batch before the next receive: only
+    # where a receive takes just what can start here (`batch_size`), since the rest would be put back.
+    AWAITS_DECISIONS = False
+
     def __init__(
         self, config: Config, queues: Queues, delivery: Delivery, leases: Leases, post: Callable[[LoopEvent], None]
     ):
         self.config, self.queues, self.delivery, self.leases, self.post = config, queues, delivery, leases, post
         self.busy: frozenset[str] = frozenset()  # workspaces with work here (`publish`)
-        self.full = False  # no worker slot free (`publish`)
+        self.free_slots = config.max_workers  # worker slots free (`publish`)
         self.slot_freed = threading.Event()  # wakes a paused input poller
 
     def publish(self, router: Router) -> None:
         """The loop's state the other threads may read, set by the loop every tick."""
-        was_full, self.busy, self.full = self.full, router.workspace_names(), not router.has_free_slot()
+        was_full, self.busy, self.free_slots = self.full, router.workspace_names(), router.free_slots()
         if was_full and not self.full:
             self.slot_freed.set()
+
+    @property
+    def full(self) -> bool:
+        return self.free_slots == 0
 
     def input_poller(self, stop: threading.Event) -> Poller:
         return Poller(
@@ -80,13 +88,20 @@ class SingleContainer:
             self.delivery,
             self.post,
             stop,
-            pause_when=self.pause_receiving,
+            pause_for=self.pause_seconds,
+            batch_for=self.batch_size,
+            await_decisions=self.AWAITS_DECISIONS,
             slot_freed=self.slot_freed,
         )
 
-    def pause_receiving(self) -> bool:
-        """One container alone must take every command, full or not (waiting ones wait here)."""
-        return False
+    def pause_seconds(self) -> float:
+        """Seconds between the input poller's receives (0: at once). One container alone must take every
+        command, full or not (waiting ones wait here)."""
+        return 0.0
+
+    def batch_size(self) -> int:
+        """Messages one receive takes: all SQS gives (10), since commands that cannot start yet wait here."""
+        return RECEIVE_BATCH
 
     def start(self) -> None:
         pass

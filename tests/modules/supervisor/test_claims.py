@@ -125,6 +125,44 @@ def test_with_no_free_slot_a_command_goes_back_to_the_queue_and_an_idle_lease_is
     assert admitted is not None and admitted.lease["fence"] == 2
 
 
+class StandInRouter:
+    def __init__(self, *, busy: frozenset[str], free: int):
+        self.busy, self.free = busy, free
+
+    def workspace_names(self) -> frozenset[str]:
+        return self.busy
+
+    def free_slots(self) -> int:
+        return self.free
+
+
+def test_a_container_sharing_the_queue_receives_what_it_can_start_and_when_full_ever_more_slowly(
+    sqs, dynamodb, input_url, tmp_path
+):
+    a, _, _ = container("a", sqs, dynamodb, input_url, tmp_path)
+    a.publish(StandInRouter(busy=frozenset(), free=2))
+    assert (a.pause_seconds(), a.batch_size()) == (0, 2)  # free slots: receive at once, as many as can start
+    a.publish(StandInRouter(busy=frozenset({"other/u1/site"}), free=1))
+    assert (a.pause_seconds(), a.batch_size()) == (0, 1)  # not ten, nine of them only to be put back
+    a.publish(StandInRouter(busy=frozenset({"other/u1/site"}), free=0))
+    pauses = [a.pause_seconds()]
+    for index in range(4):
+        send(sqs, input_url, f"waiting-{index}")
+        assert a.admit(WORKSPACE, receive_one(a), here=False, free=False) is None  # put back
+        pauses.append(a.pause_seconds())
+    assert pauses == [0.5, 1.0, 2.0, 2.0, 2.0]  # doubled up to the longest
+    send(sqs, input_url, "for-a-workspace-here")
+    assert a.admit("other/u1/site", receive_one(a), here=True, free=False) is not None  # an interrupt
+    assert a.pause_seconds() == 0.5  # back to the first pause: commands for us are arriving
+    a.admit(WORKSPACE, receive_one(a), here=False, free=False)
+    a.publish(StandInRouter(busy=frozenset(), free=1))
+    assert a.pause_seconds() == 0
+    send(sqs, input_url, "next")
+    assert a.admit("next/u1/site", receive_one(a), here=False, free=True) is not None  # runs here: full again
+    a.publish(StandInRouter(busy=frozenset({"other/u1/site", "next/u1/site"}), free=0))
+    assert a.pause_seconds() == 1.0  # where it was: only an interrupt brings it down
+
+
 def _put_back_copy(sqs, claims: Claims, input_url: str):
     """The copy put back: a new message, so SQS's redrive count started again."""
     message = receive_one(claims)

@@ -1,4 +1,4 @@
-"""Fixtures shared by the supervisor's module tests."""
+"""Fixtures shared by the module tests."""
 
 from __future__ import annotations
 
