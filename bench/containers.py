@@ -8,14 +8,18 @@ soon as the last one is answered, so nothing is superseded and the queue never f
 
 - Throughput: commands a minute with 1, 2, 3 supervisors, and the ratio to one (the goal: ≥ 2.7 at 3);
   the obvious alternative last, one supervisor with MAX_WORKERS=3 and no leases (what the machine allows).
+  The clock starts once every supervisor is up. The rate is the steady one, between the sixth answer and
+  the sixth from last (every container's first command and the tail, when fewer users are left than
+  containers, left out); the whole run's rate is printed beside it. CPU seconds per command: the
+  machine's, moto's and the supervisors' own. PROGRESS_EVENTS stays at its default (off; `--progress`).
 - Lease latency: one command at a time (round-robin over the workspaces), one supervisor with and one
   without LEASE_TABLE, both up, taking turns; the difference of the medians and of the p95s is what the
   lease adds (a take per command: the round trip outlasts the idle release).
 - Takeover: two supervisors; the owner of a busy workspace is killed -9; seconds until the survivor took
   the lease, and until the command's first step started again (VISIBILITY_TIMEOUT_SECONDS=LEASE_SECONDS).
 
-    .venv/bin/python bench/containers.py                    # the bench (README quotes it)
-    .venv/bin/python bench/containers.py --per-workspace 2  # quicker, noisier
+    .venv/bin/python bench/containers.py                                       # the bench (README quotes it)
+    .venv/bin/python bench/containers.py --throughput-only --counts 1,3        # throughput only, 5 minutes
 """
 
 from __future__ import annotations

@@ -65,8 +65,7 @@ class Supervisor:
         self._next_tick = 0.0
         self.shutdown.last_activity = clock()
         self._status_file = status_path(config.workspace_path)
-        # The worker committing interrupted work: repair, commit, and a push with its retries.
-        self._finish_limit = config.push_retry_seconds + FINISH_SECONDS_BEYOND_PUSH
+        self._finish_limit = config.push_retry_seconds + FINISH_SECONDS_BEYOND_PUSH  # repair, WIP commit, push
 
     # Entry points ---------------------------------------------------------------------------------
 
@@ -99,17 +98,17 @@ class Supervisor:
             self._tick()
         except Exception:  # one event's failure (SQS down for a moment) must not end every worker
             log.exception("supervisor event failed; carrying on", extra={"kind": type(event).__name__})
+        finally:
+            if isinstance(event, MessageReceived):  # published: a poller waiting on it sees our free slots
+                event.decided.set()
 
     def finished(self) -> bool:
         return self.shutdown.stopping and not self.router.running
 
     def dispatch(self, event: LoopEvent) -> None:
         match event:
-            case MessageReceived(message, decided):
-                try:
-                    self._on_message(message)
-                finally:
-                    decided.set()
+            case MessageReceived(message):
+                self._on_message(message)
             case WorkerReported(run, worker_pid, body):
                 self._on_report(run, worker_pid, body)
             case WorkerExited(run, worker, code):
@@ -250,9 +249,8 @@ class Supervisor:
         return True
 
     def _leave(self, poller: threading.Thread) -> int:
-        # A receive still in flight may deliver messages: they are handed back.
         poller.join(timeout=max(0.0, self.shutdown.time_left(self.clock()) - 0.5))
-        hand_back_unread(self.events, self.delivery)
+        hand_back_unread(self.events, self.delivery)  # what a receive still in flight delivered goes back
         self.leases.stop()
         self.pool.close()
         self.delivery.close(timeout=max(1.0, self.shutdown.time_left(self.clock())))

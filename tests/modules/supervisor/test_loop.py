@@ -404,3 +404,26 @@ def test_a_response_interrupted_by_a_crash_is_sent_again_the_same_not_answered_a
     for message in queues.receive(wait_seconds=0):  # and nothing more after that
         restarted.dispatch(MessageReceived(message))
     assert len([r for r in queues.responses if r["type"] == "response"]) == 2
+
+
+def test_the_loop_marks_a_message_decided_only_after_publishing_its_free_slots(world):
+    supervisor, queues, _ = world
+    queues.send(command("c1"))
+    queues.send(command("c2", client="beta"))
+    seen = []
+    real_publish = supervisor.claims.publish
+
+    def publish(router):
+        real_publish(router)
+        seen.append([event.decided.is_set() for event in events])
+
+    supervisor.claims.publish = publish  # type: ignore[method-assign]
+    events = [MessageReceived(m) for m in queues.receive(max_messages=10, wait_seconds=0)]
+    for event in events:
+        supervisor.leases.hold(event.message)
+        supervisor.events.put(event)
+    supervisor.step(0)
+    assert seen == [[False, False]] and events[0].decided.is_set() and not events[1].decided.is_set()
+    assert supervisor.claims.free_slots == 1  # c1 started: what a poller waiting on it reads
+    supervisor.step(0)
+    assert events[1].decided.is_set() and supervisor.claims.free_slots == 0
