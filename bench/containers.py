@@ -115,9 +115,8 @@ class Cluster:
         if not self.logs[index].exists():
             return []
         lines = self.logs[index].read_text(errors="replace").splitlines()
-        return [
-            json.loads(line) for line in lines if line.startswith("{") and line.endswith("}")
-        ]  # not one half-written
+        # A supervisor may be writing its last line right now: a half-written one is left for the next look.
+        return [json.loads(line) for line in lines if line.startswith("{") and line.endswith("}")]
 
     def stop(self) -> None:
         for process in self.processes:
@@ -250,6 +249,10 @@ def main() -> int:
     parser.add_argument("--throughput-only", action="store_true", help="skip the lease latency and the takeover")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.per_workspace < 2:
+        parser.error(
+            "--per-workspace must be at least 2: the steady rate leaves out one command of each user at both ends"
+        )
     figures: dict[str, Any] = {
         "commandsPerRun": args.per_workspace * len(CLIENTS),
         "leaseSeconds": args.lease_seconds,

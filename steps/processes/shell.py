@@ -211,6 +211,13 @@ def run(
         _decode_errors="replace",
     )
     pid_box.append(process.pid)
+
+    def end_after_interrupt(error: BaseException) -> None:
+        # One ladder per tree. Ours (SIGINT, grace, SIGTERM, SIGKILL) unless whoever interrupted us is
+        # ending the whole tree already (a worker's supervisor).
+        if ends_tree_on_interrupt(error):
+            terminate_tree(process.pid, grace=interrupt_grace, first_signal=signal.SIGINT)
+
     if timeout is not None:
         start_timer(timeout, timed_out)
     try:
@@ -218,15 +225,16 @@ def run(
     except (sh.ErrorReturnCode, sh.SignalException) as error:
         if timed_out.is_set():
             raise CommandTimedOut(argv, timeout or 0, list(tail)) from None
-        raise_pending_stop()  # our own stop, held back, likely killed it: that is no failure of the command
+        try:
+            raise_pending_stop()  # our own stop, held back, likely killed it: that is no failure of the command
+        except BaseException as stop:
+            end_after_interrupt(stop)  # what it left in its session
+            raise
         if not stopped_after_output.is_set():
             raise CommandFailed(argv, error.exit_code, list(tail), "".join(err_chunks)) from None
         log.warning("%s lingered %gs after its output was complete; ended it", name, linger)
     except BaseException as error:
-        # Interrupted (or any other way out): one ladder per tree. Ours (SIGINT, grace, SIGTERM, SIGKILL)
-        # unless whoever interrupted us is ending the whole tree already (a worker's supervisor).
-        if ends_tree_on_interrupt(error):
-            terminate_tree(process.pid, grace=interrupt_grace, first_signal=signal.SIGINT)
+        end_after_interrupt(error)  # interrupted, or any other way out
         raise
     finally:
         for timer in timers:

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 
+import psutil
 from helpers import ROOT
 
 PRELUDE = """
@@ -51,15 +52,17 @@ def test_a_stop_inside_logging_waits_until_the_lock_is_free_and_other_threads_ca
     assert completed.stdout.strip() == "held back stopped reader done", completed.stdout + completed.stderr
 
 
-def test_a_stop_held_back_is_raised_when_a_command_fails_not_reported_as_the_commands_failure():
+def test_a_stop_held_back_is_raised_when_a_command_fails_not_reported_as_the_commands_failure(tmp_path):
     # Regression (CI, bench/soak.py): the supervisor's SIGINT reaches the worker and its git at once;
     # the worker's is held back (inside logging), git dies of it first, and the step logged "step
     # crashed" for what was our own interrupt. Held back here by hand, so that no timer races the test.
+    pidfile = tmp_path / "left.pid"
     completed = run_snippet(
         """
         from steps.processes import shell
         from steps.pipeline import run_step
         shell.raise_pending_stop = signals.raise_pending
+        shell.interrupt_grace = 0.5
         def failed(argv):
             try:
                 shell.run(argv, cwd=".", env={"PATH": os.environ["PATH"]}, log_output=False)
@@ -69,7 +72,9 @@ def test_a_stop_held_back_is_raised_when_a_command_fails_not_reported_as_the_com
                 return "failed"
         print("without a stop:", failed(["false"]))
         signals.pending = signal.SIGINT
-        print("with one held back:", failed(["sh", "-c", "kill -INT $$"]))
+        # The command leaves a process in its session: with no supervisor alive, we end it ourselves.
+        left = "sleep 600 & echo $! > {pidfile}; kill -INT $$"
+        print("with one held back:", failed(["sh", "-c", left]))
         signals.stopping, signals.pending = False, signal.SIGTERM
         def crashing(ctx):
             raise OSError("the checkout went away under an interrupt")
@@ -77,13 +82,22 @@ def test_a_stop_held_back_is_raised_when_a_command_fails_not_reported_as_the_com
             run_step("commit", crashing, None, lambda *args: None)
         except Stopped as stop:
             print("step:", f"stopped by {stop.signum}")
-        """
+        """.replace("{pidfile}", str(pidfile))
     )
     lines = completed.stdout.splitlines()
     assert lines == ["without a stop: failed", "with one held back: stopped by 2", "step: stopped by 15"], (
         completed.stdout + completed.stderr
     )
     assert "step crashed" not in completed.stderr
+    assert not running(int(pidfile.read_text()))  # ended, not left running
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit is collected by init whenever it gets to it)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_a_worker_stuck_after_a_stop_ends_its_tree_and_exits_when_the_backstop_runs_out(tmp_path):
