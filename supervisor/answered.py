@@ -11,64 +11,130 @@ rather than running the command again and answering differently.
 
 Also counted here: how many workers died running a command (a supervisor's own death is not the
 command's fault, so SQS's receive count alone would give up on it too early).
+
+The folder sits on the volume the jobs write to, so every record is read as hostile: never through a
+link, and a record counts only for the command it names.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
 
-from supervisor.common.files import write_atomic
+from supervisor.common.files import private_folder, write_atomic
 
+log = logging.getLogger("supervisor.answered")
 KEEP_SECONDS = 14 * 24 * 3600  # SQS keeps a message 14 days at most
+MAX_RECORD_BYTES = 1024 * 1024  # a response fits in one SQS message (256 KiB); anything larger is not ours
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def read_record(path: Path) -> tuple[bytes, os.stat_result] | None:
+    """The content and owner of a regular file at `path`; None for a link, a FIFO, anything else or nothing."""
+    try:
+        fd = os.open(path, READ_FLAGS)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_RECORD_BYTES:
+            return None
+        return os.read(fd, MAX_RECORD_BYTES + 1), info
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def names_command(content: bytes, command_id: str) -> bool:
+    """Whether a record is a JSON object whose commandId is this command's."""
+    try:
+        value = json.loads(content)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and value.get("commandId") == command_id
 
 
 class AnsweredCommands:
     def __init__(self, workspace_path: str):
         self.folder = Path(workspace_path, ".supervisor", "answered")
+        self._warned: set[str] = set()  # commands whose stored response named another command
 
     def _path(self, command_id: str) -> Path:
         digest = hashlib.sha256(command_id.encode("utf-8", "surrogatepass")).hexdigest()
         return self.folder / digest[:40]
 
+    def _make_folder(self) -> None:
+        # Only we may read or plant responses: they hold every client's summaries.
+        private_folder(self.folder.parent)
+        private_folder(self.folder)
+
     def intend(self, command_id: str, response: dict[str, Any]) -> None:
         """The final response about to be sent."""
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            self._make_folder()
             write_atomic(self._path(command_id).with_suffix(".sending"), json.dumps(response))
         except (OSError, TypeError, ValueError):
             pass  # at worst a redelivery is answered anew, as before this record existed
 
     def record(self, command_id: str) -> None:
-        """Its response is out."""
+        """Its response is out. The marker names the command, so it answers that command only."""
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self._path(command_id).touch()
+            self._make_folder()
+            write_atomic(self._path(command_id), json.dumps({"commandId": command_id}))
             self._path(command_id).with_suffix(".sending").unlink(missing_ok=True)
         except OSError:
             pass  # at worst a redelivery is answered again, as before this record existed
 
     def answered(self, command_id: str) -> bool:
-        return self._path(command_id).exists()
+        found = read_record(self._path(command_id))
+        if found is None:
+            return False
+        content, info = found
+        if not content.strip():
+            # Markers written by earlier versions were empty files. Kept valid for the redeliveries
+            # still under way when they were written, but only when created by our own uid: a job
+            # runs as another uid and cannot make a file owned by us.
+            return info.st_uid == os.geteuid()
+        return names_command(content, command_id)
 
     def maybe_sent(self, command_id: str) -> dict[str, Any] | None:
-        """The response that was being sent when its supervisor stopped, if any."""
-        try:
-            value = json.loads(self._path(command_id).with_suffix(".sending").read_text())
-        except (OSError, ValueError):
+        """The response that was being sent when its supervisor stopped, if any; only one written for
+        this very command (a record naming another would answer this command with its result)."""
+        path = self._path(command_id).with_suffix(".sending")
+        found = read_record(path)
+        if found is None:
+            if os.path.lexists(path):
+                self._ignore(command_id, "not a regular file")
             return None
-        return value if isinstance(value, dict) else None
+        try:
+            value = json.loads(found[0])
+        except ValueError:
+            value = None
+        if isinstance(value, dict) and value.get("commandId") == command_id:
+            return value
+        self._ignore(command_id, "not a response to this command")
+        return None
+
+    def _ignore(self, command_id: str, why: str) -> None:
+        """One warning per command: a redelivery every 30 s would otherwise repeat it."""
+        if command_id not in self._warned:
+            self._warned.add(command_id)
+            log.warning("ignoring the stored response: %s", why, extra={"commandId": command_id})
 
     def count_death(self, command_id: str) -> int:
         """One more worker died running this command; returns how many have (1 when unreadable)."""
         path = self._path(command_id).with_suffix(".deaths")
         try:
-            deaths = int(path.read_text() or 0) + 1 if path.exists() else 1
-            self.folder.mkdir(parents=True, exist_ok=True)
+            found = read_record(path)
+            deaths = int(found[0] or 0) + 1 if found else 1
+            self._make_folder()
             write_atomic(path, str(deaths))
         except (OSError, ValueError):
             return 1
@@ -80,7 +146,7 @@ class AnsweredCommands:
         removed = 0
         for entry in self.folder.glob("*") if self.folder.is_dir() else []:
             try:
-                if entry.stat().st_mtime < cutoff:
+                if entry.lstat().st_mtime < cutoff:  # a link's own age: its target is never looked at
                     os.unlink(entry)
                     removed += 1
             except OSError:

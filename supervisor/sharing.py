@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from supervisor.common.files import private_folder
 from supervisor.contract.config import Config
 from supervisor.delivery import Delivery
 from supervisor.events import LoopEvent
@@ -46,7 +47,7 @@ def container_id() -> str:
 def storage_id(workspace_path: str) -> str:
     """The id of WORKSPACE_PATH's volume: shared by every container mounting the same volume (EFS)."""
     path = Path(workspace_path) / ".supervisor" / "storage-id"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(path.parent)
     with contextlib.suppress(FileExistsError):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)  # the first container names it
         with os.fdopen(fd, "w") as out:

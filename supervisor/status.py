@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from supervisor.common.files import write_atomic
+from supervisor.common.files import private_folder, write_atomic
 
 log = logging.getLogger("supervisor.status")
 HEALTHY_WITHIN_SECONDS = 30.0
@@ -27,6 +27,7 @@ def status_path(workspace_path: str | os.PathLike[str]) -> Path:
 
 
 def write_status(path: Path, status: dict[str, Any]) -> None:
+    private_folder(path.parent)  # the supervisor's records: not for the jobs' uids to read
     write_atomic(path, json.dumps({**status, "heartbeat": time.time()}, indent=1))
 
 
