@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 
 from steps.base import StepContext, StepError, StepResult, ok
 from steps.processes import deps, shell
@@ -19,6 +20,41 @@ def _npm_reason(error: shell.CommandFailed) -> str:
     return str(error)
 
 
+def _link_in(checkout: Path, build_dir: str) -> Path | None:
+    """The first part of checkout/build_dir, below the checkout, that is a symbolic link (never followed)."""
+    path = checkout
+    for part in Path(build_dir).parts:
+        path = path / part
+        if path.is_symlink():
+            return path
+    return None
+
+
+def _remove_old_output(checkout: Path, build_dir: str) -> None:
+    """A stale folder from an earlier build must never pass for this build's output. A link or file
+    in its place (the agent may have made one) is removed, not followed: rmtree would leave it there."""
+    output = checkout / build_dir
+    link = _link_in(checkout, build_dir)
+    if link is not None and link != output:  # removing under it would remove outside the checkout
+        raise StepError(ErrorCode.BUILD_FAILED, f"build folder {build_dir}/ is under a symbolic link ({link})")
+    if link is not None or (output.exists() and not output.is_dir()):
+        output.unlink()
+    else:
+        shutil.rmtree(output, ignore_errors=True)
+
+
+def _check_output(checkout: Path, build_dir: str) -> None:
+    """The build's output must be a real, non-empty folder: the deploy publishes what is under it."""
+    link = _link_in(checkout, build_dir)
+    if link == checkout / build_dir:
+        raise StepError(ErrorCode.BUILD_FAILED, f"build folder {build_dir}/ is a symbolic link, not a folder")
+    if link is not None:
+        raise StepError(ErrorCode.BUILD_FAILED, f"build folder {build_dir}/ is under a symbolic link ({link})")
+    output = checkout / build_dir
+    if not output.is_dir() or not any(output.iterdir()):
+        raise StepError(ErrorCode.BUILD_FAILED, f"build finished but {build_dir}/ is missing or empty")
+
+
 def run(ctx: StepContext) -> StepResult:
     started = time.monotonic()
     output = ctx.build_folder
@@ -29,15 +65,13 @@ def run(ctx: StepContext) -> StepResult:
             raise StepError(ErrorCode.BUILD_FAILED, f"installing dependencies failed: {_npm_reason(error)}") from None
         if installed == deps.INSTALLED_OUT_OF_SYNC and deps.OUT_OF_SYNC_WARNING not in ctx.warnings:
             ctx.warnings.append(deps.OUT_OF_SYNC_WARNING)
-        # A stale folder from an earlier build must never pass for this build's output.
-        shutil.rmtree(output, ignore_errors=True)
+        _remove_old_output(ctx.checkout, ctx.config.build_dir)
         # The build runs code the agent may have written: it gets no credentials.
         env = shell.scrubbed_env(NODE_ENV="production", ASTRO_TELEMETRY_DISABLED="1")
         shell.run(list(ctx.config.build_command), cwd=ctx.checkout, env=env, timeout=ctx.config.build_timeout_seconds)
     except (shell.CommandFailed, shell.CommandTimedOut) as error:
         raise StepError(ErrorCode.BUILD_FAILED, f"build: {error}") from None
-    if not output.is_dir() or not any(output.iterdir()):
-        raise StepError(ErrorCode.BUILD_FAILED, f"build finished but {ctx.config.build_dir}/ is missing or empty")
+    _check_output(ctx.checkout, ctx.config.build_dir)
     files = sum(1 for p in output.rglob("*") if p.is_file())
     ctx.build_ok = True
     return ok(started, files=files, dependencies=installed)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import sys
 from pathlib import Path
 
-from steps.base import StepContext
+from steps.base import StepContext, StepError
 from steps.bucket.report import DeployReport
 from steps.processes import shell
+from supervisor.contract.codes import ErrorCode
 
 SYNC_TIMEOUT_SECONDS = 1800
 
@@ -29,8 +31,31 @@ def aws_executable() -> str:
     return shutil.which("aws", path=os.pathsep.join([str(here), os.environ.get("PATH", os.defpath)])) or "aws"
 
 
+def real_build_folder(checkout: Path, build_dir: str) -> Path:
+    """checkout/build_dir, each part below the checkout checked to be a real folder (lstat).
+
+    The build runs code the agent may have written: a `dist -> ../../..` link must not hand the CLI the
+    workspace (--no-follow-symlinks covers only what is inside the folder it is given). No process of the
+    job is alive by now, so nothing can swap a part between this check and the sync.
+    """
+    folder = checkout / build_dir
+    path = checkout
+    for part in Path(build_dir).parts:
+        path = path / part
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:
+            raise StepError(ErrorCode.DEPLOY_FAILED, f"build folder {folder} is missing: nothing deployed") from None
+        if stat.S_ISLNK(mode):
+            what = "is a symbolic link, not a folder" if path == folder else f"is under a symbolic link ({path})"
+            raise StepError(ErrorCode.DEPLOY_FAILED, f"build folder {folder} {what}: nothing deployed")
+        if not stat.S_ISDIR(mode):
+            raise StepError(ErrorCode.DEPLOY_FAILED, f"build folder {folder}: {path} is not a folder: nothing deployed")
+    return path
+
+
 def deploy(ctx: StepContext, bucket: str) -> DeployReport:
-    source = ctx.build_folder
+    source = real_build_folder(ctx.checkout, ctx.config.build_dir)
     argv = [
         aws_executable(),
         "s3",
