@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from supervisor.common import proctree  # noqa: E402
-from supervisor.local.stack import LocalStack, local_stack  # noqa: E402
+from supervisor.local.stack import LocalStack, job_python, local_stack  # noqa: E402
 
 FAKE_AGENT = ROOT / "tests" / "fake_claude"
 QUICK_BUILD = f"node {ROOT / 'tests' / 'quick_build.mjs'}"
@@ -112,7 +112,7 @@ def log_events(log_path: Path, event: str) -> list[dict[str, Any]]:
 
 def interrupt_latency(stack: LocalStack, runs: int, log_path: Path) -> dict[str, dict[str, float]]:
     env = stack.supervisor_env(
-        AGENT_COMMAND=f"{sys.executable} {FAKE_AGENT}",
+        AGENT_COMMAND=f"{job_python()} {FAKE_AGENT}",
         BUILD_COMMAND=QUICK_BUILD,
         PROGRESS_EVENTS="true",
         INTERRUPT_GRACE_SECONDS=str(GRACE),
@@ -188,7 +188,7 @@ def naive_interrupt(state: Path) -> tuple[int, int, float]:
 
 def overhead_and_memory(stack: LocalStack, commands: int, log_path: Path) -> dict[str, float]:
     env = stack.supervisor_env(
-        AGENT_COMMAND=f"{sys.executable} {FAKE_AGENT}",
+        AGENT_COMMAND=f"{job_python()} {FAKE_AGENT}",
         BUILD_COMMAND=QUICK_BUILD,
         LOG_FORMAT="json",
     )
@@ -225,7 +225,7 @@ def overhead_and_memory(stack: LocalStack, commands: int, log_path: Path) -> dic
 
 def in_process_overhead(stack: LocalStack, runs: int) -> float:
     """The alternative: the same steps run by run_pipeline in this process, no supervisor or worker."""
-    os.environ.update(stack.supervisor_env(AGENT_COMMAND=f"{sys.executable} {FAKE_AGENT}", BUILD_COMMAND=QUICK_BUILD))
+    os.environ.update(stack.supervisor_env(AGENT_COMMAND=f"{job_python()} {FAKE_AGENT}", BUILD_COMMAND=QUICK_BUILD))
     from steps.base import StepContext, workspace_path
     from steps.git.repo import Git
     from steps.pipeline import run_pipeline

@@ -44,7 +44,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 from helpers import prewarm_checkout  # noqa: E402
 from soak import installed_site  # noqa: E402
 
-from supervisor.local.stack import REGION, LocalStack, local_stack  # noqa: E402
+from supervisor.local.stack import REGION, LocalStack, job_python, local_stack  # noqa: E402
 from supervisor.workspace_leases import create_table  # noqa: E402
 
 FAKE_AGENT = ROOT / "tests" / "fake_claude"
@@ -63,7 +63,7 @@ class Cluster:
         overrides = {
             "INPUT_QUEUE_URL": self.input,
             "OUTPUT_QUEUE_URL": self.output,
-            "AGENT_COMMAND": f"{sys.executable} {FAKE_AGENT}",
+            "AGENT_COMMAND": f"{job_python()} {FAKE_AGENT}",
             "BUILD_COMMAND": QUICK_BUILD,
             "PROGRESS_EVENTS": "false",  # the default; the takeover turns them on to see the first step
             "LOG_FORMAT": "json",

@@ -46,9 +46,9 @@ from helpers import prewarm_checkout  # noqa: E402
 from queue_readers import Reader  # noqa: E402
 
 from supervisor.local.fault_proxy import FaultPlan, FaultProxy  # noqa: E402
-from supervisor.local.stack import DEMO_SITE, LocalStack, local_stack  # noqa: E402
+from supervisor.local.stack import DEMO_SITE, LocalStack, job_python, local_stack  # noqa: E402
 
-FAKE_AGENT = f"{sys.executable} {ROOT / 'tests' / 'fake_claude'}"
+FAKE_AGENT = f"{job_python()} {ROOT / 'tests' / 'fake_claude'}"
 QUICK_BUILD = f"node {ROOT / 'tests' / 'quick_build.mjs'}"
 HASHED_BUILD = f"node {ROOT / 'tests' / 'hashed_build.mjs'}"
 INSTALLED = ROOT / ".local" / "soak-installed-site"

@@ -36,7 +36,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from hostile_bodies import Body, bodies  # noqa: E402
 from queue_readers import Reader, moto_cpu_seconds  # noqa: E402
 
-from supervisor.local.stack import LocalStack, local_stack  # noqa: E402
+from supervisor.local.stack import LocalStack, job_python, local_stack  # noqa: E402
 
 FAKE_AGENT = ROOT / "tests" / "fake_claude"
 QUICK_BUILD = f"node {ROOT / 'tests' / 'quick_build.mjs'}"
@@ -100,7 +100,7 @@ def run(count: int, seed: int, valid_share: float, state: Path, rate: float = 0)
     with local_stack(state) as stack:
         stack.create_bucket("acme")
         env = stack.supervisor_env(
-            AGENT_COMMAND=f"{sys.executable} {FAKE_AGENT}",
+            AGENT_COMMAND=f"{job_python()} {FAKE_AGENT}",
             BUILD_COMMAND=QUICK_BUILD,
             LOG_FORMAT="json",
             PROGRESS_EVENTS="true",

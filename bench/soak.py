@@ -46,7 +46,7 @@ from helpers import prewarm_checkout  # noqa: E402
 from queue_readers import Reader  # noqa: E402
 
 from steps.processes.deps import ensure_dependencies  # noqa: E402
-from supervisor.local.stack import DEMO_SITE, LocalStack, local_stack  # noqa: E402
+from supervisor.local.stack import DEMO_SITE, LocalStack, job_python, local_stack  # noqa: E402
 from supervisor.status import read_status, status_path  # noqa: E402
 
 FAKE_AGENT = ROOT / "tests" / "fake_claude"
@@ -182,7 +182,7 @@ def run(args: argparse.Namespace, state: Path) -> dict[str, Any]:
             for user in USERS:
                 prewarm_checkout(workspace, stack.remote, installed, client, user)
         env = stack.supervisor_env(
-            AGENT_COMMAND=f"{sys.executable} {FAKE_AGENT}",
+            AGENT_COMMAND=f"{job_python()} {FAKE_AGENT}",
             BUILD_COMMAND=QUICK_BUILD,
             LOG_FORMAT="json",
             MAX_WORKERS="3",

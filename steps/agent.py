@@ -54,16 +54,17 @@ def run(ctx: StepContext) -> StepResult:
     except AgentCredentialsError as error:
         raise StepError(ErrorCode.AGENT_FAILED, str(error)) from None
     remembered = state.session_of(ctx.command.branch)
-    outcome = run_cli(ctx, state, env, remembered)
-    if outcome.resume_failed:
-        log.warning(
-            "could not resume the thread's conversation; starting a new one", extra={"reason": outcome.stderr_tail}
-        )
-        ctx.warnings.append(
-            f"the chat's earlier conversation could not be resumed ({outcome.stderr_tail or 'no transcript'}); "
-            "the agent started a new one"
-        )
-        outcome = run_cli(ctx, state, env, None)
+    with state.lent_to(ctx.jobs.identity):
+        outcome = run_cli(ctx, state, env, remembered)
+        if outcome.resume_failed:
+            log.warning(
+                "could not resume the thread's conversation; starting a new one", extra={"reason": outcome.stderr_tail}
+            )
+            ctx.warnings.append(
+                f"the chat's earlier conversation could not be resumed ({outcome.stderr_tail or 'no transcript'}); "
+                "the agent started a new one"
+            )
+            outcome = run_cli(ctx, state, env, None)
     # Not on an interrupt: then the supervisor ends the whole tree, and one ladder is enough.
     _end_leftovers(ctx)
 

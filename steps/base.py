@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 from steps.fence import Fence
 from steps.git.repo import Git
+from steps.job.runner import UNCONFINED, Containment, JobRunner
 from supervisor.contract.command import Command
 from supervisor.contract.config import Config
 
@@ -57,6 +59,15 @@ class StepContext:
     on_progress: ProgressReporter = field(default=lambda _step, _status, _fields: None)
     # The workspace lease to show before writing (LEASE_TABLE set: steps/fence.py); None: one container.
     fence: Fence | None = None
+    # What this worker can do to contain the jobs (steps/job/runner.py); unconfined outside a worker.
+    containment: Containment = UNCONFINED
+
+    @cached_property
+    def jobs(self) -> JobRunner:
+        """Runs the agent, npm and the build of this checkout under the containment's layers."""
+        return JobRunner.for_checkout(
+            self.containment, self.checkout, self.config.workspace_path, self.config.sandbox_allowed_domains
+        )
 
     def check_lease(self, before: str) -> None:
         """Raise steps.fence.LeaseLost unless this container still holds the workspace."""

@@ -60,7 +60,7 @@ def run(ctx: StepContext) -> StepResult:
     output = ctx.build_folder
     try:
         try:
-            installed = deps.ensure_dependencies(ctx.checkout)  # the agent may have changed the lockfile
+            installed = deps.ensure_dependencies(ctx.checkout, ctx.jobs)  # the agent may have changed the lockfile
         except shell.CommandFailed as error:
             raise StepError(ErrorCode.BUILD_FAILED, f"installing dependencies failed: {_npm_reason(error)}") from None
         if installed == deps.INSTALLED_OUT_OF_SYNC and deps.OUT_OF_SYNC_WARNING not in ctx.warnings:
@@ -68,7 +68,7 @@ def run(ctx: StepContext) -> StepResult:
         _remove_old_output(ctx.checkout, ctx.config.build_dir)
         # The build runs code the agent may have written: it gets no credentials.
         env = shell.scrubbed_env(NODE_ENV="production", ASTRO_TELEMETRY_DISABLED="1")
-        shell.run(list(ctx.config.build_command), cwd=ctx.checkout, env=env, timeout=ctx.config.build_timeout_seconds)
+        ctx.jobs.run(list(ctx.config.build_command), env=env, timeout=ctx.config.build_timeout_seconds)
     except (shell.CommandFailed, shell.CommandTimedOut) as error:
         raise StepError(ErrorCode.BUILD_FAILED, f"build: {error}") from None
     _check_output(ctx.checkout, ctx.config.build_dir)

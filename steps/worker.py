@@ -27,6 +27,8 @@ from steps.git.ledger import Ledger
 from steps.git.lock import WorkspaceBusy, workspace_lock
 from steps.git.repo import Git
 from steps.interrupted import finish_interrupted
+from steps.job.identity import JOB_UMASK
+from steps.job.runner import find_containment
 from steps.pipeline import run_pipeline
 from steps.processes import shell
 from supervisor.common.logs import log_context, setup_logging
@@ -142,6 +144,9 @@ def main() -> int:
     shell.interrupt_grace = config.interrupt_grace_seconds
     try:
         client = lease_client(config) if config.lease_table else None  # made while idle, off a command's time
+        containment = find_containment(config.sandbox)  # probed while idle too
+        if containment.identity:
+            os.umask(JOB_UMASK)  # what our git writes into a checkout, the job's group may edit
         text = sys.stdin.read()  # a spare worker waits here, imports done, until it is given a job
     except Stopped:
         return WorkerExit.OK  # a spare stopped before it had a job: nothing to report
@@ -157,6 +162,7 @@ def main() -> int:
     ctx = StepContext(config=config, command=command, checkout=checkout, git=Git(checkout, config))
     ctx.on_progress = events.progress
     ctx.fence = Fence.from_job(job, config, client)
+    ctx.containment = containment
     ctx.warnings += [str(w) for w in job.get("warnings", [])]  # from the supervisor (a workspace moved)
     with log_context(commandId=command.command_id, sessionId=command.session_id):
         try:

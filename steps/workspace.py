@@ -11,6 +11,7 @@ import time
 
 from steps.base import StepContext, StepError, StepResult, ok
 from steps.git.checkout import clone, exclude_build_output, fetch, switch_to_branch
+from steps.git.layout import adopt_inner_git_dir
 from steps.git.ledger import Ledger
 from steps.git.remote import push_pending
 from steps.git.repair import repair
@@ -27,7 +28,7 @@ def _install(ctx: StepContext) -> str:
     """Dependencies are the build's prerequisite, not the agent's: a failed install is reported by the
     build (which tries again), and the command goes on."""
     try:
-        installed = deps.ensure_dependencies(ctx.checkout)
+        installed = deps.ensure_dependencies(ctx.checkout, ctx.jobs)
     except (CommandFailed, CommandTimedOut) as error:
         log.warning("installing dependencies failed; the build will try again: %s", error)
         return "failed"
@@ -42,11 +43,14 @@ def run(ctx: StepContext) -> StepResult:
         details: dict[str, object] = {}
         if ctx.checkout.is_dir() and (strays := end_strays(ctx.checkout)):
             details["endedStrays"] = strays
+        if ctx.checkout.is_dir():
+            details["adopted"] = adopt_inner_git_dir(ctx.checkout, ctx.git.git_dir)
         cloned = not ctx.git.is_repo()
         if cloned:
             clone(ctx)
             reachable = True
-        else:
+        ctx.jobs.prepare_workspace()  # the checkout shared with the job, its home, nothing of it running
+        if not cloned:
             details["repaired"] = repair(ctx.checkout, ctx.git)
             reachable = fetch(ctx)
         ledger = Ledger(ctx.checkout)

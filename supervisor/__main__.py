@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 
+from steps.job.runner import find_containment
 from supervisor.claims import SharingUnavailable
 from supervisor.common.logs import setup_logging
 from supervisor.common.proctree import become_subreaper, hide_environment
@@ -23,7 +24,17 @@ def main() -> int:
     if not become_subreaper():
         log.warning("could not become a child subreaper; orphaned processes may escape interrupts")
     hide_environment()
+    containment = find_containment(config.sandbox)
+    layers = containment.layers()
+    log.info("containment: %s", "; ".join(f"{name} {state}" for name, state in layers.items()), extra=layers)
+    if config.sandbox == "required" and not containment.sandbox:
+        print(
+            f"SANDBOX=required, but the kernel sandbox cannot run here: {containment.sandbox_off_reason}",
+            file=sys.stderr,
+        )
+        return SupervisorExit.CONFIG
     supervisor = Supervisor(config)
+    supervisor.containment_layers = layers
     # Handlers only record the signal; the loop acts on it (also as PID 1, which ignores unhandled signals).
     signal.signal(signal.SIGTERM, supervisor.on_signal)
     signal.signal(signal.SIGINT, supervisor.on_signal)

@@ -68,6 +68,8 @@ def status_report(supervisor: Any) -> dict[str, Any]:
         # With LEASE_TABLE: this container's id in the lease table, and its lease table.
         "owner": getattr(supervisor.claims, "owner", None),
         "leaseTable": supervisor.config.lease_table,
+        # What contains the jobs here: each layer "on" or why it is off (steps/job/runner.py).
+        "containment": getattr(supervisor, "containment_layers", {}),
     }
 
 

@@ -84,6 +84,9 @@ def status_main(argv: Sequence[str] | None = None) -> int:
         f"{status.get('handled', 0)} commands answered"
     )
     workers = status.get("workers", [])
+    layers = status.get("containment") or {}
+    if layers:
+        print("containment: " + "; ".join(f"{name} {state}" for name, state in layers.items()))
     print(f"workers: {len(workers)} of {status.get('maxWorkers')}")
     for worker in workers:
         print(

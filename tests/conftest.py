@@ -6,7 +6,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,23 @@ from helpers import DEMO_SITE, FAKE_CLAUDE, REGION, ROOT, OutputWatcher, git, pr
 from scripted_api import ScriptedAPI
 
 from steps.processes.deps import ensure_dependencies
+from supervisor.local.stack import job_python
+
+
+def _pass_through(folder: Path) -> None:
+    """o+x on `folder` and its parents that we own: a job uid may pass through, never list."""
+    for path in (folder, *folder.parents):
+        info = path.stat()
+        if info.st_uid == os.geteuid() and not info.st_mode & 0o001:
+            path.chmod(info.st_mode & 0o7777 | 0o011)
+
+
+@pytest.fixture(autouse=True)
+def jobs_reach_the_test_folders(request: pytest.FixtureRequest) -> None:
+    """Workers run as root here, so the agent, npm and the build run as job uids (steps/job): they must pass
+    through the test's temporary folders to reach a workspace, and pytest makes those 0700."""
+    if "tmp_path" in request.fixturenames:
+        _pass_through(request.getfixturevalue("tmp_path"))
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +82,7 @@ def installed_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo site with its dependencies installed once per test session, by the worker's own install
     code, so its stamp tells the worker a pre-warmed checkout needs no `npm ci`."""
     target = tmp_path_factory.mktemp("installed") / "site"
+    _pass_through(target.parent)  # its node_modules is hard-linked into checkouts that jobs build
     shutil.copytree(DEMO_SITE, target, ignore=shutil.ignore_patterns("node_modules", "dist", ".astro"))
     assert ensure_dependencies(target) == "installed"
     return target
@@ -171,7 +188,7 @@ def base_env(
             "REPO_URL": str(site_remote),
             "S3_BUCKET": bucket_prefix + "-{clientId}",
             "PREVIEW_URL": "http://preview.test/{clientId}",
-            "AGENT_COMMAND": f"{sys.executable} {FAKE_CLAUDE}",
+            "AGENT_COMMAND": f"{job_python()} {FAKE_CLAUDE}",
             "AGENT_TIMEOUT_SECONDS": "60",
             "DEPLOY_STRATEGY": "aws-cli",
             "LOG_FORMAT": "json",

@@ -26,10 +26,17 @@ GIT_ENV = {
 }
 
 
+def repository_env(cwd: Path) -> dict[str, str]:
+    """GIT_DIR and GIT_WORK_TREE for a checkout whose repository lives beside it (steps/git/layout.py)."""
+    beside = cwd.parent / f".{cwd.name}.git"
+    if not (cwd / ".git").exists() and beside.is_dir():
+        return {"GIT_DIR": str(beside), "GIT_WORK_TREE": str(cwd)}
+    return {}
+
+
 def git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env={**os.environ, **GIT_ENV}
-    )
+    env = {**os.environ, **GIT_ENV, **repository_env(cwd)}
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=env)
 
 
 def git_out(cwd: Path, *args: str) -> str:

@@ -15,6 +15,7 @@ from steps.claude.memory import AgentState
 from steps.processes import shell
 from supervisor.contract.agent_config import AgentConfig
 from supervisor.contract.command import Command
+from supervisor.contract.env_values import ConfigError, read_secret_file
 
 # Model credentials; shell.SECRET_VARIABLES keeps them from every other command.
 AGENT_CREDENTIALS = frozenset({"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"})
@@ -30,6 +31,12 @@ class AgentCredentialsError(RuntimeError):
 def agent_environment(agent: AgentConfig, state: AgentState, command: Command) -> dict[str, str]:
     keep = BEDROCK_CREDENTIALS if agent.backend == "bedrock" else AGENT_CREDENTIALS
     env = shell.scrubbed_env(keep=keep)
+    for name, path in agent.credential_files:  # read now, so a rotated secret is used at the next command
+        if name in keep:
+            try:
+                env[name] = read_secret_file(f"{name}_FILE", path)
+            except ConfigError as error:
+                raise AgentCredentialsError(str(error)) from None
     env.setdefault("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")  # no telemetry or update checks
     env["DISABLE_AUTOUPDATER"] = "1"  # the version is pinned by the image
     env["CLAUDE_CONFIG_DIR"] = str(state.config_dir)

@@ -11,6 +11,7 @@ from steps.base import StepContext
 from steps.claude.command_line import agent_argv
 from steps.claude.memory import AgentState
 from steps.claude.stream import AgentStream, ToolUse
+from steps.job.runner import model_endpoints
 from steps.processes import shell
 
 # A finished `claude -p` has been seen to hang after printing its result (it waits for background
@@ -47,10 +48,11 @@ def run_cli(ctx: StepContext, state: AgentState, env: dict[str, str], resume: st
     run = AgentRun(stream, session_id, resumed=resume is not None)
     argv = agent_argv(ctx.config.agent, ctx.command.instruction, session_id=session_id, resume=run.resumed)
     try:
-        shell.run(
+        ctx.jobs.run(
             argv,
-            cwd=ctx.checkout,
             env=env,
+            network=model_endpoints(env),
+            writable=[state.thread_dir],
             timeout=ctx.config.agent.timeout_seconds,
             log_stdout=False,
             on_line=stream.feed,

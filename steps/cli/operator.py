@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from steps.git.layout import adopt_inner_git_dir, git_dir_for
 from steps.git.ledger import Ledger
 from steps.git.lock import WorkspaceBusy, workspace_lock
 from steps.git.remote import push_pending
@@ -34,14 +35,16 @@ def _checkout_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _open(checkout: Path) -> tuple[Config, Git]:
-    if not (checkout / ".git").is_dir():
+    checkout = checkout.resolve()
+    adopt_inner_git_dir(checkout, git_dir_for(checkout))  # a checkout from before the repository moved out
+    if not git_dir_for(checkout).is_dir():
         raise OperatorError(f"{checkout} is not a git checkout")
     try:
         config = load_config(require_input_queue=False)
     except ConfigError as error:
         raise OperatorError(f"configuration: {error}") from None
     setup_logging("text", "operator")
-    return config, Git(checkout.resolve(), config)
+    return config, Git(checkout, config)
 
 
 @contextlib.contextmanager
@@ -122,7 +125,7 @@ def _push_pending(argv: Sequence[str] | None) -> int:
     _checkout_argument(parser)
     args = parser.parse_args(argv)
     config, git = _open(args.checkout)
-    ledger = Ledger(args.checkout)
+    ledger = Ledger(args.checkout.resolve())
     with _locked(args.checkout):
         if not ledger.pending_pushes():
             print("no pending pushes")
@@ -139,7 +142,7 @@ def _workspace(argv: Sequence[str] | None) -> int:
     _checkout_argument(parser)
     args = parser.parse_args(argv)
     _, git = _open(args.checkout)
-    ledger = Ledger(args.checkout)
+    ledger = Ledger(args.checkout.resolve())
     print(f"checkout: {args.checkout.resolve()}")
     print(f"branch:   {git.current_branch() or 'detached at ' + (git.head() or 'nothing')[:12]}")
     dirty = git.status_paths()
@@ -147,7 +150,7 @@ def _workspace(argv: Sequence[str] | None) -> int:
     print("pending pushes: " + (", ".join(ledger.pending_pushes()) or "none"))
     unfinished = ledger.unfinished_command()
     if unfinished:
-        print(f"unfinished command: {unfinished.get('command_id')} on {unfinished.get('branch')}")
+        print(f"unfinished command: {unfinished.command_id} on {unfinished.branch}")
     stashes = session_stashes(git)
     print(f"session stashes: {len(stashes)}" + "".join(f"\n  {s.sha[:12]} {s.branch} {s.command_id}" for s in stashes))
     refs = git.out(

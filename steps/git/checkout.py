@@ -28,17 +28,25 @@ def clone(ctx: StepContext) -> None:
         else:
             checkout.rmdir()
     staging = checkout.with_name(f".{checkout.name}.cloning-{os.getpid()}")
+    git_dir = ctx.git.git_dir
     shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(git_dir, ignore_errors=True)  # a clone cut short (no checkout was renamed into place)
+    staging.mkdir()
+    ctx.jobs.prepare_clone_folder(staging)  # what git writes there goes to the job's group
     ctx.git.run(
         "clone",
         "--quiet",
+        f"--separate-git-dir={git_dir}",
         "--",
         ctx.command.repo_url,
         str(staging),
         cwd=checkout.parent,
         credentials=True,
         timeout=NETWORK_TIMEOUT_SECONDS,
+        repository=False,
     )
+    os.chmod(git_dir, 0o700)
+    (staging / ".git").unlink()  # git's pointer to the repository: ours is GIT_DIR, never a file in the checkout
     staging.rename(checkout)
 
 
@@ -62,7 +70,7 @@ def fetch(ctx: StepContext) -> bool:
 
 def exclude_build_output(ctx: StepContext) -> None:
     """Build output and dependencies are never committed, whatever the site's .gitignore says."""
-    exclude = ctx.checkout / ".git" / "info" / "exclude"
+    exclude = ctx.git.git_dir / "info" / "exclude"
     exclude.parent.mkdir(parents=True, exist_ok=True)
     wanted = [*EXCLUDED, f"/{ctx.config.build_dir.strip('/')}/"]
     present = exclude.read_text().splitlines() if exclude.exists() else []

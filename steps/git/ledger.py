@@ -1,23 +1,59 @@
-"""What a checkout remembers between commands, in `.git/webordinary/` (never committed, never pushed).
+"""What a checkout remembers between commands, in `webordinary/` of its repository (beside the checkout,
+out of the job's reach: steps/git/layout.py; never committed, never pushed).
 
 - `running.json`: the command in progress. Still there when the next command starts means that command
   died (worker or supervisor killed): its leftovers belong to it and are committed as WIP on its branch.
 - `pending-pushes.json`: branches whose commits could not reach the remote; pushed before anything else.
 - `operation.json`: a git operation of ours that must not be left half done (a stash), for the repair.
+
+Read as untrusted all the same (a repository adopted from an older layout was writable by the job): a
+pending push only ever names a `thread-…` branch, and the running command must be a whole, valid one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
+from steps.git.layout import git_dir_for
 from supervisor.common.files import write_atomic
+from supervisor.contract.command import Command
+
+log = logging.getLogger("steps.git.ledger")
+# The only branches the worker ever records for a later push: a chat session's (never main, never a tag).
+SESSION_BRANCH = re.compile(r"thread-[A-Za-z0-9_-][A-Za-z0-9._-]{0,200}")
+COMMAND_FIELDS = frozenset(field.name for field in dataclasses.fields(Command))
+
+
+def is_session_branch(name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and SESSION_BRANCH.fullmatch(name) is not None
+        and ".." not in name
+        and not name.endswith((".", ".lock"))
+    )
+
+
+def command_from_record(value: object) -> Command | None:
+    """The recorded command, or None when the record is not a whole command of ours."""
+    if not isinstance(value, dict) or set(value) != COMMAND_FIELDS:
+        return None
+    if not all(isinstance(value[name], str) for name in COMMAND_FIELDS - {"timestamp"}):
+        return None
+    if value["timestamp"] is not None and not isinstance(value["timestamp"], str):
+        return None
+    if not is_session_branch(value["branch"]):
+        return None
+    return Command(**value)
 
 
 class Ledger:
     def __init__(self, checkout: Path):
-        self.folder = checkout / ".git" / "webordinary"
+        self.folder = git_dir_for(checkout) / "webordinary"
 
     def _read(self, name: str, default: Any) -> Any:
         try:
@@ -39,17 +75,26 @@ class Ledger:
     def end_command(self) -> None:
         self._remove("running.json")
 
-    def unfinished_command(self) -> dict[str, str] | None:
+    def unfinished_command(self) -> Command | None:
         value = self._read("running.json", None)
-        return value if isinstance(value, dict) else None
+        command = command_from_record(value)
+        if value is not None and command is None:
+            log.warning("ignored a running-command record that is not a valid command")
+        return command
 
     # Branches waiting to be pushed --------------------------------------------------------------
 
     def pending_pushes(self) -> list[str]:
         value = self._read("pending-pushes.json", [])
-        return [b for b in value if isinstance(b, str)] if isinstance(value, list) else []
+        names = value if isinstance(value, list) else []
+        refused = [name for name in names if not is_session_branch(name)]
+        if refused or not isinstance(value, list):
+            log.warning("ignored pending pushes that name no session branch", extra={"refused": refused[:5]})
+        return [name for name in names if is_session_branch(name)]
 
     def add_pending(self, branch: str) -> None:
+        if not is_session_branch(branch):
+            raise ValueError(f"not a session branch: {branch!r}")
         pending = self.pending_pushes()
         if branch not in pending:
             self._write("pending-pushes.json", [*pending, branch])

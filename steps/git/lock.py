@@ -26,7 +26,7 @@ def workspace_lock(checkout: Path, wait: float = LOCK_WAIT_SECONDS) -> Iterator[
     path = lock_path(checkout)
     path.parent.mkdir(parents=True, exist_ok=True)
     # O_CLOEXEC: the commands we start must not inherit (and so outlive us holding) the lock.
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         deadline = time.monotonic() + wait
         while True:

@@ -12,6 +12,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from steps.git.layout import git_dir_for
 from steps.git.ledger import Ledger
 from steps.git.repo import Git
 
@@ -28,11 +29,11 @@ IN_PROGRESS = (
 def remove_stale_locks(checkout: Path) -> list[str]:
     """Remove git lock files left by a killed git process."""
     removed = []
-    git_dir = checkout / ".git"
+    git_dir = git_dir_for(checkout)
     for lock in (git_dir / "index.lock", git_dir / "HEAD.lock", *git_dir.glob("refs/**/*.lock")):
         if lock.is_file():
             lock.unlink()
-            removed.append(str(lock.relative_to(checkout)))
+            removed.append(str(lock.relative_to(git_dir)))
     if removed:
         log.warning("removed stale git lock files", extra={"files": removed})
     return removed
@@ -86,9 +87,9 @@ def _attach_detached_head(git: Git) -> list[str]:
 
 def broken_states(checkout: Path, git: Git) -> list[str]:
     """What `repair` would act on, without changing anything (for `bin/workspace`)."""
-    git_dir = checkout / ".git"
+    git_dir = git_dir_for(checkout)
     locks = (git_dir / "index.lock", git_dir / "HEAD.lock", *git_dir.glob("refs/**/*.lock"))
-    found = [f"stale lock {lock.relative_to(checkout)}" for lock in locks if lock.is_file()]
+    found = [f"stale lock {lock.relative_to(git_dir)}" for lock in locks if lock.is_file()]
     found += [f"unfinished {abort[0]}" for marker, abort in IN_PROGRESS if (git_dir / marker).exists()]
     operation = Ledger(checkout).unfinished_operation()
     if operation:
@@ -100,7 +101,7 @@ def broken_states(checkout: Path, git: Git) -> list[str]:
 
 def repair(checkout: Path, git: Git) -> list[str]:
     """Repair whatever a crash left; returns what was done (empty when the checkout was fine)."""
-    git_dir = checkout / ".git"
+    git_dir = git_dir_for(checkout)
     done = [f"removed {lock}" for lock in remove_stale_locks(checkout)]
     done += _abort_in_progress(git, git_dir)
     done += _finish_cut_short_stash(git, Ledger(checkout))

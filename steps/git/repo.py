@@ -1,4 +1,6 @@
-"""Git, baked once: argument lists, no pager, no prompts, and credentials only through askpass."""
+"""Git, baked once: argument lists, no pager, no prompts, credentials only through askpass, and no
+configuration but ours: the repository lives outside the checkout (steps/git/layout.py), the system and
+global config files are not read, hooks and fsmonitor are off whatever a config says."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from steps.git.layout import git_dir_for
 from steps.processes import shell
 from supervisor.contract.config import Config
 
@@ -23,7 +26,13 @@ FIXED_OPTIONS = (
     "advice.detachedHead=false",
     "-c",
     "credential.helper=",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
 )
+# Only the repository's own config (ours) is read: not /etc/gitconfig, not ~/.gitconfig.
+NO_OTHER_CONFIG = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
 
 
 @dataclass(frozen=True)
@@ -33,8 +42,14 @@ class Git:
     repo: Path
     config: Config
 
-    def env(self, *, credentials: bool) -> dict[str, str]:
+    @property
+    def git_dir(self) -> Path:
+        return git_dir_for(self.repo)
+
+    def env(self, *, credentials: bool, repository: bool = True) -> dict[str, str]:
+        """`repository=False` for a clone, which makes its own."""
         env = shell.scrubbed_env(
+            **NO_OTHER_CONFIG,
             GIT_TERMINAL_PROMPT="0",
             GIT_ALLOW_PROTOCOL=ALLOWED_PROTOCOLS,
             LC_ALL="C",
@@ -43,6 +58,11 @@ class Git:
             GIT_COMMITTER_NAME=self.config.git_user_name,
             GIT_COMMITTER_EMAIL=self.config.git_user_email,
         )
+        if repository:
+            env["GIT_DIR"], env["GIT_WORK_TREE"] = str(self.git_dir), str(self.repo)
+        else:
+            env.pop("GIT_DIR", None)
+            env.pop("GIT_WORK_TREE", None)
         if credentials and self.config.github_token:
             env["GIT_ASKPASS"] = str(ASKPASS)
             env["WEBORDINARY_GIT_TOKEN"] = self.config.github_token
@@ -57,11 +77,12 @@ class Git:
         ok_codes: Sequence[int] = (0,),
         cwd: Path | None = None,
         timeout: float | None = None,
+        repository: bool = True,
     ) -> shell.CommandResult:
         return shell.run(
             ["git", *FIXED_OPTIONS, *args],
             cwd=cwd or self.repo,
-            env=self.env(credentials=credentials),
+            env=self.env(credentials=credentials, repository=repository),
             stdin=stdin,
             log_output=log_output,
             ok_codes=ok_codes,
@@ -78,7 +99,7 @@ class Git:
     # Queries used by several steps -------------------------------------------------------------
 
     def is_repo(self) -> bool:
-        return (self.repo / ".git").is_dir() and self.succeeds("rev-parse", "--git-dir")
+        return self.git_dir.is_dir() and self.succeeds("rev-parse", "--git-dir")
 
     def head(self) -> str | None:
         result = self.run("rev-parse", "--verify", "--quiet", "HEAD", ok_codes=(0, 1))

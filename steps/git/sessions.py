@@ -17,7 +17,6 @@ from steps.base import StepContext
 from steps.git.commit_message import commit_message
 from steps.git.ledger import Ledger
 from steps.git.repo import Git
-from supervisor.contract.command import Command
 
 log = logging.getLogger("steps.git.sessions")
 STASH_PREFIX = "webordinary:"
@@ -120,8 +119,8 @@ def settle_leftovers(ctx: StepContext, ledger: Ledger) -> dict[str, str]:
     if not git.is_dirty():
         return {}
     branch = git.current_branch() or f"detached-{(git.head() or 'none')[:8]}"
-    if unfinished and unfinished.get("branch") == branch:
-        died = Command(**unfinished)
+    if unfinished and unfinished.branch == branch:
+        died = unfinished
         git.commit_everything(lambda staged: commit_message(died, staged, wip=True))
         log.warning(
             "a command died here; its edits are committed as WIP on its branch",

@@ -141,12 +141,14 @@ def run(
     linger: float = 10.0,
     ok_codes: Sequence[int] = (0,),
     kill_grace: float = 2.0,
+    preexec: Callable[[], None] | None = None,
 ) -> CommandResult:
     """Run argv and wait; stream stdout/stderr to the log; raise CommandFailed or CommandTimedOut.
 
     `log_stdout=False` keeps stdout out of the log (the agent's stream holds whole files); stderr is
     still logged. When `on_line` reports the output complete and the process has not exited `linger` seconds later,
     its tree is ended and the run counts as a success (a finished `claude -p` has been seen to hang).
+    `preexec` runs in the forked child before exec (steps/job: become the job's identity).
     """
     name = Path(argv[0]).name
     tail: deque[str] = deque(maxlen=TAIL_LINES)
@@ -209,6 +211,7 @@ def run(
         _new_session=True,
         _ok_code=list(ok_codes),
         _decode_errors="replace",
+        _preexec_fn=preexec,
     )
     pid_box.append(process.pid)
 

@@ -87,6 +87,8 @@ class AgentConfig:
     backend: str = "anthropic"
     aws_role_arn: str | None = None
     aws_region: str = "us-west-2"
+    # Model credentials kept in files (ANTHROPIC_API_KEY_FILE…): variable → path, read for each agent run.
+    credential_files: tuple[tuple[str, str], ...] = ()
 
 
 def split_rules(raw: str) -> list[str]:
@@ -142,7 +144,8 @@ def _backend(env: Mapping[str, str]) -> tuple[str, str | None]:
         raise ConfigError(f"AGENT_AWS_ROLE_ARN must be an IAM role ARN, got {role!r}")
     if role is not None and not bedrock:
         raise ConfigError("AGENT_AWS_ROLE_ARN is only used with CLAUDE_CODE_USE_BEDROCK=1")
-    if bedrock and role is None and not ev.text(env, "AWS_BEARER_TOKEN_BEDROCK", None):
+    bearer = ev.text(env, "AWS_BEARER_TOKEN_BEDROCK", None) or ev.text(env, "AWS_BEARER_TOKEN_BEDROCK_FILE", None)
+    if bedrock and role is None and not bearer:
         # The agent never gets the deploy's AWS credentials: it needs a role of its own (or a Bedrock key).
         raise ConfigError("CLAUDE_CODE_USE_BEDROCK=1 needs AGENT_AWS_ROLE_ARN (or AWS_BEARER_TOKEN_BEDROCK)")
     return ("bedrock" if bedrock else "anthropic"), role
@@ -162,6 +165,25 @@ def _settings_file(env: Mapping[str, str]) -> str | None:
     return os.path.abspath(path)
 
 
+# The model credentials that may come from a file (NAME_FILE) instead of the environment.
+CREDENTIALS_FROM_FILES = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "AWS_BEARER_TOKEN_BEDROCK",
+)
+
+
+def _credential_files(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    files = []
+    for name in CREDENTIALS_FROM_FILES:
+        ev.secret(env, name)  # both set, or a file that cannot be read: stop at start-up, not at the first command
+        path = ev.text(env, f"{name}_FILE", None)
+        if path is not None:
+            files.append((name, os.path.abspath(path)))
+    return tuple(files)
+
+
 def load_agent_config(env: Mapping[str, str]) -> AgentConfig:
     backend, role = _backend(env)
     return AgentConfig(
@@ -177,4 +199,5 @@ def load_agent_config(env: Mapping[str, str]) -> AgentConfig:
         backend=backend,
         aws_role_arn=role,
         aws_region=ev.template(env, "AGENT_AWS_REGION", ev.template(env, "AWS_REGION", "us-west-2")),
+        credential_files=_credential_files(env),
     )

@@ -20,6 +20,8 @@ from supervisor.contract.env_values import ConfigError
 __all__ = ["Config", "ConfigError", "load_config", "load_config_or_exit"]
 
 DEPLOY_STRATEGIES = ("hash", "aws-cli")
+SANDBOX_SETTINGS = ("auto", "required", "off")
+DOMAIN = re.compile(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,252})(:\d{1,5})?")
 LOG_FORMATS = ("json", "text")
 SQS_MAX_VISIBILITY_SECONDS = 43200
 # A lease is trusted until 2 s (workspace_leases.SAFETY_SECONDS) before it runs out: it must last longer.
@@ -60,6 +62,9 @@ class Config:
     # Several containers on one queue (supervisor/claims.py); None: a single container.
     lease_table: str | None = None
     lease_seconds: float = 20.0
+    # The kernel sandbox for jobs (steps/job): auto (where the host allows it), required, or off.
+    sandbox: str = "auto"
+    sandbox_allowed_domains: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         fields = asdict(self)
@@ -106,6 +111,16 @@ def _lease_table(env: Mapping[str, str]) -> str | None:
     return name
 
 
+def _domains(env: Mapping[str, str]) -> tuple[str, ...]:
+    """SANDBOX_ALLOWED_DOMAINS: comma-separated host, *.host or host:port entries."""
+    raw = ev.text(env, "SANDBOX_ALLOWED_DOMAINS", None) or ""
+    entries = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for entry in entries:
+        if not DOMAIN.fullmatch(entry):
+            raise ConfigError(f"SANDBOX_ALLOWED_DOMAINS: {entry!r} is not a host, *.host or host:port")
+    return entries
+
+
 def _default_log_format() -> str:
     return "text" if sys.stderr.isatty() else "json"
 
@@ -144,10 +159,12 @@ def load_config(env: Mapping[str, str] | None = None, *, require_input_queue: bo
         deploy_cache_control_default=ev.header_value(
             env, "DEPLOY_CACHE_CONTROL_DEFAULT", "public, max-age=0, must-revalidate"
         ),
-        github_token=ev.text(env, "GITHUB_TOKEN", None),
+        github_token=ev.secret(env, "GITHUB_TOKEN"),
         agent=load_agent_config(env),
         lease_table=_lease_table(env),
         lease_seconds=ev.number(env, "LEASE_SECONDS", 20, minimum=MIN_LEASE_SECONDS, integer=False),
+        sandbox=ev.choice(env, "SANDBOX", "auto", SANDBOX_SETTINGS),
+        sandbox_allowed_domains=_domains(env),
     )
 
 

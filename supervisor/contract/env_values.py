@@ -22,6 +22,27 @@ def text(env: Mapping[str, str], name: str, default: str | None) -> str | None:
     return value.strip()
 
 
+def secret(env: Mapping[str, str], name: str) -> str | None:
+    """NAME, or the content of the file NAME_FILE names (an ECS secret, a mounted file); never both."""
+    value, path = text(env, name, None), text(env, f"{name}_FILE", None)
+    if value is not None and path is not None:
+        raise ConfigError(f"{name} and {name}_FILE are both set: keep one")
+    if path is None:
+        return value
+    return read_secret_file(f"{name}_FILE", path)
+
+
+def read_secret_file(variable: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            content = handle.read().strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{variable}: cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+    if not content:
+        raise ConfigError(f"{variable}: {path} is empty")
+    return content
+
+
 def required_text(env: Mapping[str, str], name: str, default: str) -> str:
     value = text(env, name, default)
     assert value is not None  # default is a str

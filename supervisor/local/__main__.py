@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import urlopen
 
-from supervisor.local.stack import ROOT, LocalStack, local_stack
+from supervisor.local.stack import ROOT, LocalStack, job_python, local_stack
 
 STATE = ROOT / ".local"
 SCRIPTED_AGENT = ROOT / "examples" / "scripted-agent" / "claude"
@@ -71,7 +71,7 @@ def agent_command() -> tuple[str, str]:
     if chosen:
         return chosen, f"{chosen} (from AGENT_COMMAND)"
     return (
-        f"{sys.executable} {SCRIPTED_AGENT}",
+        f"{job_python()} {SCRIPTED_AGENT}",
         "SCRIPTED DEMO AGENT (not Claude; AGENT_COMMAND=claude uses the real one)",
     )
 

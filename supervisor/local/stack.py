@@ -26,6 +26,14 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 BUCKET_TEMPLATE = "edit.{clientId}.webordinary.com"
 
 
+def job_python() -> str:
+    """A Python that a job uid can start, for the agent stand-ins (Python scripts). As root, workers run the
+    agent as a job identity (steps/job), and this interpreter may live where only root can reach it
+    (a pyenv under /root): the system's own comes first when there is one."""
+    system = Path("/usr/bin/python3")
+    return str(system) if system.exists() else sys.executable
+
+
 def demo_remote(state: Path) -> Path:
     """A bare repository seeded from examples/demo-site (kept between runs, so a chat continues)."""
     remote = state / "remotes" / "demo-site.git"

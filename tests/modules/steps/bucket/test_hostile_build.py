@@ -14,7 +14,7 @@ from bucket_helpers import POLICY, bucket_bodies, context, write_build
 
 from steps import deploy
 from steps.base import StepError
-from steps.bucket import deploy_hash
+from steps.bucket import build_folder, deploy_hash
 from supervisor.contract.config import Config, load_config
 
 
@@ -126,7 +126,7 @@ def test_a_file_swapped_after_it_was_hashed_is_not_uploaded(config, s3, bucket, 
 def test_a_fifo_swapped_in_after_the_listing_is_refused_without_blocking(workspace):
     build = write_build(workspace / "site" / "dist", {"index.html": b"<p>home"})
     os.mkfifo(build / "late.html")
-    with deploy_hash.open_build_folder(build) as root:
-        assert deploy_hash.read_built_file(root, "late.html", "late.html", build) == (
+    with build_folder.open_build_folder(build) as root:
+        assert build_folder.read_built_file(root, "late.html", "late.html", build) == (
             "not a regular file when opened, only regular files are published"
         )

@@ -12,8 +12,9 @@ from steps.claude.environment import AgentCredentialsError, agent_environment, r
 from steps.claude.memory import AgentState
 from steps.claude.stream import AgentStream, describe
 from steps.processes import shell
-from supervisor.contract.agent_config import DEFAULT_ALLOWED_TOOLS, AgentConfig
+from supervisor.contract.agent_config import DEFAULT_ALLOWED_TOOLS, AgentConfig, load_agent_config
 from supervisor.contract.command import parse_command
+from supervisor.contract.env_values import ConfigError
 
 COMMAND = parse_command(
     json.dumps({"instruction": "Do it", "commandId": "c-1", "chatThreadId": "t1", "clientId": "acme", "userId": "u1"}),
@@ -91,8 +92,26 @@ def test_each_thread_remembers_its_own_session_outside_the_checkout(tmp_path):
     state.remember("thread-t1", "session-1", "c-1")
     state.remember("thread-t2", "session-2", "c-2")
     assert (state.session_of("thread-t1"), state.session_of("thread-t2")) == ("session-1", "session-2")
-    (state.root / "threads" / "thread-t1.json").write_text("{broken")
+    (state.root / "sessions" / "thread-t1.json").write_text("{broken")
     assert state.session_of("thread-t1") is None  # a new conversation, not an error
+
+
+def test_each_thread_has_its_own_cli_folder_and_keeps_the_conversation_of_the_shared_one(tmp_path):
+    """Threads no longer share one CLAUDE_CONFIG_DIR (a job could read the other threads' transcripts):
+    an older record and transcript of the shared folder carry over on the thread's first use."""
+    root = tmp_path / ".agent" / "acme" / "u1" / "site"
+    (root / "threads").mkdir(parents=True)
+    (root / "threads" / "thread-t1.json").write_text(json.dumps({"sessionId": "s-old"}))
+    old = root / "claude" / "projects" / "-workspace-acme-u1-site" / "s-old.jsonl"
+    old.parent.mkdir(parents=True)
+    old.write_text('{"type": "user"}\n')
+    state = AgentState.for_command(str(tmp_path), COMMAND)
+    other = AgentState(root, "thread-t2")
+    assert state.config_dir != other.config_dir and state.config_dir.parent == root / "threads" / COMMAND.branch
+    state.prepare()
+    assert state.session_of(COMMAND.branch) == "s-old"
+    carried = state.config_dir / "projects" / "-workspace-acme-u1-site" / "s-old.jsonl"
+    assert carried.read_text() == old.read_text()
 
 
 # The environment ---------------------------------------------------------------------------------
@@ -101,17 +120,32 @@ def test_each_thread_remembers_its_own_session_outside_the_checkout(tmp_path):
 def test_the_api_key_reaches_the_agent_and_nothing_else(tmp_path, monkeypatch):
     for name, value in {"ANTHROPIC_API_KEY": "sk-ant", "GITHUB_TOKEN": "ghp", "AWS_SECRET_ACCESS_KEY": "aws"}.items():
         monkeypatch.setenv(name, value)
-    state = AgentState(tmp_path)
+    state = AgentState(tmp_path, "thread-t1")
     env = agent_environment(AgentConfig(), state, COMMAND)
     assert env["ANTHROPIC_API_KEY"] == "sk-ant" and "GITHUB_TOKEN" not in env and "AWS_SECRET_ACCESS_KEY" not in env
-    assert env["CLAUDE_CONFIG_DIR"] == str(tmp_path / "claude") and env["CLAUDE_CODE_TMPDIR"] == str(tmp_path / "tmp")
+    assert env["CLAUDE_CONFIG_DIR"] == str(state.config_dir) and env["CLAUDE_CODE_TMPDIR"] == str(state.tmp_dir)
     assert "ANTHROPIC_API_KEY" not in shell.scrubbed_env()  # npm, the build, git, the deploy
+
+
+def test_the_model_key_may_come_from_a_file_read_at_each_run(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    key_file = tmp_path / "key"
+    key_file.write_text("sk-from-file\n")
+    agent = load_agent_config({"ANTHROPIC_API_KEY_FILE": str(key_file)})
+    assert "sk-from-file" not in repr(agent)  # only its path is kept
+    assert agent_environment(agent, AgentState(tmp_path, "thread-t1"), COMMAND)["ANTHROPIC_API_KEY"] == "sk-from-file"
+    key_file.write_text("sk-rotated")
+    assert agent_environment(agent, AgentState(tmp_path, "thread-t1"), COMMAND)["ANTHROPIC_API_KEY"] == "sk-rotated"
+    with pytest.raises(ConfigError, match="ANTHROPIC_API_KEY and ANTHROPIC_API_KEY_FILE are both set"):
+        load_agent_config({"ANTHROPIC_API_KEY_FILE": str(key_file), "ANTHROPIC_API_KEY": "x"})
+    with pytest.raises(ConfigError, match="ANTHROPIC_API_KEY_FILE: cannot read"):
+        load_agent_config({"ANTHROPIC_API_KEY_FILE": str(tmp_path / "missing")})
 
 
 def test_bedrock_gets_only_the_assumed_roles_credentials(aws_env, tmp_path, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant")
     agent = AgentConfig(backend="bedrock", aws_role_arn=ROLE, aws_region="eu-central-1")
-    env = agent_environment(agent, AgentState(tmp_path), COMMAND)
+    env = agent_environment(agent, AgentState(tmp_path, "thread-t1"), COMMAND)
     assert env["CLAUDE_CODE_USE_BEDROCK"] == "1" and env["AWS_REGION"] == "eu-central-1"
     assert env["AWS_ACCESS_KEY_ID"] != aws_env["AWS_ACCESS_KEY_ID"] and env["AWS_SESSION_TOKEN"]
     assert env["AWS_SECRET_ACCESS_KEY"] != aws_env["AWS_SECRET_ACCESS_KEY"] and "ANTHROPIC_API_KEY" not in env
@@ -122,7 +156,7 @@ def test_a_role_that_cannot_be_assumed_is_one_clear_error(tmp_path, monkeypatch)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     agent = AgentConfig(backend="bedrock", aws_role_arn=ROLE)
     with pytest.raises(AgentCredentialsError, match="could not assume AGENT_AWS_ROLE_ARN"):
-        agent_environment(agent, AgentState(tmp_path), COMMAND)
+        agent_environment(agent, AgentState(tmp_path, "thread-t1"), COMMAND)
 
 
 def test_the_role_session_outlasts_the_agent_timeout():

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 
 import pytest
 from git_harness import Harness, files_of, harness_config, plain_remote, stash_files
-from helpers import ROOT, git, git_out
+from helpers import GIT_ENV, ROOT, git, git_out, repository_env
 
 from steps import workspace
 from steps.base import StepError
 from steps.git.checkout import switch_to_branch
+from steps.git.layout import git_dir_for
 from steps.git.ledger import Ledger
 
 
@@ -122,21 +124,22 @@ def leave_mid_rebase(ctx) -> None:
     git(checkout, "checkout", "--quiet", "thread-a")
     (checkout / "src" / "shared.txt").write_text("ours\n")
     git(checkout, "commit", "--quiet", "-am", "ours")
-    subprocess.run(["git", "rebase", "side"], cwd=checkout, capture_output=True, check=False)
-    assert (checkout / ".git" / "rebase-merge").exists()
+    env = {**os.environ, **GIT_ENV, **repository_env(checkout)}
+    subprocess.run(["git", "rebase", "side"], cwd=checkout, capture_output=True, check=False, env=env)
+    assert (git_dir_for(checkout) / "rebase-merge").exists()
 
 
 def test_crash_leftovers_are_repaired_and_the_command_succeeds(harness):
     ctx = harness.start("thread-a")
     harness.finish(ctx)
     leave_mid_rebase(ctx)
-    (ctx.checkout / ".git" / "index.lock").write_text("")
+    (git_dir_for(ctx.checkout) / "index.lock").write_text("")
     repaired = harness.context("thread-a", "After the crash")
     result = workspace.run(repaired)
     assert result.status == "ok"
     assert any("aborted an unfinished rebase" in action for action in result.details["repaired"])
     assert any("index.lock" in action for action in result.details["repaired"])
-    assert not (ctx.checkout / ".git" / "rebase-merge").exists()
+    assert not (git_dir_for(ctx.checkout) / "rebase-merge").exists()
     assert git_out(ctx.checkout, "log", "-1", "--format=%s", "thread-a") == "ours"  # the commit survived
     (ctx.checkout / "after.txt").write_text("after\n")
     harness.finish(repaired)
