@@ -6,7 +6,7 @@ FROM ${BASE_IMAGE}
 # Extra CA certificates for a build behind a TLS-intercepting proxy (empty in the repository).
 COPY deploy/build-ca/ /usr/local/share/ca-certificates/build/
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv git ca-certificates tini procps \
+ && apt-get install -y --no-install-recommends python3 python3-venv git ca-certificates tini procps bubblewrap \
  && update-ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
@@ -37,10 +37,13 @@ COPY supervisor ./supervisor
 COPY steps ./steps
 COPY bin ./bin
 
-# The agent refuses to skip permissions as root, and nothing here needs root. The workspace volume
-# must be owned by this uid (docs/deploy-ecs.md).
-RUN useradd --create-home --uid 10001 editor && mkdir -p /workspace && chown editor /workspace
-USER editor
+# The supervisor and its workers run as root, so that what runs code we did not write (the agent, npm,
+# the site's build) runs as a uid of its own per workspace (steps/job): it can read no secret in another
+# process's environment, not tini's either, and can reach no other client's checkout nor our git.
+# Fargate needs no added capability for that (SETUID/SETGID/CHOWN are Docker's defaults); the task
+# definition drops the others (docs/deploy-ecs.md). bubblewrap adds the kernel sandbox where the host
+# allows user namespaces (ECS on EC2 with a seccomp profile that does); SANDBOX=auto says which.
+RUN mkdir -p /workspace && chmod 0711 /workspace
 # The agent runs with the supervisor's defaults (README, "The agent").
 ENV WORKSPACE_PATH=/workspace \
     LOG_FORMAT=json

@@ -40,7 +40,7 @@ from supervisor.local.stack import LocalStack, job_python, local_stack  # noqa: 
 
 FAKE_AGENT = ROOT / "tests" / "fake_claude"
 QUICK_BUILD = f"node {ROOT / 'tests' / 'quick_build.mjs'}"
-LAYOUT_TOP = {".supervisor", ".agent", "acme"}
+LAYOUT_TOP = {".supervisor", ".agent", ".jobs", "acme"}  # .jobs: the job identities' homes
 
 
 def queue_depth(stack: LocalStack, name: str) -> int:

@@ -31,7 +31,7 @@ def already_done(ctx: StepContext) -> str | None:
 
 def _end_leftovers(ctx: StepContext) -> None:
     """End what the agent left running (`npm run dev &`), so nothing of it touches the commit or build."""
-    left = proctree.end_descendants()
+    left = ctx.jobs.end_leftovers() + proctree.end_descendants()
     if left:
         log.warning("ended processes the agent left running", extra={"processes": left})
         ctx.warnings.append(f"the agent left {len(left)} process(es) running ({', '.join(left)}); they were ended")

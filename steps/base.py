@@ -65,8 +65,9 @@ class StepContext:
     @cached_property
     def jobs(self) -> JobRunner:
         """Runs the agent, npm and the build of this checkout under the containment's layers."""
+        config = self.config
         return JobRunner.for_checkout(
-            self.containment, self.checkout, self.config.workspace_path, self.config.sandbox_allowed_domains
+            self.containment, self.checkout, config.workspace_path, config.sandbox_allowed_domains, config.job_uid_range
         )
 
     def check_lease(self, before: str) -> None:

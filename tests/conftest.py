@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import subprocess
 import uuid
@@ -31,9 +32,12 @@ def _pass_through(folder: Path) -> None:
 @pytest.fixture(autouse=True)
 def jobs_reach_the_test_folders(request: pytest.FixtureRequest) -> None:
     """Workers run as root here, so the agent, npm and the build run as job uids (steps/job): they must pass
-    through the test's temporary folders to reach a workspace, and pytest makes those 0700."""
+    through the test's temporary folders to reach a workspace (pytest makes those 0700), and the fake agent
+    writes its records (pid files, FAKE_CLAUDE_LOG) into the test's folder, sticky like /tmp."""
     if "tmp_path" in request.fixturenames:
-        _pass_through(request.getfixturevalue("tmp_path"))
+        tmp_path = request.getfixturevalue("tmp_path")
+        _pass_through(tmp_path)
+        tmp_path.chmod(0o1777)
 
 
 @pytest.fixture(scope="session")
@@ -180,6 +184,7 @@ def base_env(
     aws_env: dict[str, str], workspace_root: Path, site_remote: Path, agent_log: Path, bucket_prefix: str
 ) -> dict[str, str]:
     """Environment for a supervisor or worker under test: everything local, nothing real."""
+    first_uid = 300_000 + random.randrange(100_000) * 1000
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INPUT_", "OUTPUT_", "DLQ_"))}
     env.update(aws_env)
     env.update(
@@ -194,6 +199,12 @@ def base_env(
             "LOG_FORMAT": "json",
             "FAKE_CLAUDE_LOG": str(agent_log),
             "PYTHONPATH": str(ROOT),
+            # The kernel sandbox has a PID namespace and a /tmp of its own: the pids and files the fake agent
+            # records for a test would be its own. Its tests (tests/e2e/test_containment.py) turn it on.
+            "SANDBOX": "off",
+            # Tests run side by side in one kernel with workspaces of the same names: each its own uids, so
+            # ending one test's job processes (by uid) never touches another's.
+            "JOB_UID_RANGE": f"{first_uid}-{first_uid + 999}",
         }
     )
     return env

@@ -97,11 +97,16 @@ def bucket_keys(s3: Any, bucket: str) -> dict[str, bytes]:
 class SupervisorProcess:
     """`python -m supervisor` as a real child process, stopped with SIGTERM at the end."""
 
-    def __init__(self, env: dict[str, str], log_path: Path):
+    def __init__(self, env: dict[str, str], log_path: Path, under: list[str] | None = None):
+        """`under`: a program that starts the supervisor, as tini does in the image (its argv prefix)."""
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "supervisor"], cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+            [*(under or []), sys.executable, "-m", "supervisor"],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     def stop(self, timeout: float = 60) -> int:

@@ -53,6 +53,7 @@ def run_cli(ctx: StepContext, state: AgentState, env: dict[str, str], resume: st
             env=env,
             network=model_endpoints(env),
             writable=[state.thread_dir],
+            end_leftovers=False,  # the agent step ends them, and says so (steps/agent.py)
             timeout=ctx.config.agent.timeout_seconds,
             log_stdout=False,
             on_line=stream.feed,

@@ -29,12 +29,17 @@ MARKER = "job-group"  # in the repository's webordinary/ folder: the group the c
 
 
 def pass_through(folder: Path, up_to: Path) -> None:
-    """Let everyone traverse `folder` and its parents up to `up_to` (inclusive), but list none of them."""
+    """Let everyone traverse `folder` and its parents up to `up_to` (inclusive), but list none of them; above
+    `up_to`, a folder of ours that others cannot pass (a temporary folder holding a local run) gets o+x."""
+    below = True
     for path in (folder, *folder.parents):
-        if path.stat().st_uid == os.geteuid():
-            os.chmod(path, (path.stat().st_mode & 0o7777 & ~0o066) | PASS_THROUGH)
-        if path == up_to or path == path.parent:
-            break
+        info = path.stat()
+        if info.st_uid == os.geteuid() and below:
+            os.chmod(path, (info.st_mode & 0o7777 & ~0o066) | PASS_THROUGH)
+        elif info.st_uid == os.geteuid() and not info.st_mode & 0o001:
+            log.warning("let jobs pass through %s to reach the workspace (o+x)", path)
+            os.chmod(path, info.st_mode & 0o7777 | 0o011)
+        below = below and path != up_to
 
 
 def prepare_home(identity: JobIdentity) -> None:

@@ -28,8 +28,7 @@ from supervisor.common.files import private_folder, write_atomic
 
 log = logging.getLogger("steps.job.identity")
 
-FIRST_ID = 200_000  # far above any uid an image or a host gives its own users
-ID_COUNT = 1_000_000
+FIRST_ID = 200_000  # JOB_UID_RANGE's default start: far above any uid an image or a host gives its own users
 # Files the job and our git make in a checkout: the job's group may write them, nobody else may look.
 JOB_UMASK = 0o007
 PR_SET_NO_NEW_PRIVS = 38
@@ -86,19 +85,20 @@ def _registry(workspace_path: str) -> Iterator[dict[str, int]]:
             write_atomic(path, json.dumps(ids, sort_keys=True))
 
 
-def identity_for(checkout: Path, workspace_path: str) -> JobIdentity:
-    """The workspace's job identity, chosen on first use."""
+def identity_for(checkout: Path, workspace_path: str, id_range: tuple[int, int]) -> JobIdentity:
+    """The workspace's job identity, chosen on first use from JOB_UID_RANGE."""
     key = workspace_key(checkout, workspace_path)
+    first, last = id_range
+    count = last - first + 1
     with _registry(workspace_path) as ids:
         uid = ids.get(key)
-        if uid is None:
-            taken = set(ids.values())
-            start = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % ID_COUNT
-            uid = next(
-                FIRST_ID + (start + n) % ID_COUNT
-                for n in range(ID_COUNT)
-                if FIRST_ID + (start + n) % ID_COUNT not in taken
-            )
+        if uid is None or not first <= uid <= last:
+            taken = {value for name, value in ids.items() if name != key}
+            start = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % count
+            free = (first + (start + n) % count for n in range(count))
+            uid = next((candidate for candidate in free if candidate not in taken), None)
+            if uid is None:
+                raise RuntimeError(f"JOB_UID_RANGE {first}-{last} has no free uid left for another workspace")
             ids[key] = uid
             log.info("new job identity for the workspace", extra={"uid": uid})
     home = Path(workspace_path, ".jobs", str(uid))

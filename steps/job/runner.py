@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 
 from steps.job import access, sandbox
-from steps.job.identity import JobIdentity, available, identity_for
+from steps.job.identity import FIRST_ID, JobIdentity, available, identity_for
 from steps.processes import shell
 from supervisor.common import proctree
 
@@ -63,8 +63,6 @@ def find_containment(setting: str) -> Containment:
 
 
 def sandbox_probe_identity() -> int:
-    from steps.job.identity import FIRST_ID
-
     return FIRST_ID - 1  # any uid that is not root's: what a job's would be
 
 
@@ -109,9 +107,14 @@ class JobRunner:
 
     @classmethod
     def for_checkout(
-        cls, containment: Containment, checkout: Path, workspace_path: str, allowed_domains: Sequence[str] = ()
+        cls,
+        containment: Containment,
+        checkout: Path,
+        workspace_path: str,
+        allowed_domains: Sequence[str] = (),
+        id_range: tuple[int, int] = (FIRST_ID, FIRST_ID + 999_999),
     ) -> JobRunner:
-        identity = identity_for(checkout, workspace_path) if containment.identity else None
+        identity = identity_for(checkout, workspace_path, id_range) if containment.identity else None
         return cls(containment, checkout, workspace_path, tuple(allowed_domains), identity)
 
     # Getting the workspace ready for the job ----------------------------------------------------
@@ -148,10 +151,12 @@ class JobRunner:
         env: Mapping[str, str],
         network: Sequence[str] = (),
         writable: Sequence[Path] = (),
+        end_leftovers: bool = True,
         **options: Any,
     ) -> shell.CommandResult:
         """Run argv as the job (cwd: the checkout); `network` adds destinations beyond the npm registry
-        and SANDBOX_ALLOWED_DOMAINS, `writable` folders beyond the checkout and the job's home."""
+        and SANDBOX_ALLOWED_DOMAINS, `writable` folders beyond the checkout and the job's home.
+        `end_leftovers=False`: the caller ends (and reports) what the job left running."""
         job_env = self.environment(env)
         preexec = self.identity.preexec() if self.identity is not None else None
         try:
@@ -160,11 +165,13 @@ class JobRunner:
                     wrapped, cwd=self.checkout, env={**job_env, **sandbox_env}, preexec=preexec, **options
                 )
         except (shell.CommandFailed, shell.CommandTimedOut):
-            self.end_leftovers()
+            if end_leftovers:
+                self.end_leftovers()
             raise
         # (Interrupted, we leave: the supervisor's ladder is ending the tree, and the next worker in this
         # workspace ends whatever of the job is left before it touches the checkout.)
-        self.end_leftovers()
+        if end_leftovers:
+            self.end_leftovers()
         return result
 
     @contextlib.contextmanager
@@ -202,14 +209,14 @@ class JobRunner:
         uid = self.identity.uid
         found: dict[int, float] = {}
         names: list[str] = []
-        for proc in psutil.process_iter(["pid", "uids", "create_time", "name", "status"]):
+        for proc in psutil.process_iter(["pid", "uids", "create_time", "name", "status", "cmdline"]):
             with contextlib.suppress(psutil.Error):
                 uids = proc.info["uids"]
                 if proc.info["status"] == psutil.STATUS_ZOMBIE:
                     continue  # already gone (bwrap's helpers wait for init to reap them)
                 if uids is not None and uid in (uids.real, uids.effective, uids.saved):
                     found[proc.pid] = proc.info["create_time"]
-                    names.append(proc.info["name"] or str(proc.pid))
+                    names.append(" ".join((proc.info["cmdline"] or [])[:3])[:80] or proc.info["name"] or str(proc.pid))
         if found:
             log.warning("ending processes the job left running", extra={"processes": names[:20]})
             proctree.end_tree(found, grace=1.0, first_signal=signal.SIGTERM, term_grace=1.0, reap_except=set)

@@ -208,6 +208,9 @@ class Started:
         options: list[str] = []
         for path, flag in mounts:
             options += [flag, str(path)] if flag == "--tmpfs" else [flag, str(path), str(path)]
+        # A hidden folder stays empty: read-only once the binds inside it have their mount points, so a
+        # write there fails as it would on the real folder instead of landing in a throwaway tmpfs.
+        options += [arg for path, flag in mounts if flag == "--tmpfs" for arg in ("--remount-ro", str(path))]
         if cwd is not None:
             options += ["--chdir", str(cwd)]
         python = bridge_python(self.sandbox.uid, self.sandbox.gid)

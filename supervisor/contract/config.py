@@ -65,6 +65,8 @@ class Config:
     # The kernel sandbox for jobs (steps/job): auto (where the host allows it), required, or off.
     sandbox: str = "auto"
     sandbox_allowed_domains: tuple[str, ...] = ()
+    # The uids (and gids) jobs run as, one per workspace (steps/job/identity.py): first, last.
+    job_uid_range: tuple[int, int] = (200_000, 1_199_999)
 
     def __repr__(self) -> str:
         fields = asdict(self)
@@ -121,6 +123,20 @@ def _domains(env: Mapping[str, str]) -> tuple[str, ...]:
     return entries
 
 
+def _uid_range(env: Mapping[str, str]) -> tuple[int, int]:
+    """JOB_UID_RANGE: FIRST-LAST, above the host's own users (1000) and below 2^31, at least 100 ids."""
+    raw = ev.text(env, "JOB_UID_RANGE", None)
+    if raw is None:
+        return (200_000, 1_199_999)
+    match = re.fullmatch(r"(\d+)-(\d+)", raw)
+    first, last = (int(match[1]), int(match[2])) if match else (0, 0)
+    if not match or first < 1000 or last >= 2**31 - 1 or last - first < 99:
+        raise ConfigError(
+            f"JOB_UID_RANGE must be FIRST-LAST with 1000 <= FIRST, LAST < 2^31 - 1, 100 ids at least, got {raw!r}"
+        )
+    return (first, last)
+
+
 def _default_log_format() -> str:
     return "text" if sys.stderr.isatty() else "json"
 
@@ -165,6 +181,7 @@ def load_config(env: Mapping[str, str] | None = None, *, require_input_queue: bo
         lease_seconds=ev.number(env, "LEASE_SECONDS", 20, minimum=MIN_LEASE_SECONDS, integer=False),
         sandbox=ev.choice(env, "SANDBOX", "auto", SANDBOX_SETTINGS),
         sandbox_allowed_domains=_domains(env),
+        job_uid_range=_uid_range(env),
     )
 
 

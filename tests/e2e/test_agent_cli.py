@@ -162,9 +162,10 @@ def test_the_agent_state_folder_is_per_workspace_and_outside_the_checkout(env, p
     checkout = prewarm()
     response = run_worker(message(instruction="Change the title to Here"), env)
     state = workspace_root / ".agent" / "acme" / "u1" / "site"
-    record = json.loads((state / "threads" / "thread-chat-1.json").read_text())
+    record = json.loads((state / "sessions" / "thread-chat-1.json").read_text())
     assert record["sessionId"] == response["agent"]["sessionId"]
-    assert (state / "claude" / "projects").is_dir() and not (checkout / ".claude").exists()
+    assert (state / "threads" / "thread-chat-1" / "claude" / "projects").is_dir()
+    assert not (checkout / ".claude").exists()
     shutil.rmtree(state)  # a lost state folder is a new conversation, not an error
     again = run_worker(message(instruction="Change the title to There", commandId="cmd-2"), env)
     assert again["success"] is True and again["agent"]["resumed"] is False

@@ -232,7 +232,7 @@ def test_on_per_container_disks_a_takeover_starts_from_the_remote_and_says_what_
     (warning,) = [w for w in response.get("warnings", []) if "another disk" in w]
     assert "not pushed (none recorded)" in warning and "agent's memory" in warning
     assert response["commit"] in git_out(site_remote, "rev-parse", "thread-chat-a")
-    assert (disks[1] / "acme" / "u1" / "site" / ".git").is_dir()  # the survivor's own checkout did the work
+    assert (disks[1] / "acme" / "u1" / ".site.git").is_dir()  # the survivor's own checkout did the work
 
 
 def test_a_paused_owner_wakes_up_after_a_takeover_and_writes_nothing(env, sqs, queues, watcher, tmp_path, site_remote):

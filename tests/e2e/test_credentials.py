@@ -9,6 +9,8 @@ import pytest
 from git_http_server import serve_git
 from helpers import QUICK_BUILD, git, message, run_worker
 
+from steps.git.layout import git_dir_for
+
 pytestmark = pytest.mark.e2e
 CANARY = "ghp_canary_4f1b2c9d7e"
 
@@ -61,6 +63,6 @@ def test_token_is_used_for_https_remotes_and_never_shows(base_env, site_remote, 
     assert not [line for line in command_lines if CANARY in line]
     assert CANARY not in response["_log"]  # the worker's log lines
     checkout = Path(base_env["WORKSPACE_PATH"]) / "acme" / "u1" / "site"
-    assert CANARY not in (checkout / ".git" / "config").read_text()
+    assert CANARY not in (git_dir_for(checkout) / "config").read_text()
     assert CANARY not in agent_log.read_text()  # the environment the agent saw
     assert CANARY not in str(response)

@@ -47,8 +47,8 @@ def test_hostile_ids_and_instruction_change_nothing_outside_the_workspace(
     # Only the one checkout exists under the workspace root, and the agent's state for it beside the checkouts.
     checkouts = [p.relative_to(workspace_root).as_posix() for p in workspace_root.glob("[!.]*/*/[!.]*")]
     assert checkouts == ["acme/u1/site"]
-    threads = [p.relative_to(workspace_root).as_posix() for p in workspace_root.glob(".agent/*/*/*/threads/*")]
-    assert threads == [f".agent/acme/u1/site/threads/{response['branch']}.json"]
+    threads = [p.relative_to(workspace_root).as_posix() for p in workspace_root.glob(".agent/*/*/*/sessions/*")]
+    assert threads == [f".agent/acme/u1/site/sessions/{response['branch']}.json"]
 
     branch = response["branch"]
     assert branch == f"thread-touch-pwned-thread-{hashlib.sha256(thread.encode()).hexdigest()[:8]}"

@@ -22,7 +22,6 @@ from scripted_api import Text, ToolCall, steps
 IMAGE = os.environ.get("WEBORDINARY_IMAGE", "")
 FIGURES = os.environ.get("WEBORDINARY_IMAGE_FIGURES", "")
 pytestmark = [pytest.mark.image, pytest.mark.skipif(not IMAGE, reason="bin/test-image runs this (WEBORDINARY_IMAGE)")]
-EDITOR_UID = 10001  # the image's user
 
 
 def docker(*args: str, check: bool = True, timeout: float = 120, stderr: bool = False) -> str:
@@ -32,13 +31,6 @@ def docker(*args: str, check: bool = True, timeout: float = 120, stderr: bool = 
     if check and done.returncode != 0:
         raise AssertionError(f"docker {' '.join(args[:2])} failed: {done.stderr[-2000:]}")
     return done.stdout.strip()
-
-
-def chown_tree(path: Path) -> None:
-    for folder, dirs, files in os.walk(path):
-        for name in [*dirs, *files]:
-            os.lchown(os.path.join(folder, name), EDITOR_UID, EDITOR_UID)
-    os.chown(path, EDITOR_UID, EDITOR_UID)
 
 
 def wait_until(predicate: Any, timeout: float, what: str) -> Any:
@@ -51,19 +43,13 @@ def wait_until(predicate: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def container(supervisor_env, scripted_api, site_remote, workspace_root, make_bucket, tmp_path, monkeypatch):
-    make_bucket("acme")
-    chown_tree(workspace_root)
-    chown_tree(site_remote)
-    # The remote now belongs to the image's user; git on this side must be told that is fine.
-    for name, value in {
-        "GIT_CONFIG_COUNT": "1",
-        "GIT_CONFIG_KEY_0": "safe.directory",
-        "GIT_CONFIG_VALUE_0": "*",
-    }.items():
-        monkeypatch.setenv(name, value)
+def start_container(
+    supervisor_env: dict[str, str], scripted_api: Any, site_remote: Path, workspace_root: Path, **extra: Any
+) -> str:
+    """The image, detached, on the host network against the local stack; `extra`: more variables, and
+    `volumes` (host paths mounted at the same path)."""
     name = f"webordinary-test-{uuid.uuid4().hex[:8]}"
+    volumes = [str(site_remote), *extra.pop("volumes", [])]
     env = {
         **{k: v for k, v in supervisor_env.items() if k.startswith(("INPUT_", "OUTPUT_", "DLQ_", "AWS_"))},
         "REPO_URL": str(site_remote),
@@ -73,8 +59,9 @@ def container(supervisor_env, scripted_api, site_remote, workspace_root, make_bu
         "ANTHROPIC_BASE_URL": scripted_api.base_url,
         "ANTHROPIC_API_KEY": "sk-ant-test-dummy-key",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        **extra,
     }
-    flags = [f"--env={k}={v}" for k, v in env.items()]
+    flags = [f"--env={k}={v}" for k, v in env.items()] + [f"--volume={v}:{v}" for v in volumes]
     docker(
         "run",
         "--detach",
@@ -90,11 +77,16 @@ def container(supervisor_env, scripted_api, site_remote, workspace_root, make_bu
         "0s",
         "--volume",
         f"{workspace_root}:/workspace",
-        "--volume",
-        f"{site_remote}:{site_remote}",
         *flags,
         IMAGE,
     )
+    return name
+
+
+@pytest.fixture
+def container(supervisor_env, scripted_api, site_remote, workspace_root, make_bucket, tmp_path):
+    make_bucket("acme")
+    name = start_container(supervisor_env, scripted_api, site_remote, workspace_root)
     yield name
     (tmp_path / "container.log").write_text(docker("logs", name, check=False, stderr=True))
     docker("rm", "--force", name, check=False)

@@ -148,6 +148,9 @@ def test_a_hidden_folder_looks_empty_but_a_writable_one_inside_shows(base: Path,
     assert done.stdout.split() == ["inside", "yes"]
     assert (inside / "new").read_text() == "new\n"
     assert (hidden / "secret").read_text() == "no\n"  # hidden, not gone
+    with job.started(base / "sockets") as started:  # nor writable: no throwaway copy that looks like the real one
+        planted = run_in(started, ["sh", "-c", f"mkdir {hidden}/planted"], uid)
+    assert planted.returncode != 0 and "Read-only file system" in planted.stderr
 
 
 def test_proc_shows_no_process_of_the_host(base: Path, uid: int | None):
@@ -300,6 +303,7 @@ def test_deeper_paths_are_mounted_last(base: Path):
         *("--bind", str(base / "w"), str(base / "w")),
         *("--bind", str(base / "s"), str(base / "s")),
         *("--bind", str(inner), str(inner)),
+        *("--remount-ro", str(outer)),
     ]
     assert argv[argv.index("--chdir") + 1] == str(inner)
     assert argv[-2:] == ["--", "true"]
