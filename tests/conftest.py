@@ -82,13 +82,27 @@ def sqs(aws_env: dict[str, str]) -> Any:
 
 
 @pytest.fixture(scope="session")
-def installed_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def npm_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One npm cache for every job of the session, as root's own was before jobs had a uid (and a HOME) of
+    their own: filled by the installed site's `npm ci`, then open to every job uid, so a test whose worker
+    installs the demo site reads it instead of downloading it again."""
+    return tmp_path_factory.mktemp("npm-cache")
+
+
+@pytest.fixture(scope="session")
+def installed_site(tmp_path_factory: pytest.TempPathFactory, npm_cache: Path) -> Path:
     """The demo site with its dependencies installed once per test session, by the worker's own install
     code, so its stamp tells the worker a pre-warmed checkout needs no `npm ci`."""
     target = tmp_path_factory.mktemp("installed") / "site"
     _pass_through(target.parent)  # its node_modules is hard-linked into checkouts that jobs build
     shutil.copytree(DEMO_SITE, target, ignore=shutil.ignore_patterns("node_modules", "dist", ".astro"))
-    assert ensure_dependencies(target) == "installed"
+    os.environ["npm_config_cache"] = str(npm_cache)
+    try:
+        assert ensure_dependencies(target) == "installed"
+    finally:
+        del os.environ["npm_config_cache"]
+    subprocess.run(["chmod", "-R", "a+rwX", str(npm_cache)], check=True)
+    _pass_through(npm_cache)
     return target
 
 
@@ -181,7 +195,13 @@ def make_bucket(s3: Any, bucket_prefix: str):
 
 @pytest.fixture
 def base_env(
-    aws_env: dict[str, str], workspace_root: Path, site_remote: Path, agent_log: Path, bucket_prefix: str
+    aws_env: dict[str, str],
+    workspace_root: Path,
+    site_remote: Path,
+    agent_log: Path,
+    bucket_prefix: str,
+    installed_site: Path,
+    npm_cache: Path,
 ) -> dict[str, str]:
     """Environment for a supervisor or worker under test: everything local, nothing real."""
     first_uid = 300_000 + random.randrange(100_000) * 1000
@@ -199,6 +219,7 @@ def base_env(
             "LOG_FORMAT": "json",
             "FAKE_CLAUDE_LOG": str(agent_log),
             "PYTHONPATH": str(ROOT),
+            "npm_config_cache": str(npm_cache),
             # The kernel sandbox has a PID namespace and a /tmp of its own: the pids and files the fake agent
             # records for a test would be its own. Its tests (tests/e2e/test_containment.py) turn it on.
             "SANDBOX": "off",

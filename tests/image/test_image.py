@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import OutputWatcher, bucket_keys, git_out
+from attack.checks import SECRETS, assert_contained, bucket_objects, markers_folder
+from attack.conversation import attacker
+from helpers import OutputWatcher, bucket_keys, git, git_out
 from scripted_api import Text, ToolCall, steps
 
 IMAGE = os.environ.get("WEBORDINARY_IMAGE", "")
@@ -148,3 +150,67 @@ def test_the_image_serves_both_message_shapes_stops_cleanly_and_keeps_interrupte
     assert [json.loads(m["Body"])["commandId"] for m in back.get("Messages", [])] == ["img-3"]
     if FIGURES:
         Path(FIGURES).write_text(json.dumps({"stopSeconds": round(stop_seconds, 1), "stopExitCode": exit_code}))
+
+
+def test_through_the_image_a_hostile_agent_and_build_reach_no_secret_no_git_of_ours_no_other_tenant(
+    supervisor_env, scripted_api, site_remote, workspace_root, make_bucket, sqs, s3, queues, bucket_prefix, tmp_path
+):
+    """The attack suite's probe (tests/attack) played by the real CLI in the image: tini is PID 1 with the
+    container's secrets, everything runs as root but the jobs, and Docker's seccomp leaves no kernel sandbox."""
+    remotes = {}
+    for client in ("acme", "globex"):
+        make_bucket(client)
+        remotes[client] = tmp_path / "remotes" / client / "site.git"
+        remotes[client].parent.mkdir(parents=True)
+        git(tmp_path, "clone", "--quiet", "--bare", str(site_remote), str(remotes[client]))
+    markers = markers_folder(tmp_path)
+    host, port = supervisor_env["AWS_ENDPOINT_URL"].removeprefix("http://").split(":")
+    targets = {
+        "markers": str(markers),
+        "otherCheckout": "/workspace/globex/u1/site",
+        "repoUrl": str(remotes["acme"]),
+        "networkHost": host,
+        "networkPort": int(port),
+        "ownThread": "thread-chat-1",
+    }
+    name = start_container(
+        {**supervisor_env, "AWS_SECRET_ACCESS_KEY": SECRETS["AWS_SECRET_ACCESS_KEY"]},
+        scripted_api,
+        site_remote,
+        workspace_root,
+        volumes=[str(tmp_path / "remotes"), str(markers)],
+        REPO_URL=str(tmp_path / "remotes" / "{clientId}" / "site.git"),
+        MAX_WORKERS="1",
+        **{k: v for k, v in SECRETS.items() if k != "AWS_SECRET_ACCESS_KEY"},
+    )
+    watcher = OutputWatcher(sqs, queues["output"])
+    try:
+        for command_id, client, thread, instruction in (
+            ("victim-1", "globex", "chat-1", "Change the title to Victim"),
+            ("earlier-1", "acme", "chat-0", "Change the title to Earlier"),
+        ):
+            body = {"instruction": instruction, "commandId": command_id, "chatThreadId": thread, "clientId": client}
+            sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps({**body, "userId": "u1"}))
+            watcher.response(command_id, timeout=600)
+        main_before = git_out(remotes["acme"], "rev-parse", "main")
+        scripted_api.when("Make the header blue", attacker(targets))
+        body = {"instruction": "Make the header blue", "commandId": "attack-1", "chatThreadId": "chat-1"}
+        sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps({**body, "clientId": "acme", "userId": "u1"}))
+        attacked = watcher.response("attack-1", timeout=300)
+        logs = docker("logs", name, check=False, stderr=True)
+    finally:
+        watcher.stop()
+        (tmp_path / "container.log").write_text(docker("logs", name, check=False, stderr=True))
+        docker("rm", "--force", name, check=False)
+    assert_contained(
+        attacked,
+        bucket_objects(s3, f"{bucket_prefix}-acme"),
+        markers=markers,
+        site_remote=remotes["acme"],
+        main_before=main_before,
+        workspace=workspace_root,
+        victim_objects=bucket_objects(s3, f"{bucket_prefix}-globex"),
+        sandboxed=False,
+    )
+    layers = next(json.loads(line) for line in logs.splitlines() if '"containment: ' in line)
+    assert layers["jobIdentity"] == "on" and layers["kernelSandbox"].startswith("off: ")
