@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
 
 from steps.base import StepContext, StepError, StepResult, ok
+from steps.job.untrusted import is_regular
 from steps.processes import deps, shell
 from supervisor.contract.codes import ErrorCode
 
@@ -51,8 +53,14 @@ def _check_output(checkout: Path, build_dir: str) -> None:
     if link is not None:
         raise StepError(ErrorCode.BUILD_FAILED, f"build folder {build_dir}/ is under a symbolic link ({link})")
     output = checkout / build_dir
-    if not output.is_dir() or not any(output.iterdir()):
-        raise StepError(ErrorCode.BUILD_FAILED, f"build finished but {build_dir}/ is missing or empty")
+    if not output.is_dir() or not _regular_files(output):
+        raise StepError(ErrorCode.BUILD_FAILED, f"build finished but {build_dir}/ is missing or holds no file")
+
+
+def _regular_files(output: Path) -> int:
+    """Regular files under `output`, no link followed (links alone must not pass for a build: the aws-cli
+    deploy would skip them and then delete the whole site with --delete)."""
+    return sum(1 for folder, _, names in os.walk(output) for name in names if is_regular(Path(folder, name)))
 
 
 def run(ctx: StepContext) -> StepResult:
@@ -72,6 +80,6 @@ def run(ctx: StepContext) -> StepResult:
     except (shell.CommandFailed, shell.CommandTimedOut) as error:
         raise StepError(ErrorCode.BUILD_FAILED, f"build: {error}") from None
     _check_output(ctx.checkout, ctx.config.build_dir)
-    files = sum(1 for p in output.rglob("*") if p.is_file())
+    files = _regular_files(output)
     ctx.build_ok = True
     return ok(started, files=files, dependencies=installed)

@@ -85,7 +85,8 @@ def sqs(aws_env: dict[str, str]) -> Any:
 def npm_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One npm cache for every job of the session, as root's own was before jobs had a uid (and a HOME) of
     their own: filled by the installed site's `npm ci`, then open to every job uid, so a test whose worker
-    installs the demo site reads it instead of downloading it again."""
+    installs the demo site reads it instead of downloading it again. (In production each job identity
+    keeps its own cache in its home: a cache shared between clients could be poisoned.)"""
     return tmp_path_factory.mktemp("npm-cache")
 
 
@@ -96,12 +97,14 @@ def installed_site(tmp_path_factory: pytest.TempPathFactory, npm_cache: Path) ->
     target = tmp_path_factory.mktemp("installed") / "site"
     _pass_through(target.parent)  # its node_modules is hard-linked into checkouts that jobs build
     shutil.copytree(DEMO_SITE, target, ignore=shutil.ignore_patterns("node_modules", "dist", ".astro"))
-    os.environ["npm_config_cache"] = str(npm_cache)
+    os.environ["NPM_CONFIG_CACHE"] = str(npm_cache)
     try:
         assert ensure_dependencies(target) == "installed"
     finally:
-        del os.environ["npm_config_cache"]
+        del os.environ["NPM_CONFIG_CACHE"]
+    # Open to every job uid, files they add included: a default ACL overrides their umask (007).
     subprocess.run(["chmod", "-R", "a+rwX", str(npm_cache)], check=True)
+    subprocess.run(["setfacl", "-R", "-d", "-m", "u::rwx,g::rwx,o::rwx", str(npm_cache)], check=True)
     _pass_through(npm_cache)
     return target
 
@@ -219,7 +222,7 @@ def base_env(
             "LOG_FORMAT": "json",
             "FAKE_CLAUDE_LOG": str(agent_log),
             "PYTHONPATH": str(ROOT),
-            "npm_config_cache": str(npm_cache),
+            "NPM_CONFIG_CACHE": str(npm_cache),
             # The kernel sandbox has a PID namespace and a /tmp of its own: the pids and files the fake agent
             # records for a test would be its own. Its tests (tests/e2e/test_containment.py) turn it on.
             "SANDBOX": "off",

@@ -24,6 +24,7 @@ from steps.job.identity import JobIdentity
 
 log = logging.getLogger("steps.job.access")
 PASS_THROUGH = 0o711
+OTHERS_PASS = 0o011  # group and others may traverse
 SHARED_FOLDER = 0o2770
 MARKER = "job-group"  # in the repository's webordinary/ folder: the group the checkout was handed to
 
@@ -38,7 +39,7 @@ def pass_through(folder: Path, up_to: Path) -> None:
             os.chmod(path, (info.st_mode & 0o7777 & ~0o066) | PASS_THROUGH)
         elif info.st_uid == os.geteuid() and not info.st_mode & 0o001:
             log.warning("let jobs pass through %s to reach the workspace (o+x)", path)
-            os.chmod(path, info.st_mode & 0o7777 | 0o011)
+            os.chmod(path, info.st_mode & 0o7777 | OTHERS_PASS)
         below = below and path != up_to
 
 

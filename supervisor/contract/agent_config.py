@@ -56,6 +56,10 @@ DEFAULT_DISALLOWED_TOOLS = (
     "Bash(git update-ref *)",
     "Bash(git filter-branch *)",
     "Bash(git clean *)",
+    # Other processes' environments and the kernel's view of the machine: the job identity and the sandbox
+    # are the boundary; this says no before either has to.
+    "Read(//proc/**)",
+    "Read(//sys/**)",
     "Bash(curl *)",
     "Bash(wget *)",
     "Bash(ssh *)",

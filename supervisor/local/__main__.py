@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import urlopen
 
+from steps.job.runner import find_containment
 from supervisor.local.stack import ROOT, LocalStack, job_python, local_stack
 
 STATE = ROOT / ".local"
@@ -136,6 +137,8 @@ def run_demo(stack: LocalStack, instruction: str, interactive: bool) -> int:
     say(f"site remote:      {remote}")
     say(f"agent:            {agent_label}")
     say(f"supervisor log:   {log_path}")
+    layers = find_containment(env.get("SANDBOX", "auto")).layers()
+    say("containment:      " + "; ".join(f"{name} {state}" for name, state in layers.items()))
     supervisor = stack.start_supervisor(env, log_path)
     code = 0
     try:
