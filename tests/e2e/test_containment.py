@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from attack.checks import SECRETS, assert_contained, bucket_objects, markers_folder
 from attack.conversation import attacker
@@ -173,3 +175,50 @@ def test_each_layer_says_why_it_is_off():
         "gitOutOfReach": "on",
         "kernelSandbox": "off: bwrap not installed",
     }
+
+
+def job_processes(uid: int) -> list[int]:
+    return [
+        p.pid
+        for p in psutil.process_iter(["uids", "status"])
+        if p.info["uids"] and p.info["uids"].real == uid and p.info["status"] != psutil.STATUS_ZOMBIE
+    ]
+
+
+@needs_root
+def test_with_every_layer_on_an_interrupt_reaches_every_process_of_the_job(
+    supervisor_env, prewarm, make_bucket, site_remote, sqs, queues, watcher, tmp_path
+):
+    """The job runs as its own uid inside bubblewrap (its own PID namespace, env and bwrap ignoring SIGINT in
+    front): the supervisor's ladder still reaches every process, the edits are committed as WIP."""
+    if bwrap_missing() and os.environ.get("CI") != "true":
+        pytest.skip("bubblewrap cannot run here (CI installs it)")
+    prewarm()
+    make_bucket("acme")
+    env = {**supervisor_env, "SANDBOX": "auto", "INTERRUPT_GRACE_SECONDS": "2"}
+    supervisor = SupervisorProcess(env, tmp_path / "supervisor.log")
+    try:
+        slow = "Rewrite the intro\n@fake write intro.txt half done\n@fake grandchild /tmp/gc.pid\n@fake sleep 120"
+        send(sqs, queues["input"], "cmd-a", "acme", slow, thread="chat-a")
+        deadline = time.monotonic() + 60
+        agents: list[psutil.Process] = []
+        while not agents and time.monotonic() < deadline:
+            agents = [
+                p for p in psutil.process_iter(["cmdline"]) if "@fake sleep 120" in " ".join(p.info["cmdline"] or [])
+            ]
+            time.sleep(0.1)
+        assert agents, supervisor.log_path.read_text()[-3000:]
+        uid = agents[0].uids().real
+        time.sleep(1)  # the grandchild (a session of its own) is up
+        before = job_processes(uid)
+        assert uid != 0 and len(before) >= 4  # bwrap, its init, the bridge, the agent, its grandchild
+        send(sqs, queues["input"], "cmd-b", "acme", "Make the header blue", thread="chat-b")
+        old, new = watcher.response("cmd-a"), watcher.response("cmd-b")
+    finally:
+        assert supervisor.stop() == 0
+    assert old["interrupted"] is True and old["errorCode"] == "INTERRUPTED", old
+    assert git_out(site_remote, "log", "-1", "--format=%s", "thread-chat-a") == "WIP: Rewrite the intro"
+    assert "intro.txt" in git_out(site_remote, "show", "--name-only", "--format=", "thread-chat-a")
+    assert new["success"] is True, new["error"]
+    assert not [pid for pid in before if psutil.pid_exists(pid) and psutil.Process(pid).uids().real == uid]
+    assert job_processes(uid) == []
