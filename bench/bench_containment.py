@@ -3,10 +3,11 @@ with the job identity and the kernel sandbox.
 
 Each variant works in a workspace of its own (a client each), prewarmed once, untimed; then commands go
 round-robin across the variants (so the machine's noise falls on all three alike), each one the whole
-pipeline in this process: workspace, the fake agent writing a file, commit, a quick node build, the hash
-deploy to moto, the push to a bare remote. Prints median and p95 per variant, and the extra time against
-no layer. Needs root (the job identity) and bubblewrap (the sandbox); a variant that cannot run is
-named and left out.
+pipeline in a process of its own (as a worker: what the agent leaves is ended, which in this process
+would end the local stack too), timed around the pipeline: workspace, the fake agent writing a file,
+commit, a quick node build, the hash deploy to moto, the push to a bare remote. Prints median and p95 per
+variant, and the extra time against no layer. Needs root (the job identity) and bubblewrap (the sandbox);
+a variant that cannot run is named and left out.
 
     .venv/bin/python bench/bench_containment.py [--commands 20]
 """
@@ -41,6 +42,20 @@ FAKE_AGENT = ROOT / "tests" / "fake_claude"
 QUICK_BUILD = f"node {ROOT / 'tests' / 'quick_build.mjs'}"
 
 
+def run_one(variant: str, body: str) -> int:
+    """Child mode: one command through the pipeline; prints its seconds, or its failure."""
+    config = load_config(require_input_queue=False)
+    command = parse_command(body, config.repo_url)
+    checkout = workspace_path(config, command)
+    containment = variants()[variant]
+    ctx = StepContext(config, command, checkout, Git(checkout, config), containment=containment)
+    started = time.monotonic()
+    response = run_pipeline(ctx, lambda *_: None)
+    elapsed = time.monotonic() - started
+    print(json.dumps({"seconds": elapsed, "error": None if response["success"] else response["error"]}))
+    return 0
+
+
 def variants() -> dict[str, Containment]:
     found = {"no layer (before)": UNCONFINED}
     layers = find_containment("auto")
@@ -49,9 +64,9 @@ def variants() -> dict[str, Containment]:
         if layers.sandbox:
             found["job identity + kernel sandbox"] = layers
         else:
-            print(f"kernel sandbox left out: {layers.sandbox_off_reason}")
+            print(f"kernel sandbox left out: {layers.sandbox_off_reason}", file=sys.stderr)
     else:
-        print("job identity and kernel sandbox left out: not running as root")
+        print("job identity and kernel sandbox left out: not running as root", file=sys.stderr)
     return found
 
 
@@ -63,7 +78,10 @@ def percentile(values: list[float], share: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--commands", type=int, default=20, help="timed commands per variant (default 20)")
+    parser.add_argument("--run", nargs=2, metavar=("VARIANT", "BODY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.run:
+        return run_one(*args.run)
     chosen = variants()
     with tempfile.TemporaryDirectory(prefix="bench-containment-") as folder, local_stack(Path(folder)) as stack:
         state = Path(folder)
@@ -77,7 +95,7 @@ def main() -> int:
         clients = {name: f"bench{index}" for index, name in enumerate(chosen)}
         timings: dict[str, list[float]] = {name: [] for name in chosen}
         for round_number in range(args.commands + 1):  # round 0 clones and warms each workspace, untimed
-            for name, containment in chosen.items():
+            for name in chosen:
                 body = json.dumps(
                     {
                         "instruction": f"Round {round_number}\n@fake write notes/{round_number}.txt {round_number}",
@@ -94,15 +112,15 @@ def main() -> int:
                     checkout.parent.mkdir(parents=True, exist_ok=True)
                     subprocess.run(["git", "clone", "-q", str(stack.remote), str(checkout)], check=True)
                     subprocess.run(["cp", "-al", str(installed / "node_modules"), str(checkout)], check=True)
-                ctx = StepContext(config, command, checkout, Git(checkout, config), containment=containment)
-                started = time.monotonic()
-                response = run_pipeline(ctx, lambda *_: None)
-                elapsed = time.monotonic() - started
-                if not response["success"]:
-                    print(f"{name}: command failed: {response['errorCode']} {response['error']}")
+                child = subprocess.run(
+                    [sys.executable, __file__, "--run", name, body], capture_output=True, text=True, check=False
+                )
+                outcome = json.loads(child.stdout.strip().splitlines()[-1]) if child.stdout.strip() else None
+                if outcome is None or outcome["error"]:
+                    print(f"{name}: command failed: {outcome or child.stderr[-2000:]}")
                     return 1
                 if round_number:
-                    timings[name].append(elapsed)
+                    timings[name].append(outcome["seconds"])
 
     baseline = statistics.median(timings["no layer (before)"])
     baseline_p95 = percentile(timings["no layer (before)"], 0.95)

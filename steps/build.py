@@ -76,7 +76,8 @@ def run(ctx: StepContext) -> StepResult:
         _remove_old_output(ctx.checkout, ctx.config.build_dir)
         # The build runs code the agent may have written: it gets no credentials.
         env = shell.scrubbed_env(NODE_ENV="production", ASTRO_TELEMETRY_DISABLED="1")
-        ctx.jobs.run(list(ctx.config.build_command), env=env, timeout=ctx.config.build_timeout_seconds)
+        # The build needs no registry (dependencies are installed): in the sandbox, only SANDBOX_ALLOWED_DOMAINS.
+        ctx.jobs.run(list(ctx.config.build_command), env=env, npm=False, timeout=ctx.config.build_timeout_seconds)
     except (shell.CommandFailed, shell.CommandTimedOut) as error:
         raise StepError(ErrorCode.BUILD_FAILED, f"build: {error}") from None
     _check_output(ctx.checkout, ctx.config.build_dir)

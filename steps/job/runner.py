@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import signal
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 
 from steps.job import access, sandbox
-from steps.job.identity import FIRST_ID, JobIdentity, available, identity_for
+from steps.job.identity import FIRST_ID, JOB_UMASK, JobIdentity, available, identity_for
 from steps.processes import shell
 from supervisor.common import proctree
 
@@ -52,24 +54,22 @@ class Containment:
 UNCONFINED = Containment(identity=False, sandbox=False, sandbox_off_reason="not set up (outside a worker)")
 
 
+# The sandbox is probed as a uid that is not root's, as a job's would be.
+PROBE_UID = FIRST_ID - 1
+
+
 def find_containment(setting: str) -> Containment:
     """`setting` is SANDBOX: off, auto or required (the caller refuses to start when required is missing)."""
     identity = available()
     if setting == "off":
         return Containment(identity, False, "SANDBOX=off")
-    probe_id = sandbox_probe_identity() if identity else None
+    probe_id = PROBE_UID if identity else None
     reason = sandbox.probe(probe_id, probe_id)
     return Containment(identity, reason is None, reason)
 
 
-def sandbox_probe_identity() -> int:
-    return FIRST_ID - 1  # any uid that is not root's: what a job's would be
-
-
 def model_endpoints(env: Mapping[str, str]) -> tuple[str, ...]:
     """Where the agent's model lives: ANTHROPIC_BASE_URL's host (and port), else Anthropic's API; Bedrock's."""
-    from urllib.parse import urlsplit
-
     found = []
     base = env.get("ANTHROPIC_BASE_URL")
     if base:
@@ -88,8 +88,6 @@ NPM_REGISTRY = "registry.npmjs.org"
 
 
 def npm_registries(env: Mapping[str, str]) -> tuple[str, ...]:
-    from urllib.parse import urlsplit
-
     registry = env.get("npm_config_registry") or env.get("NPM_CONFIG_REGISTRY")
     host = urlsplit(registry).hostname if registry else None
     return (host,) if host else (NPM_REGISTRY,)
@@ -103,7 +101,7 @@ class JobRunner:
     checkout: Path
     workspace_path: str
     allowed_domains: tuple[str, ...] = ()
-    identity: JobIdentity | None = field(default=None)
+    identity: JobIdentity | None = None
 
     @classmethod
     def for_checkout(
@@ -124,6 +122,7 @@ class JobRunner:
         if self.identity is None:
             return
         self.end_leftovers()  # what a gone worker's job left running
+        os.umask(JOB_UMASK)  # what our git writes into the checkout from now on, the job's group may edit
         access.pass_through(self.checkout.parent, Path(self.workspace_path))
         access.prepare_home(self.identity)
         if self.checkout.is_dir():
@@ -150,17 +149,19 @@ class JobRunner:
         *,
         env: Mapping[str, str],
         network: Sequence[str] = (),
+        npm: bool = True,
         writable: Sequence[Path] = (),
         end_leftovers: bool = True,
         **options: Any,
     ) -> shell.CommandResult:
-        """Run argv as the job (cwd: the checkout); `network` adds destinations beyond the npm registry
-        and SANDBOX_ALLOWED_DOMAINS, `writable` folders beyond the checkout and the job's home.
-        `end_leftovers=False`: the caller ends (and reports) what the job left running."""
+        """Run argv as the job (cwd: the checkout). In the sandbox it reaches `network`, the npm registry
+        (unless `npm=False`) and SANDBOX_ALLOWED_DOMAINS, and writes `writable` beyond the checkout and the
+        job's home. `end_leftovers=False`: the caller ends (and reports) what the job left running."""
         job_env = self.environment(env)
         preexec = self.identity.preexec() if self.identity is not None else None
         try:
-            with self._sandboxed(argv, job_env, network, writable) as (wrapped, sandbox_env):
+            allowed = (*network, *(npm_registries(job_env) if npm else ()), *self.allowed_domains)
+            with self._sandboxed(argv, allowed, writable) as (wrapped, sandbox_env):
                 result = shell.run(
                     wrapped, cwd=self.checkout, env={**job_env, **sandbox_env}, preexec=preexec, **options
                 )
@@ -176,7 +177,7 @@ class JobRunner:
 
     @contextlib.contextmanager
     def _sandboxed(
-        self, argv: Sequence[str], env: Mapping[str, str], network: Sequence[str], writable: Sequence[Path]
+        self, argv: Sequence[str], allowed: Sequence[str], writable: Sequence[Path]
     ) -> Iterator[tuple[list[str], dict[str, str]]]:
         if not self.containment.sandbox:
             yield list(argv), {}
@@ -186,7 +187,6 @@ class JobRunner:
         folders = [self.checkout, *writable]
         if self.identity is not None:
             folders.append(self.identity.home)
-        allowed = (*network, *npm_registries(env), *self.allowed_domains)
         box = sandbox.Sandbox(
             writable=tuple(folders),
             hidden=tuple(p for p in (Path(self.workspace_path), Path("/run"), Path("/root")) if p.is_dir()),

@@ -164,6 +164,13 @@ class Sandbox:
         socket_dir.chmod(0o700)
         if owner is not None:
             os.chown(socket_dir, *owner)
+        if not self.allowed:  # no network at all: only the sandbox's own loopback, no bridge to start
+            try:
+                yield Started(self, socket_dir, (), {})
+            finally:
+                if created:
+                    shutil.rmtree(socket_dir, ignore_errors=True)
+            return
         egress = Egress(owner)
         try:
             bridge = []
@@ -213,5 +220,8 @@ class Started:
         options += [arg for path, flag in mounts if flag == "--tmpfs" for arg in ("--remount-ro", str(path))]
         if cwd is not None:
             options += ["--chdir", str(cwd)]
+        if not self.bridge:  # env puts back the signals bwrap's env ignored (the bridge does so otherwise)
+            restore = [f"--default-signal={name}" for name in ("INT", "TERM", "HUP")]
+            return [*_base_argv(), *options, "--", "/usr/bin/env", *restore, *argv]
         python = bridge_python(self.sandbox.uid, self.sandbox.gid)
         return [*_base_argv(), *options, "--", python, "-I", str(NETBRIDGE), *self.bridge, "--", *argv]

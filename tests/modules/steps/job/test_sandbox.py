@@ -217,12 +217,26 @@ def test_the_proxy_reaches_listed_destinations_only(
 
 
 def test_the_environment_names_the_proxy(base: Path):
-    with Sandbox().started(base / "sockets") as started:
+    with Sandbox(allowed=("registry.npmjs.org",)).started(base / "sockets") as started:
         proxy = started.env["HTTPS_PROXY"]
         assert proxy.startswith("http://127.0.0.1:")
         for name in ("HTTP_PROXY", "https_proxy", "http_proxy", "npm_config_proxy", "npm_config_https_proxy"):
             assert started.env[name] == proxy
         assert started.env["NO_PROXY"] == started.env["no_proxy"] == "127.0.0.1,localhost,::1"
+
+
+def test_with_nothing_allowed_there_is_no_network_and_no_bridge(base: Path, uid: int | None, echo_server: int):
+    code = (
+        "import socket\n"
+        "try:\n"
+        f"    socket.create_connection(('127.0.0.1', {echo_server}), timeout=2); print('reached')\n"
+        "except OSError as error:\n"
+        "    print('refused', error.errno)\n"
+    )
+    with Sandbox(uid=uid, gid=uid).started(base / "sockets") as started:
+        assert started.env == {} and "netbridge.py" not in " ".join(started.wrap(["true"]))
+        done = run_in(started, ["python3", "-c", code], uid)
+    assert done.stdout.startswith("refused"), done
 
 
 def test_the_exit_code_comes_through(base: Path, uid: int | None):
@@ -293,7 +307,7 @@ def test_everything_is_gone_when_the_command_is(base: Path, echo_server: int):
 
 def test_deeper_paths_are_mounted_last(base: Path):
     outer, inner = base / "outer", base / "outer" / "inner"
-    job = Sandbox(writable=(inner, base / "w"), hidden=(outer,))
+    job = Sandbox(writable=(inner, base / "w"), hidden=(outer,), allowed=("registry.npmjs.org",))
     outer.mkdir()
     with job.started(base / "s") as started:
         argv = started.wrap(["true"], cwd=inner)
