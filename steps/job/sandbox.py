@@ -27,6 +27,10 @@ from pathlib import Path
 from steps.job.egress import Allowlist, Egress, split_host_port
 
 NETBRIDGE = Path(__file__).resolve().with_name("netbridge.py")
+# This project's folder (steps/job/ is two below it): under /tmp (a clone that CI or a developer made
+# there), the sandbox's fresh /tmp would hide the bridge, and the agent and build a test names from it.
+CODE_ROOT = NETBRIDGE.parents[2]
+TMP = Path("/tmp")  # noqa: S108 (the host's, replaced inside the sandbox)
 PROXY_PORT = 3128  # inside the sandbox only: nothing else listens there
 NO_PROXY = "127.0.0.1,localhost,::1"
 PROBE_TIMEOUT = 20.0
@@ -51,6 +55,7 @@ def _base_argv() -> list[str]:
         *("--dev", "/dev"),
         *("--proc", "/proc"),
         *("--tmpfs", "/tmp"),  # noqa: S108 (a fresh, empty /tmp inside the sandbox)
+        *(("--ro-bind", str(CODE_ROOT), str(CODE_ROOT)) if CODE_ROOT.is_relative_to(TMP) else ()),
     ]
 
 

@@ -340,3 +340,14 @@ def test_deeper_paths_are_mounted_last(base: Path):
 def test_the_allowlist(host: str, port: int, allowed: bool):
     rules = Allowlist(["registry.npmjs.org", "example.com:8080", "*.github.com"])
     assert rules.allows(host, port) is allowed
+
+
+def test_a_project_under_tmp_is_still_seen_inside(monkeypatch):
+    """A clone under /tmp (CI's, a developer's) would be hidden by the sandbox's fresh /tmp: bridge, agent, build."""
+    from steps.job import sandbox
+
+    monkeypatch.setattr(sandbox, "CODE_ROOT", Path("/tmp/some-clone"))
+    argv = sandbox._base_argv()
+    assert argv[argv.index("--tmpfs") :][:5] == ["--tmpfs", "/tmp", "--ro-bind", "/tmp/some-clone", "/tmp/some-clone"]
+    monkeypatch.setattr(sandbox, "CODE_ROOT", Path("/app"))
+    assert "/app" not in sandbox._base_argv()
