@@ -83,10 +83,12 @@ def run(args: argparse.Namespace) -> int:
     build_dir = checkout / config.build_dir
     client = deploy_hash.make_client(config)
     if args.dry_run:
-        print_plan(deploy_hash.plan_deploy(build_dir, bucket, client, force=args.force), build_dir, bucket)
+        plan = deploy_hash.plan_deploy(build_dir, bucket, client, force=args.force, within=checkout)
+        print_plan(plan, build_dir, bucket)
         return EXIT_OK
     policy = CachePolicy.from_config(config)
-    report = deploy_hash.deploy_build(build_dir, bucket, client, policy, force=args.force)
+    # No part of BUILD_DIR below the checkout may be a link, as in the worker's deploy.
+    report = deploy_hash.deploy_build(build_dir, bucket, client, policy, force=args.force, within=checkout)
     print(
         f"deployed {build_dir} to s3://{bucket}: {report.uploaded} uploaded, {report.skipped} unchanged, "
         f"{report.deleted} deleted, {report.bytes_sent} bytes sent"
