@@ -58,6 +58,12 @@ class Intake:
         if held is not None:  # delivered again while we still work on it: keep the newest receipt
             held.message = message
             return None
+        twin = self.router.holding_command(command.command_id)
+        if twin is not None:  # another copy of a command we work on: the command id decides, not SQS's
+            with log_context_of(twin):  # message id; answered through the message we hold, this one goes
+                log.warning("a second copy of the command arrived; deleted", extra={"messageId": message.message_id})
+            self.delivery.delete(message)
+            return None
         run = Run(command, message)
         here = run.workspace in self.router.running or run.workspace in self.router.waiting
         admitted = self.claims.admit(run.workspace_name, message, here=here, free=self.router.has_free_slot())

@@ -52,6 +52,14 @@ class Router:
                 return run
         return None
 
+    def holding_command(self, command_id: str) -> Run | None:
+        """The run of this command, whatever message brought it (a forward, a put-back and a resend are new
+        messages of the same command), if any."""
+        for run in [*self.running.values(), *self.waiting.values()]:
+            if run.command.command_id == command_id:
+                return run
+        return None
+
     def take_waiting(self, workspace_names: tuple[str, ...] | None = None) -> list[Run]:
         """The commands not started yet (of those workspaces, or all), removed: they are handed back."""
         taken = [r for r in self.waiting.values() if workspace_names is None or r.workspace_name in workspace_names]

@@ -427,3 +427,18 @@ def test_the_loop_marks_a_message_decided_only_after_publishing_its_free_slots(w
     assert supervisor.claims.free_slots == 1  # c1 started: what a poller waiting on it reads
     supervisor.step(0)
     assert events[1].decided.is_set() and supervisor.claims.free_slots == 0
+
+
+def test_a_second_copy_of_a_command_is_deleted_not_run_again(world):
+    """A forward, a put-back, a resend that had landed: new SQS messages of one command. The command id decides:
+    the copy neither interrupts the run nor runs again, and the command gets one answer."""
+    supervisor, queues, _ = world
+    deliver(supervisor, queues, command("a1"))
+    deliver(supervisor, queues, command("a1"))  # the same body, another message
+    assert supervisor.pool.interrupted == [] and supervisor.pool.started == [("a1", "run")]
+    assert len(queues.remaining()) == 1  # the copy is gone, the message we hold stays until answered
+    deliver(supervisor, queues, command("b1", client="beta"), command("b1", client="beta"))  # waiting or not
+    assert supervisor.pool.started == [("a1", "run"), ("b1", "run")]
+    finish(supervisor, "a1")
+    finish(supervisor, "b1")
+    assert answers(queues) == [("a1", None), ("b1", None)] and queues.remaining() == []
