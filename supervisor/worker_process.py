@@ -108,10 +108,14 @@ class SpareWorkers:
         self._spare: WorkerProcess | None = None
 
     def take(self) -> WorkerProcess:
+        """A worker for a job: the spare when it is healthy. Raises OSError only when no worker could be had."""
         spare, self._spare = self._spare, None
         if spare is None or not spare.is_idle_and_alive():
             spare = WorkerProcess()
-        self._spare = WorkerProcess()  # fork+exec returns at once; the imports happen in the child
+        try:
+            self._spare = WorkerProcess()  # fork+exec returns at once; the imports happen in the child
+        except OSError as error:  # EAGAIN, EMFILE: the job still gets its worker; a spare next time
+            log.warning("could not start a spare worker: %s", error)
         return spare
 
     def pids(self) -> set[int]:
