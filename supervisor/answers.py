@@ -12,6 +12,7 @@ from supervisor.common.logs import log_context
 from supervisor.contract.codes import ErrorCode
 from supervisor.contract.command import InvalidMessage, read_ids
 from supervisor.contract.config import Config
+from supervisor.contract.exit_codes import WorkerExit
 from supervisor.contract.responses import failure_response, invalid_message_response, progress_event
 from supervisor.delivery import DELETE, RELEASE, Delivery, dead_letter, visible_in
 from supervisor.queues import Received
@@ -80,6 +81,8 @@ class Answers:
         """One final answer per command: WORKER_DIED only when this was its last try; before that the
         chat hears that it is being retried, and the message comes back for another worker."""
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
+        if code == WorkerExit.NOT_STARTED:
+            how = "no worker process could be started"
         deaths, receives = self.answered.count_death(run.command.command_id), run.message.receive_count
         allowed, redrive = self.max_receives()
         extra = {"exit": how, "workerDeaths": deaths, "receiveCount": receives, "maxReceives": allowed}

@@ -11,14 +11,24 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from supervisor.common import proctree
+from supervisor.contract.exit_codes import WorkerExit
 from supervisor.events import LoopEvent, TreeEnded, WorkerExited, WorkerReported
 from supervisor.run import Run
 from supervisor.worker_process import SpareWorkers, WorkerProcess
 
 log = logging.getLogger("supervisor.pool")
+
+
+@dataclass
+class NotStarted:
+    """The worker a run gets when none could be started: no process, no result."""
+
+    pid: int = -1
+    result: None = None
 
 
 class WorkerPool:
@@ -30,7 +40,16 @@ class WorkerPool:
         self.unwaited: set[int] = set()
 
     def start(self, run: Run, *, mode: str, extra: dict[str, Any] | None = None) -> None:
-        worker = self.spares.take()
+        """Start the run's worker. When no process can be had, its exit is posted at once with
+        NOT_STARTED: the loop settles it as a worker that died (retried, then one answer), never a run
+        that holds its slot and workspace with no worker."""
+        try:
+            worker = self.spares.take()
+        except OSError as error:
+            log.error("could not start a worker: %s", error, extra={"commandId": run.command.command_id})
+            run.worker = NotStarted()  # type: ignore[assignment]
+            self.post(WorkerExited(run, run.worker, WorkerExit.NOT_STARTED))
+            return
         pid = worker.pid
 
         def report(event: dict[str, Any]) -> None:  # on the pipe reader's thread: only post
@@ -53,6 +72,9 @@ class WorkerPool:
     def interrupt(self, run: Run, *, grace: float) -> int:
         """End the run's whole tree on a thread (TreeEnded follows); returns how many processes it has."""
         assert run.worker is not None
+        if isinstance(run.worker, NotStarted):  # no process to end; its exit is already posted
+            self.post(TreeEnded(run, {}))
+            return 0
         tree = {**run.tree, **proctree.snapshot(run.worker.pid)}  # before any signal: orphans move away
 
         def end() -> None:
@@ -75,7 +97,7 @@ class WorkerPool:
     def track(self, runs: list[Run]) -> None:
         """Refresh each live tree's snapshot (children started since) and collect inherited zombies."""
         for run in runs:
-            if run.worker is not None and run.phase != "interrupting":
+            if run.worker is not None and not isinstance(run.worker, NotStarted) and run.phase != "interrupting":
                 run.tree.update(proctree.snapshot(run.worker.pid))
         proctree.reap_orphans(keep=self.unwaited)
 

@@ -15,5 +15,6 @@ class WorkerExit(IntEnum):
     CONFIG = 2
     BAD_INPUT = 4  # the command handed to the worker could not be read
     LEASE_LOST = 5  # another container holds the workspace now: the worker wrote nothing more, reported nothing
+    NOT_STARTED = 126  # no worker process could be started (EAGAIN, EMFILE): the supervisor's own code
     INTERRUPTED = 130  # stopped by SIGINT (128 + 2)
     TERMINATED = 143  # stopped by SIGTERM (128 + 15), e.g. because the supervisor died
