@@ -18,6 +18,7 @@ link, and a record counts only for the command it names.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -35,19 +36,24 @@ MAX_RECORD_BYTES = 1024 * 1024  # a response fits in one SQS message (256 KiB); 
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
+# Errors that mean "no record of ours here": none at all, or a link or a path part that is no folder.
+NOT_A_RECORD = (errno.ENOENT, errno.ELOOP, errno.ENOTDIR)
+
+
 def read_record(path: Path) -> tuple[bytes, os.stat_result] | None:
-    """The content and owner of a regular file at `path`; None for a link, a FIFO, anything else or nothing."""
+    """The content and owner of a regular file at `path`; None for a link, a FIFO, anything else or
+    nothing. Any other error (EIO on a network volume) is raised: "not answered" is not a guess to make."""
     try:
         fd = os.open(path, READ_FLAGS)
-    except OSError:
-        return None
+    except OSError as error:
+        if error.errno in NOT_A_RECORD:
+            return None
+        raise
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_RECORD_BYTES:
             return None
         return os.read(fd, MAX_RECORD_BYTES + 1), info
-    except OSError:
-        return None
     finally:
         os.close(fd)
 

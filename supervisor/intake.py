@@ -18,6 +18,7 @@ from supervisor.sharing import SingleContainer
 from supervisor.shutdown import Shutdown
 
 log = logging.getLogger("supervisor")
+UNREADABLE_RECORDS_RETRY_SECONDS = 10
 
 
 class Intake:
@@ -52,7 +53,12 @@ class Intake:
         if self.shutdown.stopping:
             self.delivery.give_back(message)
             return None
-        if self.answers.drop_if_answered(command.command_id, message):
+        try:
+            if self.answers.drop_if_answered(command.command_id, message):
+                return None
+        except OSError as error:  # the records cannot be read now (a network volume): neither run nor reject
+            log.warning("could not read the answered records; trying again later: %s", error)
+            self.delivery.retry_later(message, UNREADABLE_RECORDS_RETRY_SECONDS)
             return None
         held = self.router.holding(message.message_id)
         if held is not None:  # delivered again while we still work on it: keep the newest receipt

@@ -442,3 +442,38 @@ def test_a_second_copy_of_a_command_is_deleted_not_run_again(world):
     finish(supervisor, "a1")
     finish(supervisor, "b1")
     assert answers(queues) == [("a1", None), ("b1", None)] and queues.remaining() == []
+
+
+def test_answered_records_that_cannot_be_read_put_the_command_off_not_reject_it(world, monkeypatch):
+    """EIO on the shared volume: whether the command was answered is unknown, so it neither runs (it may be
+    answered twice) nor is dead-lettered as invalid; it comes back a little later."""
+    import errno
+
+    supervisor, queues, clock = world
+    records = supervisor.answers.answered
+
+    def unreadable(command_id: str) -> bool:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(records, "answered", unreadable)
+    deliver(supervisor, queues, command("a1"))
+    assert answers(queues) == [] and queues.dead_letters == [] and supervisor.pool.started == []
+    assert queues.in_flight() == ["m-1"]  # put off, not deleted
+    monkeypatch.undo()
+    clock.now += 11
+    for message in queues.receive(wait_seconds=0):
+        supervisor.dispatch(MessageReceived(message))
+    assert supervisor.pool.started == [("a1", "run")]
+
+
+def test_an_unreadable_record_file_is_an_error_not_a_missing_record(tmp_path, monkeypatch):
+    import errno
+
+    from supervisor import answered
+
+    def failing_open(*_args: Any, **_kwargs: Any) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(answered.os, "open", failing_open)
+    with pytest.raises(OSError):
+        answered.AnsweredCommands(str(tmp_path)).answered("a1")
