@@ -24,7 +24,9 @@ import json
 import logging
 import os
 import stat
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from supervisor.common.files import private_folder, write_atomic
 
 log = logging.getLogger("supervisor.answered")
 KEEP_SECONDS = 14 * 24 * 3600  # SQS keeps a message 14 days at most
+PRUNE_EVERY_SECONDS = 3600
 MAX_RECORD_BYTES = 1024 * 1024  # a response fits in one SQS message (256 KiB); anything larger is not ours
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -68,9 +71,12 @@ def names_command(content: bytes, command_id: str) -> bool:
 
 
 class AnsweredCommands:
-    def __init__(self, workspace_path: str):
+    def __init__(self, workspace_path: str, clock: Callable[[], float] = time.time):
         self.folder = Path(workspace_path, ".supervisor", "answered")
         self._warned: set[str] = set()  # commands whose stored response named another command
+        self._clock = clock
+        self._last_prune = clock()  # the supervisor prunes at start-up
+        self._pruning: threading.Thread | None = None
 
     def _path(self, command_id: str) -> Path:
         digest = hashlib.sha256(command_id.encode("utf-8", "surrogatepass")).hexdigest()
@@ -97,6 +103,18 @@ class AnsweredCommands:
             self._path(command_id).with_suffix(".sending").unlink(missing_ok=True)
         except OSError:
             pass  # at worst a redelivery is answered again, as before this record existed
+        self.prune_now_and_then()
+
+    def prune_now_and_then(self) -> threading.Thread | None:
+        """Every PRUNE_EVERY_SECONDS, on a thread of its own (a scan of a network volume must not hold up
+        the caller): a supervisor that runs for weeks must not keep every answer it ever gave."""
+        now = self._clock()
+        if now - self._last_prune < PRUNE_EVERY_SECONDS or (self._pruning is not None and self._pruning.is_alive()):
+            return None
+        self._last_prune = now
+        self._pruning = threading.Thread(target=self.prune, name="prune-answered", daemon=True)
+        self._pruning.start()
+        return self._pruning
 
     def answered(self, command_id: str) -> bool:
         found = read_record(self._path(command_id))

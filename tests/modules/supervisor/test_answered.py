@@ -6,12 +6,13 @@ import json
 import logging
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
 
 from supervisor import answered as answered_module
-from supervisor.answered import AnsweredCommands
+from supervisor.answered import KEEP_SECONDS, PRUNE_EVERY_SECONDS, AnsweredCommands
 
 
 def response(command_id: str) -> dict[str, object]:
@@ -114,3 +115,18 @@ def test_prune_removes_an_old_link_without_touching_its_target(records, tmp_path
     assert records.prune() == 1
     assert not os.path.lexists(link) and target.read_text() == "keep"
     assert records.answered("cmd-a")
+
+
+def test_answers_are_pruned_while_the_supervisor_runs_not_only_at_start_up(tmp_path):
+    now = [1_000_000.0]
+    records = AnsweredCommands(str(tmp_path), clock=lambda: now[0])
+    records.record("old")
+    old = records._path("old")
+    os.utime(old, (time.time() - KEEP_SECONDS - 60,) * 2)  # older than any message SQS could hand out
+    assert records.prune_now_and_then() is None and old.exists()  # pruned at start-up: not again so soon
+    now[0] += PRUNE_EVERY_SECONDS
+    records.record("new")  # answering a command prunes, on a thread, once the hour is up
+    assert records._pruning is not None
+    records._pruning.join(timeout=10)
+    assert not old.exists() and records.answered("new")
+    assert records.prune_now_and_then() is None  # and not again before the next hour
