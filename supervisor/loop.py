@@ -19,6 +19,7 @@ from supervisor.answers import Answers, log_context_of
 from supervisor.claims import RETRY_SECONDS, sharing_for
 from supervisor.contract.config import Config
 from supervisor.contract.exit_codes import SupervisorExit, WorkerExit
+from supervisor.deadlines import due_interrupts
 from supervisor.delivery import Delivery
 from supervisor.events import LeasesLost, LoopEvent, MessageReceived, TreeEnded, WorkerExited, WorkerReported
 from supervisor.intake import Intake
@@ -194,11 +195,12 @@ class Supervisor:
             run.started = self.clock()
             self.pool.start(run, mode="run")
 
-    def _interrupt(self, run: Run, reason: str, *, return_message: bool = False) -> None:
+    def _interrupt(self, run: Run, reason: str, *, return_message: bool = False, grace: float | None = None) -> None:
         """SIGINT → grace → SIGTERM → SIGKILL to the whole tree (the pool's thread); TreeEnded follows."""
         run.move_to("interrupting")
         run.interrupt_reason, run.return_message, run.interrupt_started = reason, return_message, self.clock()
-        grace = 0.0 if self.shutdown.forced else self.config.interrupt_grace_seconds
+        if grace is None:
+            grace = 0.0 if self.shutdown.forced else self.config.interrupt_grace_seconds
         processes = self.pool.interrupt(run, grace=grace)
         with log_context_of(run):
             log.info("interrupting", extra={"reason": reason, "processes": processes, "step": run.step})
@@ -215,17 +217,12 @@ class Supervisor:
         for run in runs:
             if run.phase == "running":
                 self.progress.flush(run)
-            elif run.phase == "finishing" and now - (run.finishing_since or now) > self._finish_limit:
-                run.finish_overdue = True  # every phase of a worker is bounded; this one holds a workspace
-                reason = f"{run.interrupt_reason}; committing its work took longer than {self._finish_limit:g} s"
-                self._interrupt(run, reason, return_message=run.return_message)
+        for due in due_interrupts(now, runs, self.shutdown, self._finish_limit):
+            due.run.finish_overdue = due.run.finish_overdue or due.overdue
+            self._interrupt(due.run, due.reason, return_message=due.return_message, grace=due.grace)
         if self.shutdown.idle_due(now, busy=bool(self.router.running or self.router.waiting)):
             log.info("idle for IDLE_EXIT_SECONDS; stopping", extra={"idleSeconds": self.config.idle_exit_seconds})
             self._begin_stop("idle")
-        if self.shutdown.interrupt_due(now):
-            for run in runs:
-                if run.phase == "running":
-                    self._interrupt(run, "the supervisor is shutting down", return_message=True)
         publish_status(self._status_file, self)
 
     def _take_signals(self) -> None:

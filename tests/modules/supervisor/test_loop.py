@@ -477,3 +477,36 @@ def test_an_unreadable_record_file_is_an_error_not_a_missing_record(tmp_path, mo
     monkeypatch.setattr(answered.os, "open", failing_open)
     with pytest.raises(OSError):
         answered.AnsweredCommands(str(tmp_path)).answered("a1")
+
+
+def test_a_warm_stop_ends_a_finishing_worker_before_its_grace_is_over(world, monkeypatch):
+    """Committing interrupted work may take PUSH_RETRY_SECONDS + 120 s; the orchestrator kills us at the grace.
+    So in the grace's last seconds what still finishes is ended at once and its message handed back: the
+    supervisor leaves within SHUTDOWN_GRACE_SECONDS with every message accounted for."""
+    supervisor, queues, clock = world
+    graces: list[float] = []
+    interrupt = supervisor.pool.interrupt
+    monkeypatch.setattr(
+        supervisor.pool, "interrupt", lambda run, *, grace: graces.append(grace) or interrupt(run, grace=grace)
+    )
+
+    def tick(seconds: float) -> None:
+        clock.now += seconds
+        supervisor._next_tick = 0
+        supervisor.step(0)
+
+    deliver(supervisor, queues, command("a1"))
+    supervisor.on_signal(15)
+    tick(0)
+    tick(17.1)  # 25 - 5 - 3: the running command is interrupted
+    a1 = run_of(supervisor, "a1")
+    supervisor.dispatch(TreeEnded(a1, {"SIGINT": 3}))
+    assert a1.phase == "finishing" and supervisor.pool.started[-1] == ("a1", "interrupted")
+    tick(4.8)  # 21.9 s: the finishing worker still has time
+    assert graces == [5.0] and a1.phase == "finishing"
+    tick(0.2)  # 22.1 s: 3 s of the grace left, and it is still pushing
+    assert graces == [5.0, 0.0] and a1.phase == "interrupting"
+    supervisor.dispatch(TreeEnded(a1, {"SIGTERM": 2}))
+    assert supervisor.finished() and answers(queues) == []  # no answer: the command is not finished
+    assert "m-1" not in queues.in_flight() and len(queues.remaining()) == 1  # handed back for the next one
+    assert clock.now - supervisor.shutdown.started < supervisor.config.shutdown_grace_seconds
