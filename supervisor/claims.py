@@ -178,8 +178,10 @@ class Claims(SingleContainer):
         except Exception as error:
             log.warning("could not read the lease table: %s", error)
             return
-        for holder in holders:
-            if holder.owner not in (None, self.owner) and self.table.expired(holder) and holder.inbox:
+        others = [h for h in holders if h.owner not in (None, self.owner)]
+        self.table.watch_only({h.workspace for h in others})
+        for holder in others:
+            if self.table.expired(holder) and holder.inbox:
                 self.inboxes.adopt(holder.inbox, holder.owner)
         self.inboxes.remove_forgotten({h.inbox for h in holders if h.owner is not None})
 

@@ -173,6 +173,12 @@ class LeaseTable:
         except Exception as error:
             log.warning("could not release a workspace lease: %s", error, extra={"workspace": lease.workspace})
 
+    def watch_only(self, workspaces: set[str]) -> None:
+        """Forget what we watched of leases no longer held by another owner (released, taken by us, gone):
+        one entry per workspace ever seen would grow for as long as the container lives."""
+        for workspace in set(self._seen) - workspaces:
+            del self._seen[workspace]
+
     def expired(self, current: Holder) -> bool:
         """Whether we have watched this exact version for a whole lease period (on our clock)."""
         now = self.clock()

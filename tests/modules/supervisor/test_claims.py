@@ -243,3 +243,16 @@ def test_an_unreachable_lease_table_puts_the_command_back_never_dead_letters_it(
     attributes = sqs.get_queue_attributes(QueueUrl=input_url, AttributeNames=["All"])["Attributes"]
     assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"  # the copy, ten seconds late
     assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"  # the original deleted
+
+
+def test_a_container_forgets_what_it_watched_of_leases_released_since(sqs, dynamodb, input_url, tmp_path):
+    """Issue 18, defect 9: every workspace another container ever held stayed in the watch for good."""
+    a, _, _ = container("a", sqs, dynamodb, input_url, tmp_path)
+    b, _, _ = container("b", sqs, dynamodb, input_url, tmp_path)
+    send(sqs, input_url, "c1")
+    a.admit(WORKSPACE, receive_one(a), here=False, free=True)
+    b.keep()
+    assert set(b.table._seen) == {WORKSPACE}  # b watches a's lease, to take it over if a dies
+    a.close(timeout=1)  # released: nobody holds it
+    b.keep()
+    assert b.table._seen == {}
