@@ -123,6 +123,11 @@ class Claims(SingleContainer):
         self._stop.set()
         if self._keeper.is_alive():
             self._keeper.join(timeout=timeout)
+        # Put off in an inbox (a dead worker's retry, a response to send again): visible now, or they would
+        # go with the inbox instead of back to the input queue.
+        put_off = [m for m in self.delivery.put_off.values() if m.queue_url in self.inboxes.urls()]
+        if put_off:
+            self.queues.extend_many([(message, 0) for message in put_off])
         with self._lock:
             self.ownership.release_all()  # first: nobody forwards to us after this
         self.inboxes.close(self.config.input_queue_url or "", timeout)

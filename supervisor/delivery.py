@@ -67,6 +67,9 @@ class Delivery:
         self.leases = leases
         self._orders: queue.Queue[Order | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        # Messages made invisible for a while (a dead worker's retry, a response to send again), by id:
+        # a clean exit makes those of an inbox visible again before the inbox goes (supervisor/claims.py).
+        self.put_off: dict[str, Received] = {}
 
     # What the loop asks for -----------------------------------------------------------------------
 
@@ -178,9 +181,15 @@ class Delivery:
             if error is not None:  # it comes back when its lease runs out
                 log.error("could not delete a finished message: %s", error, extra={"messageId": message.message_id})
         timed = [(m, o.seconds) for m, o in outcomes if o.kind == "visible_in"]
-        for (message, _), error in zip(timed, _safely(self.queues.extend_many, timed) if timed else [], strict=True):
+        for (message, seconds), error in zip(
+            timed, _safely(self.queues.extend_many, timed) if timed else [], strict=True
+        ):
             if error is not None:  # it comes back when its current visibility runs out
                 log.warning("could not change visibility: %s", error, extra={"messageId": message.message_id})
+            elif seconds:
+                self.put_off[message.message_id] = message
+        for message in [*deletes, *(m for m, seconds in timed if not seconds)]:
+            self.put_off.pop(message.message_id, None)
 
 
 def _safely(call: Callable[[list[Any]], list[str | None] | None], items: list[Any]) -> list[str | None] | None:

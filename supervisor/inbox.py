@@ -109,6 +109,10 @@ class Inboxes:
                     stop.set()
                     del self.pollers[url]
 
+    def urls(self) -> set[str]:
+        """Our inbox and those adopted."""
+        return {url for url in (self.own, *self.pollers) if url}
+
     def stop_receiving(self) -> None:
         for _, stop in self.pollers.values():
             stop.set()

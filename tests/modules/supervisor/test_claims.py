@@ -256,3 +256,17 @@ def test_a_container_forgets_what_it_watched_of_leases_released_since(sqs, dynam
     a.close(timeout=1)  # released: nobody holds it
     b.keep()
     assert b.table._seen == {}
+
+
+def test_a_clean_exit_brings_back_what_it_put_off_in_its_inbox(sqs, dynamodb, input_url, tmp_path):
+    """Issue 18, defect 2: a command put off in our inbox (a dead worker's retry, a response to send again) is
+    invisible when the inbox is emptied at exit, and went with the inbox: stranded for SQS's retention."""
+    a, _, _ = container("a", sqs, dynamodb, input_url, tmp_path)
+    send(sqs, a.inbox, "retry-me")
+    a.delivery.retry_later(receive_one(a, a.inbox), 60)  # the delivery thread is not started: done at once
+    assert depth(sqs, a.inbox) == 1 and sqs.receive_message(QueueUrl=a.inbox).get("Messages") is None
+    a.close(timeout=1)
+    with pytest.raises(sqs.exceptions.QueueDoesNotExist):
+        sqs.get_queue_attributes(QueueUrl=a.inbox)
+    back = sqs.receive_message(QueueUrl=input_url, MaxNumberOfMessages=10).get("Messages", [])
+    assert [json.loads(m["Body"])["commandId"] for m in back] == ["retry-me"]
