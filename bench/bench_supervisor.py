@@ -258,7 +258,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20, help="interrupts per kind of tree (default 20)")
     parser.add_argument("--commands", type=int, default=200, help="commands for overhead and memory (default 200)")
     args = parser.parse_args()
+    # The ladder is measured, not the sandbox (bench_containment.py): the fake agent's pid files must be the
+    # host's, in a folder its job uid may write.
+    os.environ["SANDBOX"] = "off"
     with tempfile.TemporaryDirectory(prefix="bench-supervisor-") as folder, local_stack(Path(folder)) as stack:
+        os.chmod(folder, 0o1777)
         stack.create_bucket("bench")
         state = Path(folder)
         latency = interrupt_latency(stack, args.runs, state / "interrupts.log")

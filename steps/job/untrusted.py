@@ -53,7 +53,9 @@ def write_inside(folder: Path, name: str, data: bytes) -> None:
     try:
         out = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o660, dir_fd=fd)
         try:
-            os.write(out, data)
+            view = memoryview(data)
+            while view:  # a large lockfile may take more than one write
+                view = view[os.write(out, view) :]
         finally:
             os.close(out)
         os.replace(temporary, name, src_dir_fd=fd, dst_dir_fd=fd)

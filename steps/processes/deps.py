@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from steps.job.untrusted import NotARegularFile, read_regular, write_inside
+from steps.job.untrusted import NotARegularFile, is_regular, read_regular, write_inside
 from steps.processes import shell
 
 if TYPE_CHECKING:
@@ -63,8 +63,9 @@ def ensure_dependencies(checkout: Path, jobs: JobRunner | None = None) -> str:
     try:
         _npm(argv, checkout, jobs)
     except shell.CommandFailed as error:
-        if argv[1] != "ci" or not any(words in error.stderr for words in OUT_OF_SYNC):
-            raise
+        out_of_sync = any(words in error.stderr for words in OUT_OF_SYNC)
+        if argv[1] != "ci" or not out_of_sync or not is_regular(checkout / "package-lock.json"):
+            raise  # (a lockfile that is a link is not ours to read and put back: npm's error stands)
         log.warning("package-lock.json is out of sync with package.json; installing as `npm install` would")
         _install_keeping_lockfile(checkout, jobs)
         outcome = INSTALLED_OUT_OF_SYNC
