@@ -1,4 +1,4 @@
-"""The workspace lease a worker shows before it writes (LEASE_TABLE set: supervisor/claims.py).
+"""The workspace lease a worker shows before it writes (LEASE_TABLE set: supervisor/sharing/claims.py).
 
 The supervisor hands its worker the lease it holds: table, workspace, owner and fence. Before the
 worker touches the checkout, commits, deploys or pushes, it reads the lease item (a consistent read)
@@ -14,20 +14,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
-from botocore.config import Config as BotoConfig
-
 from supervisor.contract.config import Config
+from supervisor.sharing.lease_table import lease_table_client, read_holder, write_pending
 
 log = logging.getLogger("steps.fence")
-QUICK_CALLS = BotoConfig(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
-
-
-def lease_client(config: Config) -> Any:
-    """The DynamoDB client (about 0.1 s to make: a spare worker makes it before it has a job)."""
-    return boto3.client(
-        "dynamodb", region_name=config.aws_region, endpoint_url=config.aws_endpoint_url, config=QUICK_CALLS
-    )
+lease_client = lease_table_client  # the worker's name for it
 
 
 class LeaseLost(Exception):
@@ -46,23 +37,22 @@ class Fence:
 
     @classmethod
     def from_job(cls, job: dict[str, Any], config: Config, client: Any | None = None) -> Fence | None:
-        lease = job.get("lease")
-        if not lease:
+        given = job.get("fence")
+        if not given:
             return None  # a single container: nothing to check
-        client = client or lease_client(config)
-        return cls(client, str(lease["table"]), str(lease["workspace"]), str(lease["owner"]), int(lease["fence"]))
+        client = client or lease_table_client(config)
+        return cls(client, str(given["table"]), str(given["workspace"]), str(given["owner"]), int(given["fence"]))
 
     def check(self, before: str) -> None:
         """Raise LeaseLost unless the lease is still ours, as given."""
         try:
-            item = self.client.get_item(TableName=self.table, Key=self._key(), ConsistentRead=True).get("Item", {})
+            holder = read_holder(self.client, self.table, self.workspace)
         except Exception as error:
             raise LeaseLost(f"could not read the workspace lease before {before}: {error}") from None
-        owner = item.get("owner", {}).get("S")
-        fence = int(item.get("fence", {}).get("N", "0"))
+        owner, fence = (holder.owner, holder.fence) if holder else (None, 0)
         if owner != self.owner or fence != self.fence:
             raise LeaseLost(f"the workspace lease moved to {owner or 'nobody'} (fence {fence}) before {before}")
-        self.recorded = frozenset(item.get("pending", {}).get("SS", ()))
+        self.recorded = frozenset(holder.pending if holder else ())
 
     def record_pending(self, branches: list[str]) -> None:
         """Write the branches still waiting for a push into the lease item, so that a container taking the
@@ -70,23 +60,9 @@ class Fence:
         says so already (as read by the last check: nobody else writes it while we hold the lease)."""
         if self.recorded is not None and self.recorded == frozenset(branches):
             return
-        update = "SET #p = :p" if branches else "REMOVE #p"
-        values: dict[str, Any] = {":me": {"S": self.owner}, ":fence": {"N": str(self.fence)}}
-        if branches:
-            values[":p"] = {"SS": sorted(set(branches))}
         try:
-            self.client.update_item(
-                TableName=self.table,
-                Key=self._key(),
-                UpdateExpression=update,
-                ConditionExpression="#o = :me AND #f = :fence",
-                ExpressionAttributeNames={"#p": "pending", "#o": "owner", "#f": "fence"},
-                ExpressionAttributeValues=values,
-            )
+            write_pending(self.client, self.table, self.workspace, self.owner, self.fence, branches)
         except Exception as error:
             log.warning("could not record the pending pushes in the workspace lease: %s", error)
             return
         self.recorded = frozenset(branches)
-
-    def _key(self) -> dict[str, Any]:
-        return {"workspace": {"S": self.workspace}}

@@ -7,12 +7,12 @@ import signal
 import sys
 
 from steps.job.runner import find_containment
-from supervisor.claims import SharingUnavailable
 from supervisor.common.logs import setup_logging
 from supervisor.common.proctree import become_subreaper, hide_environment
 from supervisor.contract.config import load_config_or_exit
 from supervisor.contract.exit_codes import SupervisorExit
 from supervisor.loop import Supervisor
+from supervisor.sharing.claims import SharingUnavailable
 
 log = logging.getLogger("supervisor")
 

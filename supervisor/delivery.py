@@ -6,7 +6,7 @@ invalid messages or a slow SQS (boto3's retries sleep here) never holds up the n
 `start()` (the loop's unit tests) and after `close()`, orders are carried out at once, in the caller.
 
 SQS failures are logged, never raised: a message we fail to delete or re-time comes back when its
-lease runs out, and is handled again.
+visibility timeout runs out, and is handled again.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from supervisor.leases import Leases
 from supervisor.queues import Queues, Received
+from supervisor.visibility import VisibilityKeeper
 
 log = logging.getLogger("supervisor.delivery")
 RESPONSE_RETRY_SECONDS = 30  # a message whose response could not be sent comes back this much later
@@ -62,13 +62,13 @@ class Order:
 
 
 class Delivery:
-    def __init__(self, queues: Queues, leases: Leases):
+    def __init__(self, queues: Queues, visibility: VisibilityKeeper):
         self.queues = queues
-        self.leases = leases
+        self.visibility = visibility
         self._orders: queue.Queue[Order | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         # Messages made invisible for a while (a dead worker's retry, a response to send again), by id:
-        # a clean exit makes those of an inbox visible again before the inbox goes (supervisor/claims.py).
+        # a clean exit makes those of an inbox visible again before the inbox goes (supervisor/sharing/claims.py).
         self.put_off: dict[str, Received] = {}
 
     # What the loop asks for -----------------------------------------------------------------------
@@ -165,7 +165,7 @@ class Delivery:
                     order.on_sent()
             outcome = order.then if sent else order.otherwise
             if order.message is not None and outcome is not None:
-                self.leases.release(order.message)  # before any change: a renewal must not undo it
+                self.visibility.release(order.message)  # before any change: a renewal must not undo it
                 outcomes.append((order.message, outcome))
         self._settle(outcomes)
 
@@ -178,7 +178,7 @@ class Delivery:
         deletes = [m for m, o in outcomes if o.kind == "delete"]
         deletes += [m for (m, _), error in zip(doomed, copied or [], strict=False) if error is None]
         for message, error in zip(deletes, _safely(self.queues.delete_many, deletes) if deletes else [], strict=True):
-            if error is not None:  # it comes back when its lease runs out
+            if error is not None:  # it comes back when its visibility timeout runs out
                 log.error("could not delete a finished message: %s", error, extra={"messageId": message.message_id})
         timed = [(m, o.seconds) for m, o in outcomes if o.kind == "visible_in"]
         for (message, seconds), error in zip(

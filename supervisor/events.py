@@ -50,7 +50,7 @@ class TreeEnded:
 @dataclass(frozen=True)
 class LeasesLost:
     """Workspace leases this container could not renew in time, or that another took over
-    (supervisor/claims.py): nothing of ours may work in those workspaces any more."""
+    (supervisor/sharing/claims.py): nothing of ours may work in those workspaces any more."""
 
     workspaces: tuple[str, ...]
 

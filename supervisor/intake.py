@@ -7,14 +7,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from supervisor.answers import Answers, log_context_of
 from supervisor.contract.command import InvalidMessage, parse_command
 from supervisor.contract.config import Config
 from supervisor.delivery import Delivery
 from supervisor.queues import Received
+from supervisor.responder import Responder, log_context_of
 from supervisor.routing import Router
 from supervisor.run import Run
-from supervisor.sharing import SingleContainer
+from supervisor.sharing.single import SingleContainer
 from supervisor.shutdown import Shutdown
 
 log = logging.getLogger("supervisor")
@@ -25,14 +25,14 @@ class Intake:
     def __init__(
         self,
         config: Config,
-        answers: Answers,
+        responder: Responder,
         delivery: Delivery,
         router: Router,
-        claims: SingleContainer,
+        sharing: SingleContainer,
         shutdown: Shutdown,
     ):
-        self.config, self.answers, self.delivery, self.router = config, answers, delivery, router
-        self.claims, self.shutdown = claims, shutdown
+        self.config, self.responder, self.delivery, self.router = config, responder, delivery, router
+        self.sharing, self.shutdown = sharing, shutdown
 
     def take(self, message: Received, then: Callable[[Run], None]) -> None:
         """Deal with the message, or hand its new run to `then` (the loop's arrival)."""
@@ -42,19 +42,19 @@ class Intake:
                 then(run)
         except Exception as error:  # whatever went wrong, the message ends dead-lettered, not held for ever
             log.exception("could not handle a message; dead-lettering it", extra={"messageId": message.message_id})
-            self.answers.reject(message, InvalidMessage(f"the supervisor could not handle it: {error}"[:500]))
+            self.responder.reject(message, InvalidMessage(f"the supervisor could not handle it: {error}"[:500]))
 
     def _take(self, message: Received) -> Run | None:
         try:
             command = parse_command(message.body, self.config.repo_url)
         except InvalidMessage as error:
-            self.answers.reject(message, error)
+            self.responder.reject(message, error)
             return None
         if self.shutdown.stopping:
             self.delivery.give_back(message)
             return None
         try:
-            if self.answers.drop_if_answered(command.command_id, message):
+            if self.responder.drop_if_answered(command.command_id, message):
                 return None
         except OSError as error:  # the records cannot be read now (a network volume): neither run nor reject
             log.warning("could not read the answered records; trying again later: %s", error)
@@ -72,10 +72,10 @@ class Intake:
             return None
         run = Run(command, message)
         here = run.workspace in self.router.running or run.workspace in self.router.waiting
-        admitted = self.claims.admit(run.workspace_name, message, here=here, free=self.router.has_free_slot())
+        admitted = self.sharing.admit(run.workspace_name, message, here=here, free=self.router.has_free_slot())
         if admitted is None:
             return None  # forwarded to its owner, or back on the queue for an idle container
-        run.lease, run.warnings = admitted.lease, admitted.warnings
+        run.fence, run.warnings = admitted.fence, admitted.warnings
         with log_context_of(run):
             log.info("command received", extra={"branch": command.branch, "workspace": run.workspace_name})
         return run

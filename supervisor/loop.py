@@ -2,7 +2,7 @@
 
 Threads only wait, post typed events (supervisor/events.py) or carry out what the loop decided: the
 pollers, the pool's waiters and interrupters, the lease keepers, the delivery thread (SQS calls in
-batches). `intake.Intake` decides what becomes of a message (with `claims` when containers share the
+batches). `intake.Intake` decides what becomes of a message (with `sharing` when containers share the
 queue), `routing.Router` what runs where, `shutdown.Shutdown` keeps the stop deadlines."""
 
 from __future__ import annotations
@@ -15,23 +15,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from supervisor.answers import Answers, log_context_of
-from supervisor.claims import RETRY_SECONDS, sharing_for
 from supervisor.contract.config import Config
 from supervisor.contract.exit_codes import SupervisorExit, WorkerExit
 from supervisor.deadlines import due_interrupts
 from supervisor.delivery import Delivery
 from supervisor.events import LeasesLost, LoopEvent, MessageReceived, TreeEnded, WorkerExited, WorkerReported
 from supervisor.intake import Intake
-from supervisor.leases import Leases
 from supervisor.poller import hand_back_unread
 from supervisor.pool import WorkerPool
 from supervisor.progress import Progress
 from supervisor.queues import Queues, Received
+from supervisor.responder import Responder, log_context_of
 from supervisor.routing import Router
 from supervisor.run import Run
+from supervisor.sharing import sharing_for
+from supervisor.sharing.claims import RETRY_SECONDS
 from supervisor.shutdown import Shutdown
 from supervisor.status import publish_status, status_path
+from supervisor.visibility import VisibilityKeeper
 
 log = logging.getLogger("supervisor")
 TICK_SECONDS = 0.5
@@ -50,16 +51,16 @@ class Supervisor:
     ):
         self.config = config
         self.queues = queues or Queues(config)
-        self.leases = Leases(self.queues, lease_seconds=config.visibility_timeout_seconds)
-        self.delivery = Delivery(self.queues, self.leases)
-        self.answers = Answers(config, self.delivery)
+        self.visibility = VisibilityKeeper(self.queues, visibility_seconds=config.visibility_timeout_seconds)
+        self.delivery = Delivery(self.queues, self.visibility)
+        self.responder = Responder(config, self.delivery)
         self.progress = Progress(config, self.delivery, clock)
         self.events: queue.Queue[LoopEvent] = queue.Queue()
         self.router = Router(config.max_workers)
         self.shutdown = Shutdown.of(config)
         self.pool = pool(self.events.put)
-        self.claims = sharing_for(config)(config, self.queues, self.delivery, self.leases, self.events.put)
-        self.intake = Intake(config, self.answers, self.delivery, self.router, self.claims, self.shutdown)
+        self.sharing = sharing_for(config)(config, self.queues, self.delivery, self.visibility, self.events.put)
+        self.intake = Intake(config, self.responder, self.delivery, self.router, self.sharing, self.shutdown)
         self.clock = clock
         self._signals: list[int] = []  # appended by signal handlers, read by the loop (no locks there)
         self.poller_stop = threading.Event()
@@ -75,11 +76,11 @@ class Supervisor:
 
     def run(self) -> int:
         log.info("supervisor started", extra={"queue": self.config.input_queue_url, "workers": self.config.max_workers})
-        self.claims.start()  # first: a lease table we cannot use stops us before anything runs
-        self.answers.answered.prune()
-        self.leases.start()
+        self.sharing.start()  # first: a lease table we cannot use stops us before anything runs
+        self.responder.answered.prune()
+        self.visibility.start()
         self.delivery.start()
-        poller = self.claims.input_poller(self.poller_stop)
+        poller = self.sharing.input_poller(self.poller_stop)
         poller.start()
         while not self.finished():
             self.step(TICK_SECONDS)
@@ -95,7 +96,7 @@ class Supervisor:
         try:
             if event is not None:
                 self.dispatch(event)
-            self.claims.publish(self.router)  # every turn: a freed slot wakes a paused poller at once
+            self.sharing.publish(self.router)  # every turn: a freed slot wakes a paused poller at once
             self._tick()
         except Exception:  # one event's failure (SQS down for a moment) must not end every worker
             log.exception("supervisor event failed; carrying on", extra={"kind": type(event).__name__})
@@ -128,7 +129,7 @@ class Supervisor:
     def _arrive(self, run: Run) -> None:
         arrival, newer = self.router.arrive(run), run.command.command_id
         if arrival.superseded is not None:
-            self.answers.superseded(arrival.superseded, f"superseded by a newer command ({newer}) before it started")
+            self.responder.superseded(arrival.superseded, f"superseded by a newer command ({newer}) before it started")
         if arrival.interrupt is not None:
             self._interrupt(arrival.interrupt, f"a newer command ({newer}) arrived for this workspace")
         self._start_ready()
@@ -149,11 +150,11 @@ class Supervisor:
             if code == WorkerExit.LEASE_LOST or run.lease_lost:  # the workspace's new owner runs it
                 self.delivery.retry_later(run.message, RETRY_SECONDS)
             elif run.phase == "finishing":
-                self.answers.finish_interrupted(run, worker.result, code)
+                self.responder.finish_interrupted(run, worker.result, code)
             elif worker.result is not None:
-                self.answers.final(run, worker.result)
+                self.responder.final(run, worker.result)
             else:
-                self.answers.worker_died(run, code)
+                self.responder.worker_died(run, code)
         self.router.finished(run)
         self._start_ready()
 
@@ -163,7 +164,7 @@ class Supervisor:
             log.info("worker tree ended", extra={"signals": signals, "tookMs": took_ms, "reason": run.interrupt_reason})
             if self.shutdown.forced or run.finish_overdue or run.lease_lost:
                 if run.finish_overdue and not run.lease_lost:  # answered with its edits as far as committed
-                    self.answers.finish_interrupted(run, None, -signal.SIGKILL)
+                    self.responder.finish_interrupted(run, None, -signal.SIGKILL)
                 else:  # a lost lease: the new owner's worker finds the edits (shared disk) and runs it
                     self.delivery.give_back(run.message)
                 self.router.finished(run)
@@ -240,7 +241,7 @@ class Supervisor:
             return False
         log.info("stopping: finishing running work", extra={"signal": reason})
         self.poller_stop.set()
-        self.claims.stop_receiving()
+        self.sharing.stop_receiving()
         for run in self.router.take_waiting():
             self.delivery.give_back(run.message)
         return True
@@ -248,10 +249,10 @@ class Supervisor:
     def _leave(self, poller: threading.Thread) -> int:
         poller.join(timeout=max(0.0, self.shutdown.time_left(self.clock()) - 0.5))
         hand_back_unread(self.events, self.delivery)  # what a receive still in flight delivered goes back
-        self.leases.stop()
+        self.visibility.stop()
         self.pool.close()
         self.delivery.close(timeout=max(1.0, self.shutdown.time_left(self.clock())))
-        self.claims.close(timeout=max(1.0, self.shutdown.time_left(self.clock())))
+        self.sharing.close(timeout=max(1.0, self.shutdown.time_left(self.clock())))
         publish_status(self._status_file, self)
-        log.info("supervisor stopped", extra={"handled": self.answers.handled, "forced": self.shutdown.forced})
+        log.info("supervisor stopped", extra={"handled": self.responder.handled, "forced": self.shutdown.forced})
         return SupervisorExit.FORCED if self.shutdown.forced else SupervisorExit.OK

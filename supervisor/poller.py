@@ -1,6 +1,6 @@
 """The poller thread: long-polls the input queue continuously (also while workers run) and posts each
-message to the loop, its lease already held. With LEASE_TABLE set, more pollers read inboxes
-(supervisor/claims.py)."""
+message to the loop, already held (hidden from other consumers: supervisor/visibility.py). With
+LEASE_TABLE set, more pollers read inboxes (supervisor/sharing/claims.py)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from collections.abc import Callable
 
 from supervisor.delivery import Delivery
 from supervisor.events import LoopEvent, MessageReceived
-from supervisor.leases import Leases
 from supervisor.queues import LONG_POLL_SECONDS, Queues
+from supervisor.visibility import VisibilityKeeper
 
 log = logging.getLogger("supervisor.poller")
 BACKOFF_SECONDS = 1.0  # after a failed receive, doubled on each failure in a row, up to MAX_BACKOFF_SECONDS
 MAX_BACKOFF_SECONDS = 16.0
 # Messages held (received, not yet answered) beyond which the poller takes no more: a flood waits in
-# SQS instead of as thousands of leases renewed by this process.
+# SQS instead of as thousands of messages kept hidden by this process.
 MAX_HELD = 100
 RECEIVE_BATCH = 10  # SQS's most for one receive
 DECISION_WAIT_SECONDS = 0.5  # a check of `stop` while waiting for the loop's decision on a batch
@@ -28,7 +28,7 @@ class Poller(threading.Thread):
     def __init__(
         self,
         queues: Queues,
-        leases: Leases,
+        visibility: VisibilityKeeper,
         delivery: Delivery,
         post: Callable[[LoopEvent], None],
         stop: threading.Event,
@@ -40,7 +40,7 @@ class Poller(threading.Thread):
         slot_freed: threading.Event | None = None,
     ):
         super().__init__(name="poller" if queue_url is None else "inbox-poller", daemon=True)
-        self.queues, self.leases, self.delivery, self.post, self.stop = queues, leases, delivery, post, stop
+        self.queues, self.visibility, self.delivery, self.post, self.stop = queues, visibility, delivery, post, stop
         self.queue_url = queue_url  # None: the input queue
         self.pause_for = pause_for  # seconds between receives, one message each (0: receive at once)
         self.batch_for = batch_for  # messages a receive may take
@@ -70,7 +70,7 @@ class Poller(threading.Thread):
     def poll_once(self, max_messages: int = RECEIVE_BATCH, wait_seconds: int = LONG_POLL_SECONDS) -> int | None:
         """One receive; the number of messages taken, or None when it backed off (an error, or a
         backlog: the loop holds MAX_HELD messages already, and SQS keeps the rest for us or others)."""
-        if len(self.leases.held()) >= MAX_HELD:
+        if len(self.visibility.held()) >= MAX_HELD:
             return None
         try:
             messages = self.queues.receive(max_messages, wait_seconds, queue_url=self.queue_url)
@@ -85,7 +85,7 @@ class Poller(threading.Thread):
             if self.stop.is_set():  # the loop may be gone already: its last receive is handed back here
                 self.delivery.give_back(message)
                 continue
-            self.leases.hold(message)
+            self.visibility.hold(message)
             events.append(MessageReceived(message))
             self.post(events[-1])
         if self.await_decisions and events:

@@ -56,8 +56,8 @@ class WorkerPool:
             if event.get("event") in ("step", "progress"):
                 self.post(WorkerReported(run, pid, event))
 
-        lease = {"lease": run.lease, "warnings": list(run.warnings)} if run.lease else {}
-        worker.assign(run.command, report, mode=mode, extra={**lease, **(extra or {})})
+        fence = {"fence": run.fence, "warnings": list(run.warnings)} if run.fence else {}
+        worker.assign(run.command, report, mode=mode, extra={**fence, **(extra or {})})
         run.worker = worker
         run.tree = {pid: proctree.creation_time(pid)}
         self.unwaited.add(pid)

@@ -46,9 +46,10 @@ class Run:
     finish_overdue: bool = False  # that worker ran out of time and is being ended
     progress_sent_at: float = float("-inf")
     progress_pending: dict[str, Any] | None = None  # the newest within-step event not yet sent
-    # With LEASE_TABLE (supervisor/claims.py): the lease the worker shows before it writes, warnings
-    # for its response, and whether the lease was lost (then the run ends without an answer).
-    lease: dict[str, Any] | None = None
+    # With LEASE_TABLE (supervisor/sharing/claims.py): the fence the worker shows before it writes (the
+    # workspace lease we hold: table, workspace, owner, fence number), warnings for its response, and
+    # whether the lease was lost (then the run ends without an answer).
+    fence: dict[str, Any] | None = None
     warnings: tuple[str, ...] = ()
     lease_lost: bool = False
 

@@ -62,11 +62,11 @@ def status_report(supervisor: Any) -> dict[str, Any]:
         "pid": os.getpid(),
         "stopping": supervisor.shutdown.stopping,
         "maxWorkers": supervisor.config.max_workers,
-        "handled": supervisor.answers.handled,
+        "handled": supervisor.responder.handled,
         "workers": workers,
         "waiting": waiting,
         # With LEASE_TABLE: this container's id in the lease table, and its lease table.
-        "owner": getattr(supervisor.claims, "owner", None),
+        "owner": getattr(supervisor.sharing, "owner", None),
         "leaseTable": supervisor.config.lease_table,
         # What contains the jobs here: each layer "on" or why it is off (steps/job/runner.py).
         "containment": getattr(supervisor, "containment_layers", {}),

@@ -14,8 +14,8 @@ from typing import Any
 
 import psutil
 
+from supervisor.sharing.lease_table import LeaseTable
 from supervisor.status import HEALTHY_WITHIN_SECONDS, read_status, status_path
-from supervisor.workspace_leases import LeaseTable
 
 
 def _workspace_argument(parser: argparse.ArgumentParser) -> None:
@@ -105,7 +105,7 @@ def status_main(argv: Sequence[str] | None = None) -> int:
 
 def _lease_lines(table: str, me: str | None) -> list[str]:
     """Every container's leases, from DynamoDB (the status file only knows this container)."""
-    from supervisor.lease_table_cli import describe, dynamodb_client, sqs_client
+    from supervisor.sharing.cli import describe, dynamodb_client, sqs_client
 
     try:
         holders = LeaseTable(dynamodb_client(), table, owner="bin/status", inbox="", lease_seconds=60).holders()

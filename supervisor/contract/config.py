@@ -59,7 +59,7 @@ class Config:
     # Kept out of repr() so a logged or printed Config never shows the token.
     github_token: str | None = None
     agent: AgentConfig = field(default_factory=AgentConfig)
-    # Several containers on one queue (supervisor/claims.py); None: a single container.
+    # Several containers on one queue (supervisor/sharing/claims.py); None: a single container.
     lease_table: str | None = None
     lease_seconds: float = 20.0
     # The kernel sandbox for jobs (steps/job): auto (where the host allows it), required, or off.

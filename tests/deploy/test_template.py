@@ -16,7 +16,7 @@ from cfnlint.decode import decode_str
 from helpers import REGION, ROOT
 
 from supervisor.contract.config import load_config
-from supervisor.inbox import inbox_name
+from supervisor.sharing.inboxes import inbox_name
 
 TEMPLATE = ROOT / "deploy" / "webordinary-edit.yaml"
 NO_VALUE = object()

@@ -19,7 +19,7 @@ import psutil
 import pytest
 from helpers import QUICK_BUILD, REGION, ROOT, SupervisorProcess, git_out, prewarm_checkout, send
 
-from supervisor.workspace_leases import create_table
+from supervisor.sharing.lease_table import create_table
 
 pytestmark = pytest.mark.e2e
 LEASE_SECONDS = 5

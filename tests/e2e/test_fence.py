@@ -17,7 +17,7 @@ from helpers import QUICK_BUILD, REGION, ROOT, WORKER_HARNESS, git_out, message
 
 from supervisor.contract.command import parse_command
 from supervisor.contract.exit_codes import WorkerExit
-from supervisor.workspace_leases import create_table
+from supervisor.sharing.lease_table import create_table
 
 pytestmark = pytest.mark.e2e
 WORKSPACE = "acme/u1/site"
@@ -49,7 +49,7 @@ def lease(table: str, owner: str, fence: int) -> dict:
 def run_worker(body: dict, env: dict, lease: dict, *, during=None) -> tuple[int, str, str]:
     """A real worker given this lease; `during` runs on a thread meanwhile. (exit code, stdout, stderr)"""
     command = parse_command(json.dumps(body), env.get("REPO_URL"))
-    job = {"mode": "run", "command": command.to_dict(), "lease": lease, "warnings": ["moved from another disk"]}
+    job = {"mode": "run", "command": command.to_dict(), "fence": lease, "warnings": ["moved from another disk"]}
     helper = threading.Thread(target=during or (lambda: None))
     helper.start()
     worker = subprocess.Popen(

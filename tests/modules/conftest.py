@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from supervisor.workspace_leases import create_table
+from supervisor.sharing.lease_table import create_table
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ def test_classify(output, kind):
 
 @dataclass
 class ScriptedGit:
-    """Answers `git push` from a script of failures, then succeeds."""
+    """Responder `git push` from a script of failures, then succeeds."""
 
     failures: list[str]
     pushes: int = 0

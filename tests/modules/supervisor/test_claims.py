@@ -1,4 +1,4 @@
-"""Claims (supervisor/claims.py): what a container does with a command when several share the queue, on
+"""Claims (supervisor/sharing/claims.py): what a container does with a command when several share the queue, on
 moto's SQS and DynamoDB in this process. Pollers are stand-ins here; tests/e2e/test_containers.py runs
 real supervisors."""
 
@@ -11,13 +11,13 @@ import boto3
 import pytest
 from helpers import ManualClock
 
-from supervisor import claims as claims_module
-from supervisor.claims import Claims
 from supervisor.contract.config import load_config
 from supervisor.delivery import Delivery
 from supervisor.events import LeasesLost
-from supervisor.leases import Leases
 from supervisor.queues import Queues
+from supervisor.sharing import claims as claims_module
+from supervisor.sharing.claims import Claims
+from supervisor.visibility import VisibilityKeeper
 
 LEASE = 10.0
 WORKSPACE = "acme/u1/site"
@@ -62,7 +62,7 @@ def container(name: str, sqs, dynamodb, input_url: str, root: Path) -> tuple[Cla
     }
     config = load_config(env)
     queues = Queues(config, sqs)
-    leases = Leases(queues, lease_seconds=config.visibility_timeout_seconds)
+    leases = VisibilityKeeper(queues, visibility_seconds=config.visibility_timeout_seconds)
     posted: list = []
     clock = ManualClock()
     claims = Claims(
@@ -100,7 +100,7 @@ def test_a_free_workspace_runs_here_and_a_held_one_goes_to_its_owners_inbox(sqs,
     send(sqs, input_url, "c1")
     admitted = a.admit(WORKSPACE, receive_one(a), here=False, free=True)
     assert admitted is not None and admitted.warnings == ()
-    assert admitted.lease == {"table": "leases", "workspace": WORKSPACE, "owner": "a", "fence": 1}
+    assert admitted.fence == {"table": "leases", "workspace": WORKSPACE, "owner": "a", "fence": 1}
     send(sqs, input_url, "c2")
     assert b.admit(WORKSPACE, receive_one(b), here=False, free=True) is None
     forwarded = receive_one(a, a.inbox)  # in a's inbox, the original deleted from the input queue
@@ -122,7 +122,7 @@ def test_with_no_free_slot_a_command_goes_back_to_the_queue_and_an_idle_lease_is
     visible, held = attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"]
     assert (visible, held) == ("1", "1")  # the copy of c2, ready for anyone; c1, still held by a (c2 deleted)
     admitted = b.admit(WORKSPACE, _put_back_copy(sqs, b, input_url), here=False, free=True)
-    assert admitted is not None and admitted.lease["fence"] == 2
+    assert admitted is not None and admitted.fence["fence"] == 2
 
 
 class StandInRouter:
@@ -188,7 +188,7 @@ def test_a_dead_owners_lease_is_taken_over_its_inbox_adopted_and_removed_once_em
     assert a.inbox in b.inboxes  # adopted: whatever was forwarded to the dead owner is polled
     send(sqs, input_url, "c2")
     admitted = b.admit(WORKSPACE, receive_one(b), here=False, free=True)
-    assert admitted is not None and admitted.lease["fence"] == 2
+    assert admitted is not None and admitted.fence["fence"] == 2
     (warning,) = admitted.warnings  # another disk: what stayed there is said, not dropped silently
     assert "thread-t1" in warning and "container a" in warning
     b.inboxes.pollers[a.inbox][0].empty_rounds = 2
@@ -232,7 +232,7 @@ def test_a_clean_exit_releases_its_leases_and_empties_its_inbox_into_the_input_q
     assert bodies == ["forwarded-late"]  # back on the input queue (c1 is still in flight there)
     send(sqs, input_url, "c3")
     admitted = b.admit(WORKSPACE, receive_one(b), here=False, free=True)
-    assert admitted is not None and admitted.lease["fence"] == 2  # at once: released, not run out
+    assert admitted is not None and admitted.fence["fence"] == 2  # at once: released, not run out
 
 
 def test_an_unreachable_lease_table_puts_the_command_back_never_dead_letters_it(sqs, dynamodb, input_url, tmp_path):

@@ -10,10 +10,10 @@ import pytest
 from supervisor.contract.config import load_config
 from supervisor.delivery import Delivery
 from supervisor.events import MessageReceived
-from supervisor.leases import Leases
 from supervisor.loop import Supervisor
 from supervisor.memory_queues import MemoryQueues
 from supervisor.queues import MAX_MESSAGE_BYTES, Queues
+from supervisor.visibility import VisibilityKeeper
 
 
 class GatedQueues(MemoryQueues):
@@ -66,7 +66,7 @@ def test_the_loop_never_waits_for_sqs_and_a_flood_goes_out_in_batches(tmp_path):
 def test_a_response_that_cannot_be_sent_leaves_its_message_to_come_back():
     queues = MemoryQueues()
     queues.respond = lambda body: (_ for _ in ()).throw(RuntimeError("SQS down"))  # type: ignore[method-assign]
-    leases = Leases(queues)  # type: ignore[arg-type]
+    leases = VisibilityKeeper(queues)  # type: ignore[arg-type]
     delivery = Delivery(queues, leases)  # type: ignore[arg-type]
     queues.send({"n": 1})
     (message,) = queues.receive(wait_seconds=0)
@@ -78,7 +78,7 @@ def test_a_response_that_cannot_be_sent_leaves_its_message_to_come_back():
 
 def test_the_lease_keeper_renews_every_held_message_in_one_round_and_drops_gone_ones():
     queues = MemoryQueues()
-    leases = Leases(queues, lease_seconds=60)  # type: ignore[arg-type]
+    leases = VisibilityKeeper(queues, visibility_seconds=60)  # type: ignore[arg-type]
     for n in range(25):
         queues.send({"n": n})
     messages = queues.receive(max_messages=25, wait_seconds=0)
@@ -151,7 +151,7 @@ def test_an_unreachable_sqs_fails_each_entry_without_raising(tmp_path):
 
 
 def test_an_expired_receipt_is_recognised_in_what_a_batch_call_reports():
-    from supervisor.leases import receipt_is_gone
+    from supervisor.visibility import receipt_is_gone
 
     reported = (
         "InvalidParameterValue: Value x for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired."

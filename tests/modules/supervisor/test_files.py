@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.answered import AnsweredCommands
+from supervisor.answer_records import AnsweredCommands
 from supervisor.common import files
 from supervisor.common.files import private_folder, write_atomic
-from supervisor.sharing import storage_id
+from supervisor.sharing.identity import storage_id
 from supervisor.status import status_path, write_status
 
 

@@ -96,7 +96,7 @@ def deliver(supervisor: Supervisor, queues: MemoryQueues, *bodies: dict[str, Any
     for body in bodies:
         queues.send(body)
     for message in queues.receive(max_messages=10, wait_seconds=0):
-        supervisor.leases.hold(message)
+        supervisor.visibility.hold(message)
         supervisor.dispatch(MessageReceived(message))
 
 
@@ -340,17 +340,17 @@ def test_a_message_that_cannot_be_handled_is_dead_lettered_not_held(world, monke
     monkeypatch.setattr(supervisor.router, "arrive", broken)
     deliver(supervisor, queues, command("a1"))
     assert answers(queues) == [("a1", "INVALID_MESSAGE")] and len(queues.dead_letters) == 1
-    assert queues.remaining() == [] and supervisor.leases.held() == []
+    assert queues.remaining() == [] and supervisor.visibility.held() == []
 
 
 def test_the_lease_keeper_drops_a_message_it_no_longer_holds(world):
     supervisor, queues, _ = world
     queues.send(command("a1"))
     (message,) = queues.receive(wait_seconds=0)
-    supervisor.leases.hold(message)
+    supervisor.visibility.hold(message)
     queues.delete(message)  # answered and deleted elsewhere (or received again with a new receipt)
-    supervisor.leases.renew()
-    assert supervisor.leases.held() == []
+    supervisor.visibility.renew()
+    assert supervisor.visibility.held() == []
 
 
 def test_a_finishing_worker_that_hangs_is_ended_and_the_workspace_freed(world):
@@ -388,7 +388,7 @@ def test_a_response_interrupted_by_a_crash_is_sent_again_the_same_not_answered_a
     supervisor, queues, clock = world
     deliver(supervisor, queues, command("a1"))
     # SQS takes the response, then the supervisor dies before it can note that (or delete the message).
-    monkeypatch.setattr(supervisor.answers, "_answered", lambda command_id: None)
+    monkeypatch.setattr(supervisor.responder, "_answered", lambda command_id: None)
     monkeypatch.setattr(supervisor.delivery, "_settle", lambda outcomes: None)
     finish(supervisor, "a1")
     first = [r for r in queues.responses if r["type"] == "response"]
@@ -411,22 +411,22 @@ def test_the_loop_marks_a_message_decided_only_after_publishing_its_free_slots(w
     queues.send(command("c1"))
     queues.send(command("c2", client="beta"))
     seen = []
-    real_publish = supervisor.claims.publish
+    real_publish = supervisor.sharing.publish
 
     def publish(router):
         real_publish(router)
         seen.append([event.decided.is_set() for event in events])
 
-    supervisor.claims.publish = publish  # type: ignore[method-assign]
+    supervisor.sharing.publish = publish  # type: ignore[method-assign]
     events = [MessageReceived(m) for m in queues.receive(max_messages=10, wait_seconds=0)]
     for event in events:
-        supervisor.leases.hold(event.message)
+        supervisor.visibility.hold(event.message)
         supervisor.events.put(event)
     supervisor.step(0)
     assert seen == [[False, False]] and events[0].decided.is_set() and not events[1].decided.is_set()
-    assert supervisor.claims.free_slots == 1  # c1 started: what a poller waiting on it reads
+    assert supervisor.sharing.free_slots == 1  # c1 started: what a poller waiting on it reads
     supervisor.step(0)
-    assert events[1].decided.is_set() and supervisor.claims.free_slots == 0
+    assert events[1].decided.is_set() and supervisor.sharing.free_slots == 0
 
 
 def test_a_second_copy_of_a_command_is_deleted_not_run_again(world):
@@ -450,7 +450,7 @@ def test_answered_records_that_cannot_be_read_put_the_command_off_not_reject_it(
     import errno
 
     supervisor, queues, clock = world
-    records = supervisor.answers.answered
+    records = supervisor.responder.answered
 
     def unreadable(command_id: str) -> bool:
         raise OSError(errno.EIO, "Input/output error")
@@ -469,7 +469,7 @@ def test_answered_records_that_cannot_be_read_put_the_command_off_not_reject_it(
 def test_an_unreadable_record_file_is_an_error_not_a_missing_record(tmp_path, monkeypatch):
     import errno
 
-    from supervisor import answered
+    from supervisor import answer_records as answered
 
     def failing_open(*_args: Any, **_kwargs: Any) -> int:
         raise OSError(errno.EIO, "Input/output error")

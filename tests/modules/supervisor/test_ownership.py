@@ -1,11 +1,11 @@
-"""Ownership (supervisor/ownership.py): claims, renewals, losses and idle releases, on moto's DynamoDB."""
+"""Ownership (supervisor/sharing/ownership.py): claims, renewals, losses and idle releases, on moto's DynamoDB."""
 
 from __future__ import annotations
 
 from helpers import ManualClock as Clock
 
-from supervisor.ownership import Elsewhere, Local, Ownership
-from supervisor.workspace_leases import LeaseTable
+from supervisor.sharing.lease_table import LeaseTable
+from supervisor.sharing.ownership import Elsewhere, Local, Ownership
 
 LEASE = 30.0
 

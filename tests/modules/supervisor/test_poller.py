@@ -7,14 +7,14 @@ import time
 
 from supervisor.delivery import Delivery
 from supervisor.events import MessageReceived
-from supervisor.leases import Leases
 from supervisor.memory_queues import MemoryQueues
 from supervisor.poller import MAX_HELD, Poller
+from supervisor.visibility import VisibilityKeeper
 
 
 def test_the_poller_takes_no_more_while_the_loop_holds_a_backlog():
     queues = MemoryQueues()
-    leases = Leases(queues)  # type: ignore[arg-type]
+    leases = VisibilityKeeper(queues)  # type: ignore[arg-type]
     posted: list[object] = []
     poller = Poller(queues, leases, Delivery(queues, leases), posted.append, threading.Event())  # type: ignore[arg-type]
     for n in range(MAX_HELD + 5):
@@ -30,7 +30,7 @@ def test_the_poller_takes_no_more_while_the_loop_holds_a_backlog():
 
 def test_failed_receives_back_off_longer_each_time_and_reset_on_success():
     queues = MemoryQueues()
-    leases = Leases(queues)  # type: ignore[arg-type]
+    leases = VisibilityKeeper(queues)  # type: ignore[arg-type]
     poller = Poller(queues, leases, Delivery(queues, leases), [].append, threading.Event())  # type: ignore[arg-type]
     real_receive = queues.receive
     queues.receive = lambda **_: (_ for _ in ()).throw(RuntimeError("SQS down"))  # type: ignore[method-assign]
@@ -45,7 +45,7 @@ def test_failed_receives_back_off_longer_each_time_and_reset_on_success():
 
 def test_a_poller_that_awaits_decisions_receives_again_only_once_the_loop_decided_on_the_last_batch():
     queues = MemoryQueues()
-    leases = Leases(queues)  # type: ignore[arg-type]
+    leases = VisibilityKeeper(queues)  # type: ignore[arg-type]
     posted: list[MessageReceived] = []
     stop = threading.Event()
     poller = Poller(

@@ -1,4 +1,4 @@
-"""Inboxes (supervisor/inbox.py) and messages that come from one (supervisor/queues.py), on moto."""
+"""Inboxes (supervisor/sharing/inboxes.py) and messages that come from one (supervisor/queues.py), on moto."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 from moto import mock_aws
 
 from supervisor.contract.config import load_config
-from supervisor.inbox import create_inbox, forward, inbox_name, remove_inbox
 from supervisor.queues import Queues
+from supervisor.sharing.inboxes import create_inbox, forward, inbox_name, remove_inbox
 
 
 @pytest.fixture

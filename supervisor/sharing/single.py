@@ -1,30 +1,22 @@
-"""How this container shares the input queue. `SingleContainer` (LEASE_TABLE unset): it alone reads the
-queue and runs every command it receives. `supervisor/claims.py` `Claims` (LEASE_TABLE set) extends it for
-several containers. Both make the input queue's poller, which a full container (no free worker slot)
-slows down, so that one with a free slot receives the next command first."""
+"""One container alone on the input queue (LEASE_TABLE unset): it reads the queue and runs every command
+it receives. `supervisor/sharing/claims.py` `Claims` (LEASE_TABLE set) extends it for several containers.
+Both make the input queue's poller, which a full container (no free worker slot) slows down, so that one
+with a free slot receives the next command first."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
-import socket
 import threading
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from supervisor.common.files import private_folder
 from supervisor.contract.config import Config
 from supervisor.delivery import Delivery
 from supervisor.events import LoopEvent
-from supervisor.leases import Leases
 from supervisor.poller import RECEIVE_BATCH, Poller
 from supervisor.queues import Queues, Received
 from supervisor.routing import Router
+from supervisor.visibility import VisibilityKeeper
 
 
 class SharingUnavailable(RuntimeError):
@@ -33,30 +25,10 @@ class SharingUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Admit:
-    """Run it here. `lease` goes to the worker, which checks it before it writes (steps/fence.py)."""
+    """Run it here. `fence` goes to the worker, which checks it before it writes (steps/fence.py)."""
 
-    lease: dict[str, Any]
+    fence: dict[str, Any]
     warnings: tuple[str, ...] = ()
-
-
-def container_id() -> str:
-    """Unique to this process's life: a restarted container is a new owner with a new inbox."""
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-def storage_id(workspace_path: str) -> str:
-    """The id of WORKSPACE_PATH's volume: shared by every container mounting the same volume (EFS)."""
-    path = Path(workspace_path) / ".supervisor" / "storage-id"
-    private_folder(path.parent)
-    with contextlib.suppress(FileExistsError):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)  # the first container names it
-        with os.fdopen(fd, "w") as out:
-            out.write(uuid.uuid4().hex)
-    for _ in range(50):  # another container may be between creating and writing it
-        if text := path.read_text().strip():
-            return text
-        time.sleep(0.02)
-    raise RuntimeError(f"{path} stays empty")
 
 
 class SingleContainer:
@@ -65,9 +37,14 @@ class SingleContainer:
     AWAITS_DECISIONS = False
 
     def __init__(
-        self, config: Config, queues: Queues, delivery: Delivery, leases: Leases, post: Callable[[LoopEvent], None]
+        self,
+        config: Config,
+        queues: Queues,
+        delivery: Delivery,
+        visibility: VisibilityKeeper,
+        post: Callable[[LoopEvent], None],
     ):
-        self.config, self.queues, self.delivery, self.leases, self.post = config, queues, delivery, leases, post
+        self.config, self.queues, self.delivery, self.visibility, self.post = config, queues, delivery, visibility, post
         self.busy: frozenset[str] = frozenset()  # workspaces with work here (`publish`)
         self.free_slots = config.max_workers  # worker slots free (`publish`)
         self.slot_freed = threading.Event()  # wakes a paused input poller
@@ -85,7 +62,7 @@ class SingleContainer:
     def input_poller(self, stop: threading.Event) -> Poller:
         return Poller(
             self.queues,
-            self.leases,
+            self.visibility,
             self.delivery,
             self.post,
             stop,

@@ -1,4 +1,4 @@
-"""supervisor/answered.py: records in a folder the jobs' volume holds count only for the command they name."""
+"""supervisor/answer_records.py: records in a folder the jobs' volume holds count only for the command they name."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import answered as answered_module
-from supervisor.answered import KEEP_SECONDS, PRUNE_EVERY_SECONDS, AnsweredCommands
+from supervisor import answer_records as answered_module
+from supervisor.answer_records import KEEP_SECONDS, PRUNE_EVERY_SECONDS, AnsweredCommands
 
 
 def response(command_id: str) -> dict[str, object]:
@@ -38,10 +38,10 @@ def test_a_stored_response_of_another_command_is_never_sent(records, caplog):
     records.intend("cmd-a", response("cmd-a"))
     sending = records._path("cmd-a").with_suffix(".sending")
     sending.replace(records._path("cmd-b").with_suffix(".sending"))  # cmd-a's result filed under cmd-b
-    caplog.set_level(logging.WARNING, logger="supervisor.answered")
+    caplog.set_level(logging.WARNING, logger="supervisor.answer_records")
     assert records.maybe_sent("cmd-b") is None
     assert records.maybe_sent("cmd-b") is None
-    warnings = [r for r in caplog.records if r.name == "supervisor.answered"]
+    warnings = [r for r in caplog.records if r.name == "supervisor.answer_records"]
     assert len(warnings) == 1 and warnings[0].commandId == "cmd-b"
 
 

@@ -1,6 +1,6 @@
 """Keep every message we hold invisible to other consumers while we hold it.
 
-`ChangeMessageVisibility` sets a new timeout counted from now, so a held message is re-leased for
+`ChangeMessageVisibility` sets a new timeout counted from now, so a held message is hidden again for
 VISIBILITY_TIMEOUT_SECONDS every quarter of that: if the supervisor dies, its messages come back within
 VISIBILITY_TIMEOUT_SECONDS instead of after a long fixed timeout.
 """
@@ -12,8 +12,8 @@ import threading
 
 from supervisor.queues import Queues, Received
 
-log = logging.getLogger("supervisor.leases")
-LEASE_SECONDS = 120
+log = logging.getLogger("supervisor.visibility")
+DEFAULT_VISIBILITY_SECONDS = 120  # VISIBILITY_TIMEOUT_SECONDS when a test makes one without a config
 
 
 def receipt_is_gone(code: str) -> bool:
@@ -23,18 +23,18 @@ def receipt_is_gone(code: str) -> bool:
     return any(sign in code for sign in gone)
 
 
-class Leases:
-    def __init__(self, queues: Queues, lease_seconds: int = LEASE_SECONDS):
+class VisibilityKeeper:
+    def __init__(self, queues: Queues, visibility_seconds: int = DEFAULT_VISIBILITY_SECONDS):
         self.queues = queues
-        self.lease_seconds = lease_seconds
-        self.renew_every = lease_seconds / 4  # three renewals can fail before a message comes back
+        self.visibility_seconds = visibility_seconds
+        self.renew_every = visibility_seconds / 4  # three renewals can fail before a message comes back
         self._held: dict[str, Received] = {}
         self._lock = threading.Lock()
         # Held through a renewal round: a release waits for it, so no renewal in flight can undo
-        # the visibility the releaser sets next (a message handed back staying hidden a lease long).
+        # the visibility the releaser sets next (a message handed back staying hidden a whole timeout long).
         self._round = threading.RLock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew_forever, name="leases", daemon=True)
+        self._thread = threading.Thread(target=self._renew_forever, name="visibility", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -43,7 +43,7 @@ class Leases:
         self._stop.set()
 
     def hold(self, message: Received) -> None:
-        """Renewed from now on; the receive itself leased it for `lease_seconds`."""
+        """Renewed from now on; the receive itself hid it for `visibility_seconds`."""
         with self._lock:
             self._held[message.message_id] = message
 
@@ -56,11 +56,11 @@ class Leases:
             return list(self._held.values())
 
     def renew(self) -> None:
-        """One round: every held message leased for another `lease_seconds`, in batches."""
+        """One round: every held message hidden for another `visibility_seconds`, in batches."""
         with self._round:
             held = self.held()
             try:
-                errors = self.queues.extend_many([(m, self.lease_seconds) for m in held]) if held else []
+                errors = self.queues.extend_many([(m, self.visibility_seconds) for m in held]) if held else []
             except Exception as error:  # a passing fault: the next round tries again
                 log.warning("could not extend visibility: %s", error, extra={"messages": len(held)})
                 return

@@ -1,4 +1,4 @@
-"""Workspace leases on DynamoDB (supervisor/workspace_leases.py), on moto, with a clock per container."""
+"""Workspace leases on DynamoDB (supervisor/sharing/lease_table.py), on moto, with a clock per container."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import boto3
 import pytest
 from helpers import ManualClock as Clock
 
-from supervisor.workspace_leases import SAFETY_SECONDS, Holder, Lease, LeaseTable, create_table
+from supervisor.sharing.lease_table import SAFETY_SECONDS, Holder, Lease, LeaseTable, create_table
 
 LEASE = 20.0
 WS = "acme/u1/site"

@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 
-from supervisor.workspace_leases import Holder, LeaseTable, create_table
+from supervisor.sharing.lease_table import Holder, LeaseTable, create_table
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,8 +24,45 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger("supervisor.workspace_leases")
+import boto3
+from botocore.config import Config as BotoConfig
+
+from supervisor.contract.config import Config
+
+log = logging.getLogger("supervisor.sharing.lease_table")
 SAFETY_SECONDS = 2.0
+# Every call on the table (the keeper's, the admission thread's, a worker's fence): short timeouts and a
+# few attempts, so that a slow DynamoDB delays a lease decision by seconds, never by minutes.
+LEASE_CALLS = BotoConfig(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
+
+
+def lease_table_client(config: Config) -> Any:
+    """The DynamoDB client (about 0.1 s to make: a spare worker makes it before it has a job)."""
+    return boto3.client(
+        "dynamodb", region_name=config.aws_region, endpoint_url=config.aws_endpoint_url, config=LEASE_CALLS
+    )
+
+
+def read_holder(client: Any, table: str, workspace: str) -> Holder | None:
+    """What the table says of a workspace now (a consistent read); None: no item."""
+    reply = client.get_item(TableName=table, Key=_key(workspace), ConsistentRead=True)
+    return _holder(reply["Item"]) if "Item" in reply else None
+
+
+def write_pending(client: Any, table: str, workspace: str, owner: str, fence: int, branches: list[str]) -> None:
+    """Record the branches a worker could not push in the lease item, only while `owner` holds it with
+    that fence (raises ConditionalCheckFailedException otherwise)."""
+    values: dict[str, Any] = {":me": {"S": owner}, ":fence": _n(fence)}
+    if branches:
+        values[":p"] = {"SS": sorted(set(branches))}
+    client.update_item(
+        TableName=table,
+        Key=_key(workspace),
+        UpdateExpression="SET #p = :p" if branches else "REMOVE #p",
+        ConditionExpression="#o = :me AND #f = :fence",
+        ExpressionAttributeNames={"#p": "pending", "#o": "owner", "#f": "fence"},
+        ExpressionAttributeValues=values,
+    )
 
 
 @dataclass
@@ -80,8 +117,7 @@ class LeaseTable:
     # Reading -------------------------------------------------------------------------------------
 
     def holder(self, workspace: str) -> Holder | None:
-        reply = self.client.get_item(TableName=self.table, Key=_key(workspace), ConsistentRead=True)
-        return _holder(reply["Item"]) if "Item" in reply else None
+        return read_holder(self.client, self.table, workspace)
 
     def holders(self) -> list[Holder]:
         """Every lease in the table (for bin/status)."""

@@ -14,9 +14,9 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from supervisor.workspace_leases import Holder, Lease, LeaseTable
+from supervisor.sharing.lease_table import Holder, Lease, LeaseTable
 
-log = logging.getLogger("supervisor.ownership")
+log = logging.getLogger("supervisor.sharing.ownership")
 
 
 @dataclass(frozen=True)

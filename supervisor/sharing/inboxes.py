@@ -1,5 +1,5 @@
 """A container's inbox: an SQS queue of its own, where other containers forward the commands for the
-workspaces it owns (supervisor/ownership.py), so an interrupt reaches the running worker wherever the
+workspaces it owns (supervisor/sharing/ownership.py), so an interrupt reaches the running worker wherever the
 message landed. Created at start, named after the input queue and the container, removed on a clean exit;
 a dead container's inbox is drained by whoever takes over its workspaces, then removed.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from supervisor.queues import Queues, Received
 
-log = logging.getLogger("supervisor.inbox")
+log = logging.getLogger("supervisor.sharing.inboxes")
 MAX_BASE = 40  # of the input queue's name in an inbox's (SQS allows 80 in all)
 RETENTION_SECONDS = 4 * 24 * 3600
 EMPTY_ROUNDS_BEFORE_REMOVAL = 2  # an adopted inbox found empty this many receives in a row may go

@@ -1,7 +1,7 @@
 """Several containers on one input queue (LEASE_TABLE set): which commands run here, and where the rest go.
 
-A container runs a command only in a workspace whose lease it holds (supervisor/ownership.py on
-supervisor/workspace_leases.py). For each valid command the loop asks `admit`:
+A container runs a command only in a workspace whose lease it holds (supervisor/sharing/ownership.py on
+supervisor/sharing/lease_table.py). For each valid command the loop asks `admit`:
 - the workspace runs here, or a worker slot is free: claim the lease, and run it here (`Admit`);
 - another live container holds it: forward the command to that owner's inbox, then delete it here;
 - nobody holds it and no slot is free: put it back on the input queue for an idle container (a copy
@@ -35,15 +35,16 @@ from botocore.config import Config as BotoConfig
 from supervisor.contract.config import Config
 from supervisor.delivery import Delivery
 from supervisor.events import LeasesLost, LoopEvent
-from supervisor.inbox import Inboxes, forward
-from supervisor.leases import Leases
-from supervisor.ownership import Elsewhere, Local, Ownership
 from supervisor.poller import RECEIVE_BATCH, Poller
 from supervisor.queues import Queues, Received
-from supervisor.sharing import Admit, SharingUnavailable, SingleContainer, container_id, storage_id
-from supervisor.workspace_leases import Holder, LeaseTable
+from supervisor.sharing.identity import container_id, storage_id
+from supervisor.sharing.inboxes import Inboxes, forward
+from supervisor.sharing.lease_table import Holder, LeaseTable
+from supervisor.sharing.ownership import Elsewhere, Local, Ownership
+from supervisor.sharing.single import Admit, SharingUnavailable, SingleContainer
+from supervisor.visibility import VisibilityKeeper
 
-log = logging.getLogger("supervisor.claims")
+log = logging.getLogger("supervisor.sharing.claims")
 REQUEUE_DELAY_SECONDS = 0  # a command put back for an idle container (a full one receives slowly: `pause_seconds`)
 # A full container's pause between receives: the first, and the longest it doubles to while every command
 # it receives is one it puts back (an interrupt for a workspace here then waits at most this long in SQS,
@@ -52,12 +53,6 @@ FIRST_PAUSE_SECONDS, LONGEST_PAUSE_SECONDS = 0.5, 2.0
 OUTAGE_DELAY_SECONDS = 10  # DynamoDB unreachable: the command is put back and tried this much later
 RETRY_SECONDS = 2  # a forward that failed, or an owner with no inbox: tried again this much later
 QUICK_CALLS = BotoConfig(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
-__all__ = ["RETRY_SECONDS", "Claims", "SharingUnavailable", "sharing_for"]
-
-
-def sharing_for(config: Config) -> type[SingleContainer]:
-    """Several containers on one queue (LEASE_TABLE set), or this one alone."""
-    return Claims if config.lease_table else SingleContainer
 
 
 class Claims(SingleContainer):
@@ -68,7 +63,7 @@ class Claims(SingleContainer):
         config: Config,
         queues: Queues,
         delivery: Delivery,
-        leases: Leases,
+        visibility: VisibilityKeeper,
         post: Callable[[LoopEvent], None],
         *,
         dynamodb: Any | None = None,
@@ -77,7 +72,7 @@ class Claims(SingleContainer):
         clock: Callable[[], float] = time.monotonic,
     ):
         assert config.lease_table is not None
-        super().__init__(config, queues, delivery, leases, post)
+        super().__init__(config, queues, delivery, visibility, post)
         self.owner = owner or container_id()
         self.storage = storage_id(config.workspace_path)
         client = dynamodb or boto3.client(
@@ -223,7 +218,7 @@ class Claims(SingleContainer):
         return (warning,)
 
     def _poller(self, url: str, stop: threading.Event) -> Poller:
-        return Poller(self.queues, self.leases, self.delivery, self.post, stop, queue_url=url)
+        return Poller(self.queues, self.visibility, self.delivery, self.post, stop, queue_url=url)
 
     def _requeue(self, message: Received, delay: int = REQUEUE_DELAY_SECONDS) -> None:
         """A new copy on the input queue, `delay` seconds late, then the original deleted."""

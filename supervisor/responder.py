@@ -7,7 +7,7 @@ import logging
 from functools import partial
 from typing import Any
 
-from supervisor.answered import AnsweredCommands
+from supervisor.answer_records import AnsweredCommands
 from supervisor.common.logs import log_context
 from supervisor.contract.codes import ErrorCode
 from supervisor.contract.command import InvalidMessage, read_ids
@@ -28,7 +28,7 @@ def log_context_of(run: Run) -> Any:
     return log_context(commandId=run.command.command_id, sessionId=run.command.session_id)
 
 
-class Answers:
+class Responder:
     def __init__(self, config: Config, delivery: Delivery):
         self.config = config
         self.delivery = delivery

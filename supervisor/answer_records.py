@@ -32,7 +32,7 @@ from typing import Any
 
 from supervisor.common.files import private_folder, write_atomic
 
-log = logging.getLogger("supervisor.answered")
+log = logging.getLogger("supervisor.answer_records")
 KEEP_SECONDS = 14 * 24 * 3600  # SQS keeps a message 14 days at most
 PRUNE_EVERY_SECONDS = 3600
 MAX_RECORD_BYTES = 1024 * 1024  # a response fits in one SQS message (256 KiB); anything larger is not ours
