@@ -45,7 +45,7 @@ from helpers import prewarm_checkout  # noqa: E402
 from soak import installed_site  # noqa: E402
 
 from supervisor.local.stack import REGION, LocalStack, job_python, local_stack  # noqa: E402
-from supervisor.workspace_leases import create_table  # noqa: E402
+from supervisor.sharing.lease_table import create_table  # noqa: E402
 
 FAKE_AGENT = ROOT / "tests" / "fake_claude"
 QUICK_BUILD = f"node {ROOT / 'tests' / 'quick_build.mjs'}"
