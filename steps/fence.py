@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from supervisor.contract.config import Config
-from supervisor.sharing.lease_table import lease_table_client, read_holder, write_pending
+from supervisor.contract.lease_item import lease_table_client, read_holder, write_pending
 
 log = logging.getLogger("steps.fence")
 lease_client = lease_table_client  # the worker's name for it

@@ -24,14 +24,16 @@ from supervisor.visibility import VisibilityKeeper
 log = logging.getLogger("supervisor.delivery")
 RESPONSE_RETRY_SECONDS = 30  # a message whose response could not be sent comes back this much later
 MAX_ORDERS_PER_ROUND = 200
+MAX_DELAY_SECONDS = 900  # SQS's longest DelaySeconds
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What becomes of a message: deleted, copied to the DLQ then deleted, visible again in `seconds`,
-    or only released (no longer renewed: it comes back when its current visibility runs out)."""
+    requeued (a copy on its queue `seconds` later, then deleted), or only released (no longer renewed:
+    it comes back when its current visibility runs out)."""
 
-    kind: Literal["delete", "dead_letter", "visible_in", "release"]
+    kind: Literal["delete", "dead_letter", "visible_in", "requeue", "release"]
     seconds: int = 0
     reason: str = ""
 
@@ -97,6 +99,12 @@ class Delivery:
 
     def retry_later(self, message: Received, seconds: int) -> None:
         self._put(Order(message, then=visible_in(seconds)))
+
+    def requeue(self, message: Received, seconds: int) -> None:
+        """Back on its queue `seconds` later as a new message, the original deleted: for a command that
+        waits (an owner's inbox unreachable, a lease moving) rather than fails, since every receive of
+        the original would count towards the queue's maxReceiveCount and end it dead-lettered."""
+        self._put(Order(message, then=Outcome("requeue", seconds=seconds)))
 
     def dead_letter(self, message: Received, reason: str) -> None:
         """Copy to DLQ_URL and delete; with no DLQ_URL leave it to the queue's redrive policy."""
@@ -170,6 +178,9 @@ class Delivery:
         self._settle(outcomes)
 
     def _settle(self, outcomes: list[tuple[Received, Outcome]]) -> None:
+        moved, kept = self._copy_back([(m, o.seconds) for m, o in outcomes if o.kind == "requeue"])
+        outcomes = [*((m, o) for m, o in outcomes if o.kind != "requeue"), *((m, DELETE) for m in moved)]
+        outcomes += [(m, visible_in(seconds)) for m, seconds in kept]
         doomed = [(m, o.reason) for m, o in outcomes if o.kind == "dead_letter"]
         copied = _safely(self.queues.dead_letter_many, doomed) if doomed else []
         for (message, _), error in zip(doomed, copied or [], strict=False):
@@ -190,6 +201,19 @@ class Delivery:
                 self.put_off[message.message_id] = message
         for message in [*deletes, *(m for m, seconds in timed if not seconds)]:
             self.put_off.pop(message.message_id, None)
+
+    def _copy_back(self, items: list[tuple[Received, int]]) -> tuple[list[Received], list[tuple[Received, int]]]:
+        """Send each message's copy; those sent (the originals to delete), and those not (to retry)."""
+        moved, kept = [], []
+        for message, seconds in items:
+            try:
+                self.queues.send_to(message.queue_url, message.body, delay=min(seconds, MAX_DELAY_SECONDS))
+            except Exception as error:  # the original comes back instead, receive count and all
+                log.warning("could not requeue a message: %s", error, extra={"messageId": message.message_id})
+                kept.append((message, seconds))
+                continue
+            moved.append(message)
+        return moved, kept
 
 
 def _safely(call: Callable[[list[Any]], list[str | None] | None], items: list[Any]) -> list[str | None] | None:

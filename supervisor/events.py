@@ -4,6 +4,7 @@ alone acts on them (changes a Run, talks to SQS, reaps)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ from supervisor.worker_process import WorkerProcess
 
 @dataclass(frozen=True)
 class MessageReceived:
-    """The poller took a message off the input queue (its lease is already held)."""
+    """The poller took a message off the input queue (already held: hidden from other consumers)."""
 
     message: Received
     # Set by the loop once it has decided what becomes of the message (a poller may wait for that).
@@ -55,4 +56,12 @@ class LeasesLost:
     workspaces: tuple[str, ...]
 
 
-LoopEvent = MessageReceived | WorkerReported | WorkerExited | TreeEnded | LeasesLost
+@dataclass(frozen=True)
+class Decided:
+    """A decision made off the loop (whether a command runs here: supervisor/sharing/claims.py),
+    applied by calling `apply` on the loop's thread."""
+
+    apply: Callable[[], None]
+
+
+LoopEvent = MessageReceived | WorkerReported | WorkerExited | TreeEnded | LeasesLost | Decided

@@ -5,7 +5,9 @@ another container (LEASE_TABLE), or a new Run for the router. Decisions only; th
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 
 from supervisor.contract.command import InvalidMessage, parse_command
 from supervisor.contract.config import Config
@@ -14,7 +16,7 @@ from supervisor.queues import Received
 from supervisor.responder import Responder, log_context_of
 from supervisor.routing import Router
 from supervisor.run import Run
-from supervisor.sharing.single import SingleContainer
+from supervisor.sharing.single import Admit, SingleContainer
 from supervisor.shutdown import Shutdown
 
 log = logging.getLogger("supervisor")
@@ -30,52 +32,69 @@ class Intake:
         router: Router,
         sharing: SingleContainer,
         shutdown: Shutdown,
+        arrive: Callable[[Run], None],
     ):
         self.config, self.responder, self.delivery, self.router = config, responder, delivery, router
-        self.sharing, self.shutdown = sharing, shutdown
+        self.sharing, self.shutdown, self.arrive = sharing, shutdown, arrive  # `arrive`: the loop's, for a new run
+        self.admitting: dict[str, Run] = {}  # by command id: runs whose admission is being decided (claims)
 
-    def take(self, message: Received, then: Callable[[Run], None]) -> None:
-        """Deal with the message, or hand its new run to `then` (the loop's arrival)."""
+    def take(self, message: Received) -> None:
+        """Deal with the message, or hand its new run to `arrive` (once admitted)."""
+        with self._or_reject(message):
+            self._take(message)
+
+    @contextmanager
+    def _or_reject(self, message: Received) -> Iterator[None]:
         try:
-            run = self._take(message)
-            if run is not None:
-                then(run)
+            yield
         except Exception as error:  # whatever went wrong, the message ends dead-lettered, not held for ever
             log.exception("could not handle a message; dead-lettering it", extra={"messageId": message.message_id})
             self.responder.reject(message, InvalidMessage(f"the supervisor could not handle it: {error}"[:500]))
 
-    def _take(self, message: Received) -> Run | None:
+    def _take(self, message: Received) -> None:
         try:
             command = parse_command(message.body, self.config.repo_url)
         except InvalidMessage as error:
             self.responder.reject(message, error)
-            return None
+            return
         if self.shutdown.stopping:
             self.delivery.give_back(message)
-            return None
+            return
         try:
             if self.responder.drop_if_answered(command.command_id, message):
-                return None
+                return
         except OSError as error:  # the records cannot be read now (a network volume): neither run nor reject
             log.warning("could not read the answered records; trying again later: %s", error)
             self.delivery.retry_later(message, UNREADABLE_RECORDS_RETRY_SECONDS)
-            return None
+            return
         held = self.router.holding(message.message_id)
         if held is not None:  # delivered again while we still work on it: keep the newest receipt
             held.message = message
-            return None
-        twin = self.router.holding_command(command.command_id)
+            return
+        twin = self.router.holding_command(command.command_id) or self.admitting.get(command.command_id)
         if twin is not None:  # another copy of a command we work on: the command id decides, not SQS's
             with log_context_of(twin):  # message id; answered through the message we hold, this one goes
                 log.warning("a second copy of the command arrived; deleted", extra={"messageId": message.message_id})
             self.delivery.delete(message)
-            return None
+            return
         run = Run(command, message)
         here = run.workspace in self.router.running or run.workspace in self.router.waiting
-        admitted = self.sharing.admit(run.workspace_name, message, here=here, free=self.router.has_free_slot())
+        here = here or any(pending.workspace == run.workspace for pending in self.admitting.values())
+        self.admitting[command.command_id] = run
+        self.sharing.admit(
+            run.workspace_name, message, here=here, free=self.router.has_free_slot(), then=partial(self._admitted, run)
+        )
+
+    def _admitted(self, run: Run, admitted: Admit | None) -> None:
+        """The sharing's decision on a run (at once alone on the queue; from the admission thread else)."""
+        self.admitting.pop(run.command.command_id, None)
         if admitted is None:
-            return None  # forwarded to its owner, or back on the queue for an idle container
-        run.fence, run.warnings = admitted.fence, admitted.warnings
-        with log_context_of(run):
-            log.info("command received", extra={"branch": command.branch, "workspace": run.workspace_name})
-        return run
+            return  # forwarded to its owner, or back on the queue for an idle container
+        with self._or_reject(run.message):
+            if self.shutdown.stopping:
+                self.delivery.give_back(run.message)
+                return
+            run.fence, run.warnings = admitted.fence, admitted.warnings
+            with log_context_of(run):
+                log.info("command received", extra={"branch": run.command.branch, "workspace": run.workspace_name})
+            self.arrive(run)

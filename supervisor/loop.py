@@ -19,7 +19,7 @@ from supervisor.contract.config import Config
 from supervisor.contract.exit_codes import SupervisorExit, WorkerExit
 from supervisor.deadlines import due_interrupts
 from supervisor.delivery import Delivery
-from supervisor.events import LeasesLost, LoopEvent, MessageReceived, TreeEnded, WorkerExited, WorkerReported
+from supervisor.events import Decided, LeasesLost, LoopEvent, MessageReceived, TreeEnded, WorkerExited, WorkerReported
 from supervisor.intake import Intake
 from supervisor.poller import hand_back_unread
 from supervisor.pool import WorkerPool
@@ -28,8 +28,7 @@ from supervisor.queues import Queues, Received
 from supervisor.responder import Responder, log_context_of
 from supervisor.routing import Router
 from supervisor.run import Run
-from supervisor.sharing import sharing_for
-from supervisor.sharing.claims import RETRY_SECONDS
+from supervisor.sharing import REQUEUE_SECONDS, sharing_for
 from supervisor.shutdown import Shutdown
 from supervisor.status import publish_status, status_path
 from supervisor.visibility import VisibilityKeeper
@@ -60,7 +59,9 @@ class Supervisor:
         self.shutdown = Shutdown.of(config)
         self.pool = pool(self.events.put)
         self.sharing = sharing_for(config)(config, self.queues, self.delivery, self.visibility, self.events.put)
-        self.intake = Intake(config, self.responder, self.delivery, self.router, self.sharing, self.shutdown)
+        self.intake = Intake(
+            config, self.responder, self.delivery, self.router, self.sharing, self.shutdown, arrive=self._arrive
+        )
         self.clock = clock
         self._signals: list[int] = []  # appended by signal handlers, read by the loop (no locks there)
         self.poller_stop = threading.Event()
@@ -105,7 +106,7 @@ class Supervisor:
                 event.decided.set()
 
     def finished(self) -> bool:
-        return self.shutdown.stopping and not self.router.running
+        return self.shutdown.stopping and not self.router.running and not self.intake.admitting
 
     def dispatch(self, event: LoopEvent) -> None:
         match event:
@@ -119,12 +120,14 @@ class Supervisor:
                 self._on_tree_ended(run, signals)
             case LeasesLost(workspaces):
                 self._on_leases_lost(workspaces)
+            case Decided(apply):
+                apply()
 
     # Events ---------------------------------------------------------------------------------------
 
     def _on_message(self, message: Received) -> None:
         self.shutdown.last_activity = self.clock()
-        self.intake.take(message, then=self._arrive)
+        self.intake.take(message)
 
     def _arrive(self, run: Run) -> None:
         arrival, newer = self.router.arrive(run), run.command.command_id
@@ -148,7 +151,7 @@ class Supervisor:
         self.pool.end_leftovers(run)
         with log_context_of(run):
             if code == WorkerExit.LEASE_LOST or run.lease_lost:  # the workspace's new owner runs it
-                self.delivery.retry_later(run.message, RETRY_SECONDS)
+                self.delivery.requeue(run.message, REQUEUE_SECONDS)  # waiting, not failing: a fresh receive count
             elif run.phase == "finishing":
                 self.responder.finish_interrupted(run, worker.result, code)
             elif worker.result is not None:

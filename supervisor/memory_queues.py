@@ -48,6 +48,13 @@ class MemoryQueues:
             self._lock.notify_all()
             return message_id
 
+    def send_to(self, queue_url: str, body: str, *, delay: int = 0, attributes: dict[str, str] | None = None) -> None:
+        """The input queue only (the sharing code's other queues are SQS's)."""
+        message_id = self.send(body)
+        if delay:
+            with self._lock:
+                self._input[message_id].visible_at = self.clock() + delay
+
     def in_flight(self) -> list[str]:
         """Ids of messages on the input queue that are invisible now."""
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -131,6 +132,35 @@ class Queues:
             for index, outcome in zip(indexes, results, strict=True):
                 outcomes[index] = outcome
         return outcomes
+
+    # Single calls: the sharing code's (supervisor/sharing/), on the input queue and the inboxes.
+
+    def send_to(self, queue_url: str, body: str, *, delay: int = 0, attributes: dict[str, str] | None = None) -> None:
+        """One message to that queue ("": the input queue); raises when SQS did not take it."""
+        extra = {"MessageAttributes": _attributes(**attributes)} if attributes else {}
+        queue_url = queue_url or self.config.input_queue_url or ""
+        self.client.send_message(QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay, **extra)
+
+    def create_queue(self, name: str, attributes: dict[str, str], tags: dict[str, str]) -> str:
+        url: str = self.client.create_queue(QueueName=name, Attributes=attributes, tags=tags)["QueueUrl"]
+        return url
+
+    def depth(self, queue_url: str) -> int | None:
+        """Messages in the queue, visible or in flight (approximate, as SQS counts them); None: no such queue."""
+        try:
+            reply = self.client.get_queue_attributes(
+                QueueUrl=queue_url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )
+        except self.client.exceptions.QueueDoesNotExist:
+            return None
+        attributes = reply["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+    def delete_queue(self, queue_url: str) -> None:
+        """Delete the queue; one already gone counts as deleted."""
+        with contextlib.suppress(self.client.exceptions.QueueDoesNotExist):
+            self.client.delete_queue(QueueUrl=queue_url)
 
     def max_receive_count(self) -> int | None:
         """The input queue's redrive maxReceiveCount: the delivery after which SQS dead-letters a message."""

@@ -43,11 +43,13 @@ def test_the_contract_and_common_helpers_import_nothing_else_of_ours():
     assert sorted(crossing) == []
 
 
-def test_no_module_is_longer_than_about_250_lines():
+def test_no_module_is_longer_than_300_lines():
+    """A smell detector, not a target: modules are split by concern, and one that grows past this has
+    taken on a second concern."""
     long = {
         str(path.relative_to(ROOT)): lines
         for folder in ("steps", "supervisor")
         for path in (ROOT / folder).rglob("*.py")
-        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > 260
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > 300
     }
     assert long == {}

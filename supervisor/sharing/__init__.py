@@ -15,12 +15,15 @@ Words: a *lease* is a workspace's lease in the table, never an SQS message's vis
 """
 
 from supervisor.contract.config import Config
-from supervisor.sharing.claims import Claims
-from supervisor.sharing.single import Admit, SharingUnavailable, SingleContainer
+from supervisor.sharing.single import REQUEUE_SECONDS, Admit, SharingUnavailable, SingleContainer
 
-__all__ = ["Admit", "Claims", "SharingUnavailable", "SingleContainer", "sharing_for"]
+__all__ = ["REQUEUE_SECONDS", "Admit", "SharingUnavailable", "SingleContainer", "sharing_for"]
 
 
 def sharing_for(config: Config) -> type[SingleContainer]:
     """Several containers on one queue (LEASE_TABLE set), or this one alone."""
-    return Claims if config.lease_table else SingleContainer
+    if not config.lease_table:
+        return SingleContainer
+    from supervisor.sharing.claims import Claims  # the DynamoDB side only where it is used
+
+    return Claims

@@ -1,58 +1,55 @@
 """Several containers on one input queue (LEASE_TABLE set): which commands run here, and where the rest go.
 
-A container runs a command only in a workspace whose lease it holds (supervisor/sharing/ownership.py on
-supervisor/sharing/lease_table.py). For each valid command the loop asks `admit`:
+A container runs a command only in a workspace whose lease it holds (ownership.py on lease_table.py).
+For each valid command the loop asks `admit`, and the admission thread decides, so that the loop never
+waits on DynamoDB or SQS (the decision comes back to the loop as a `Decided` event):
 - the workspace runs here, or a worker slot is free: claim the lease, and run it here (`Admit`);
 - another live container holds it: forward the command to that owner's inbox, then delete it here;
-- nobody holds it and no slot is free: put it back on the input queue for an idle container (a copy
-  sent, then the original deleted: the receive count SQS's redrive policy counts starts again, so
-  waiting is never mistaken for failing). A full container receives slowly (`pause_seconds`: one
-  message at a time, 0.5 s apart, doubling up to 2 s apart while all it gets are commands it puts back,
-  back to 0.5 s when one is for a workspace running here), so one with a free slot, long-polling, gets
-  the next command first, and waiting commands are not tossed between full containers many times a
-  second.
+- nobody holds it and no slot is free: put it back on the input queue for an idle container.
+A command that waits (put back, an owner's inbox unreachable, DynamoDB down) goes back as a new copy
+(`Delivery.requeue`): SQS counts every receive towards the redrive policy's maxReceiveCount, and
+waiting is not failing. A full container receives slowly (`pause_seconds`: one message at a time,
+0.5 s apart, doubling up to 2 s apart while all it gets are commands it puts back, back to 0.5 s when
+one is for a workspace running here), so one with a free slot, long-polling, gets the next command
+first, and waiting commands are not tossed between full containers many times a second.
 
-A keeper thread renews our leases, gives up those idle for a lease period, and reports lost ones to
-the loop (`LeasesLost`). It also watches every other lease: the inbox of an owner whose lease ran out
-(a dead container) is adopted, polled like ours until it is empty and no lease names it, then removed.
-A clean exit releases every lease and moves what is left in our inboxes back to the input queue.
-
-The DynamoDB and forwarding calls in `admit` run on the loop's thread: a few milliseconds each, with
-short timeouts and two attempts, so an outage delays the loop by seconds at most.
+The keeper thread (keeper.py) renews our leases and beats on the roster (roster.py); a container
+taken for dead gets a new inbox and counts every lease as lost. A clean exit makes what it put off
+visible, releases every lease, moves what is left in its inboxes back to the input queue, and leaves
+the roster (marked gone when its inbox could not be emptied, so that another adopts it at once).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-import boto3
-from botocore.config import Config as BotoConfig
-
 from supervisor.contract.config import Config
+from supervisor.contract.lease_item import Holder, lease_table_client
 from supervisor.delivery import Delivery
-from supervisor.events import LeasesLost, LoopEvent
+from supervisor.events import Decided, LeasesLost, LoopEvent
 from supervisor.poller import RECEIVE_BATCH, Poller
 from supervisor.queues import Queues, Received
 from supervisor.sharing.identity import container_id, storage_id
 from supervisor.sharing.inboxes import Inboxes, forward
-from supervisor.sharing.lease_table import Holder, LeaseTable
+from supervisor.sharing.keeper import Keeper
+from supervisor.sharing.lease_table import LeaseTable
 from supervisor.sharing.ownership import Elsewhere, Local, Ownership
-from supervisor.sharing.single import Admit, SharingUnavailable, SingleContainer
+from supervisor.sharing.roster import Roster
+from supervisor.sharing.single import REQUEUE_SECONDS, Admit, SharingUnavailable, SingleContainer
 from supervisor.visibility import VisibilityKeeper
 
 log = logging.getLogger("supervisor.sharing.claims")
-REQUEUE_DELAY_SECONDS = 0  # a command put back for an idle container (a full one receives slowly: `pause_seconds`)
 # A full container's pause between receives: the first, and the longest it doubles to while every command
 # it receives is one it puts back (an interrupt for a workspace here then waits at most this long in SQS,
 # when every container is full; an idle one, long-polling, takes it at once and forwards it).
 FIRST_PAUSE_SECONDS, LONGEST_PAUSE_SECONDS = 0.5, 2.0
 OUTAGE_DELAY_SECONDS = 10  # DynamoDB unreachable: the command is put back and tried this much later
-RETRY_SECONDS = 2  # a forward that failed, or an owner with no inbox: tried again this much later
-QUICK_CALLS = BotoConfig(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
+Admission = tuple[str, Received, bool, bool, Callable[[Admit | None], None]]
 
 
 class Claims(SingleContainer):
@@ -67,7 +64,6 @@ class Claims(SingleContainer):
         post: Callable[[LoopEvent], None],
         *,
         dynamodb: Any | None = None,
-        sqs: Any | None = None,
         owner: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
@@ -75,21 +71,19 @@ class Claims(SingleContainer):
         super().__init__(config, queues, delivery, visibility, post)
         self.owner = owner or container_id()
         self.storage = storage_id(config.workspace_path)
-        client = dynamodb or boto3.client(
-            "dynamodb", region_name=config.aws_region, endpoint_url=config.aws_endpoint_url, config=QUICK_CALLS
-        )
-        self.sqs = sqs or boto3.client(
-            "sqs", region_name=config.aws_region, endpoint_url=config.aws_endpoint_url, config=QUICK_CALLS
-        )
-        self.table = LeaseTable(
-            client, config.lease_table, self.owner, "", config.lease_seconds, clock, storage=self.storage
-        )
-        self.ownership = Ownership(self.table, clock)
-        self.inboxes = Inboxes(self.sqs, queues, self._poller)
-        self._lock = threading.Lock()  # the loop's admit and the keeper's rounds take turns on the leases
-        self._stop = threading.Event()
-        self._keeper = threading.Thread(target=self._keep_forever, name="claims", daemon=True)
-        self._pause = FIRST_PAUSE_SECONDS  # changed by the loop's thread, read by the poller's
+        client = dynamodb or lease_table_client(config)
+        seconds = config.lease_seconds
+        self.table = LeaseTable(client, config.lease_table, self.owner, "", seconds, clock, storage=self.storage)
+        self.roster = Roster(client, config.lease_table, self.owner, seconds, clock)
+        self.ownership = Ownership(self.table, clock, on_lost=lambda lost: post(LeasesLost(tuple(lost))))
+        self.inboxes = Inboxes(queues, self._poller)
+        self.keeper = Keeper(self.table, self.ownership, self.roster, self.inboxes, lambda: self.busy, self.rejoin)
+        self._generation = 0  # of our inbox: a new one each time we are taken for dead
+        self._admissions: queue.Queue[Admission | None] = queue.Queue()
+        self._admitter = threading.Thread(target=self._admit_forever, name="admission", daemon=True)
+        self._pending = 0  # admissions asked, not yet applied by the loop (the loop's thread alone counts)
+        self._stopping = threading.Event()
+        self._pause = FIRST_PAUSE_SECONDS  # changed by the admission thread, read by the poller's
 
     # Start and stop -------------------------------------------------------------------------------
 
@@ -99,112 +93,132 @@ class Claims(SingleContainer):
             self.open_inbox()
         except Exception as error:
             raise SharingUnavailable(f"LEASE_TABLE {self.table.table}: {type(error).__name__}: {error}") from None
-        self._keeper.start()
+        self._admitter.start()
+        self.keeper.start()
 
     @property
     def inbox(self) -> str:
         return self.inboxes.own
 
     def open_inbox(self) -> None:
-        visibility = self.config.visibility_timeout_seconds
-        self.table.inbox = self.inboxes.open(self.config.input_queue_url or "", self.owner, visibility)
+        name = self.owner if not self._generation else f"{self.owner}#{self._generation}"
+        self.table.inbox = self.inboxes.open(
+            self.config.input_queue_url or "", name, self.config.visibility_timeout_seconds
+        )
+        self.roster.join(self.table.inbox)
         log.info("sharing the queue", extra={"owner": self.owner, "inbox": self.inbox, "table": self.table.table})
 
+    def rejoin(self) -> None:
+        """The others took us for dead (a long pause, a partition) and removed our roster entry or our
+        inbox: every lease counts as lost (the loop hands their commands back), and we join again with
+        a new inbox."""
+        log.error("taken for dead by the other containers: leases counted lost, joining again with a new inbox")
+        self.ownership.forget_all()
+        self._generation += 1
+        self.open_inbox()
+
     def stop_receiving(self) -> None:
+        self._stopping.set()
         self.inboxes.stop_receiving()
 
     def close(self, timeout: float) -> None:
-        """After the loop and the delivery thread: leases released, inboxes emptied into the input queue."""
-        self._stop.set()
-        if self._keeper.is_alive():
-            self._keeper.join(timeout=timeout)
+        """After the loop and the delivery thread: what we put off made visible, leases released, inboxes
+        emptied into the input queue, the roster left."""
+        self._stopping.set()
+        self._admissions.put(None)
+        if self._admitter.is_alive():
+            self._admitter.join(timeout=timeout)
+        self.keeper.stop(timeout)
         # Put off in an inbox (a dead worker's retry, a response to send again): visible now, or they would
         # go with the inbox instead of back to the input queue.
         put_off = [m for m in self.delivery.put_off.values() if m.queue_url in self.inboxes.urls()]
         if put_off:
             self.queues.extend_many([(message, 0) for message in put_off])
-        with self._lock:
-            self.ownership.release_all()  # first: nobody forwards to us after this
-        self.inboxes.close(self.config.input_queue_url or "", timeout)
+        self.ownership.release_all()  # first: nobody forwards to us after this
+        own_left = self.inboxes.close(self.config.input_queue_url or "", timeout)
+        try:
+            self.roster.leave(inbox_left=own_left)
+        except Exception as error:  # our entry stands still: the others take us for dead a lease period later
+            log.warning("could not leave the roster: %s", error)
 
     # What the loop asks ---------------------------------------------------------------------------
 
-    def admit(self, workspace: str, message: Received, *, here: bool, free: bool) -> Admit | None:
-        """`here`: the workspace has a run here; `free`: a worker slot is open. None: the message was
-        forwarded, put back, or is to be tried again; the loop is done with it."""
-        try:
-            with self._lock:
-                # No slot and nothing here: not ours to hold (an idle lease of ours is given up).
-                claim = self.ownership.claim(workspace) if here or free else self.ownership.elsewhere(workspace)
-        except Exception as error:  # DynamoDB unreachable: never a reason to dead-letter a valid command
-            log.warning("could not read the workspace's lease: %s", error, extra={"workspace": workspace})
-            self._requeue(message, OUTAGE_DELAY_SECONDS)
-            return None
-        if isinstance(claim, Local):
-            if here:  # a newer command for work here (an interrupt): while full, receive sooner again
-                self._pause = FIRST_PAUSE_SECONDS
-            return Admit(self._lease_for_worker(workspace, claim.fence), self._takeover(claim.previous))
-        if isinstance(claim, Elsewhere) and claim.inbox and claim.inbox != self.inbox:
-            if forward(self.sqs, claim.inbox, message, self.owner):
-                log.info("forwarded to the owner", extra={"workspace": workspace, "to": claim.owner})
-                self.delivery.delete(message)
-            else:
-                self.delivery.retry_later(message, RETRY_SECONDS)
-        elif isinstance(claim, Elsewhere):
-            self.delivery.retry_later(message, RETRY_SECONDS)
-        else:  # no slot here and nobody holds it: for an idle container, and we receive more slowly
-            self._pause = min(LONGEST_PAUSE_SECONDS, self._pause * 2)
-            self._requeue(message)
-        return None
+    def admit(
+        self, workspace: str, message: Received, *, here: bool, free: bool, then: Callable[[Admit | None], None]
+    ) -> None:
+        """Decided on the admission thread; `then` gets the decision on the loop's thread: an `Admit`, or
+        None when the message was forwarded, put back or is to be tried again (the loop is done with it).
+        `here`: the workspace has work here (or a decision pending); `free`: a worker slot is open."""
+        self._pending += 1
+        self._admissions.put((workspace, message, here, free, then))
 
     def pause_seconds(self) -> float:
         return self._pause if self.full else 0.0  # a container with a free slot receives the next command first
 
     def batch_size(self) -> int:
-        """As many as we have free slots: the rest of a batch would only be put back for the others."""
-        return max(1, min(RECEIVE_BATCH, self.free_slots))
+        """As many as we have free slots, less the admissions pending: the rest would only be put back."""
+        return max(1, min(RECEIVE_BATCH, self.free_slots - self._pending))
 
-    # The keeper -----------------------------------------------------------------------------------
+    # The admission thread -------------------------------------------------------------------------
 
-    def keep(self) -> None:
-        """One round: renew, give up idle leases, report lost ones, adopt dead owners' inboxes."""
-        with self._lock:
-            lost = self.ownership.renew()
-            self.ownership.release_idle(self.busy)
-        if lost:
-            self.post(LeasesLost(tuple(lost)))
-        try:
-            holders = self.table.holders()
-        except Exception as error:
-            log.warning("could not read the lease table: %s", error)
-            return
-        others = [h for h in holders if h.owner not in (None, self.owner)]
-        self.table.watch_only({h.workspace for h in others})
-        for holder in others:
-            if self.table.expired(holder) and holder.inbox:
-                self.inboxes.adopt(holder.inbox, holder.owner)
-        self.inboxes.remove_forgotten({h.inbox for h in holders if h.owner is not None})
-
-    def _keep_forever(self) -> None:
-        every = self.config.lease_seconds / 4  # three renewals may fail before the lease runs out
-        while not self._stop.wait(every):
+    def _admit_forever(self) -> None:
+        while (admission := self._admissions.get()) is not None:
+            workspace, message, here, free, then = admission
             try:
-                self.keep()
-            except Exception:  # the next round tries again; a lease that runs out meanwhile is reported
-                log.exception("lease round failed")
+                decision = self.decide(workspace, message, here=here, free=free)
+            except Exception:  # a bug of ours: the command waits and comes back, never lost
+                log.exception("admission failed", extra={"workspace": workspace})
+                self.delivery.requeue(message, REQUEUE_SECONDS)
+                decision = None
+            self.post(Decided(self._applier(then, decision)))
+
+    def _applier(self, then: Callable[[Admit | None], None], decision: Admit | None) -> Callable[[], None]:
+        def apply() -> None:  # on the loop's thread
+            self._pending -= 1
+            then(decision)
+
+        return apply
+
+    def decide(self, workspace: str, message: Received, *, here: bool, free: bool) -> Admit | None:
+        if self._stopping.is_set():  # stopping: no new lease; the message goes back for another container
+            self.delivery.give_back(message)
+            return None
+        try:
+            # No slot and nothing here: not ours to hold (an idle lease of ours is given up).
+            claim = self.ownership.claim(workspace) if here or free else self.ownership.elsewhere(workspace)
+        except Exception as error:  # DynamoDB unreachable: never a reason to dead-letter a valid command
+            log.warning("could not read the workspace's lease: %s", error, extra={"workspace": workspace})
+            self.delivery.requeue(message, OUTAGE_DELAY_SECONDS)
+            return None
+        if isinstance(claim, Local):
+            if here:  # a newer command for work here (an interrupt): while full, receive sooner again
+                self._pause = FIRST_PAUSE_SECONDS
+            return Admit(self._fence_for_worker(workspace, claim.fence), self._takeover(claim.previous))
+        # An owner's inbox we poll ourselves (ours, or a dead owner's we adopted): tried again shortly, not
+        # forwarded to ourselves many times a second until its lease may be taken over.
+        if isinstance(claim, Elsewhere) and claim.inbox and claim.inbox not in self.inboxes.urls():
+            if forward(self.queues, claim.inbox, message, self.owner):
+                log.info("forwarded to the owner", extra={"workspace": workspace, "to": claim.owner})
+                self.delivery.delete(message)
+            else:
+                self.delivery.requeue(message, REQUEUE_SECONDS)
+        elif isinstance(claim, Elsewhere):
+            self.delivery.requeue(message, REQUEUE_SECONDS)
+        else:  # no slot here and nobody holds it: for an idle container, and we receive more slowly
+            self._pause = min(LONGEST_PAUSE_SECONDS, self._pause * 2)
+            log.info("put back on the input queue", extra={"messageId": message.message_id})
+            self.delivery.requeue(message, 0)
+        return None
 
     # Helpers --------------------------------------------------------------------------------------
 
-    def _lease_for_worker(self, workspace: str, fence: int) -> dict[str, Any]:
+    def _fence_for_worker(self, workspace: str, fence: int) -> dict[str, Any]:
         return {"table": self.table.table, "workspace": workspace, "owner": self.owner, "fence": fence}
 
     def _takeover(self, previous: Holder | None) -> tuple[str, ...]:
-        """Adopt the inbox of the owner we took over from; warn of what stayed on its disk."""
-        if previous is None:
-            return ()
-        if previous.owner not in (None, self.owner) and previous.inbox:
-            self.inboxes.adopt(previous.inbox, previous.owner)
-        if previous.storage in (None, "-", self.storage):
+        """Warn of what stayed on the disk of the owner we took over from (its inbox is adopted by the
+        keeper once the roster says it is dead)."""
+        if previous is None or previous.storage in (None, "-", self.storage):
             return ()  # the same volume: the checkout, its pending pushes and the agent's memory came along
         if previous.owner in (None, self.owner) and not previous.pending:
             return ()  # given up cleanly with everything pushed: starting from the remote loses nothing
@@ -219,14 +233,3 @@ class Claims(SingleContainer):
 
     def _poller(self, url: str, stop: threading.Event) -> Poller:
         return Poller(self.queues, self.visibility, self.delivery, self.post, stop, queue_url=url)
-
-    def _requeue(self, message: Received, delay: int = REQUEUE_DELAY_SECONDS) -> None:
-        """A new copy on the input queue, `delay` seconds late, then the original deleted."""
-        try:
-            self.sqs.send_message(QueueUrl=self.config.input_queue_url, MessageBody=message.body, DelaySeconds=delay)
-        except Exception as error:
-            log.warning("could not put a command back on the input queue: %s", error)
-            self.delivery.retry_later(message, RETRY_SECONDS)
-            return
-        log.info("put back on the input queue", extra={"messageId": message.message_id, "delaySeconds": delay})
-        self.delivery.delete(message)

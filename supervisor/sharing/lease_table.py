@@ -14,6 +14,11 @@ renewal that succeeded. Another container takes a lease over only after it has s
 (fence, beat) for LEASE_SECONDS on *its* monotonic clock. A renewal the taker saw landed no earlier than
 it was sent, so the owner stops trusting its lease before the taker can take it, whatever the offset
 between their clocks (only their rates may differ, by far less than SAFETY_SECONDS).
+
+A released lease's item is deleted, unless it records pending branches (the next owner warns of them):
+the table holds the workspaces in use, not every workspace ever used. A new item's fence starts at the
+wall clock's milliseconds, so a fence is never given twice to one owner for one workspace even though
+items come and go (a worker's check compares owner *and* fence).
 """
 
 from __future__ import annotations
@@ -24,45 +29,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-from botocore.config import Config as BotoConfig
-
-from supervisor.contract.config import Config
+from supervisor.contract.lease_item import Holder, holder_from_item, item_key, number, read_holder
 
 log = logging.getLogger("supervisor.sharing.lease_table")
 SAFETY_SECONDS = 2.0
-# Every call on the table (the keeper's, the admission thread's, a worker's fence): short timeouts and a
-# few attempts, so that a slow DynamoDB delays a lease decision by seconds, never by minutes.
-LEASE_CALLS = BotoConfig(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
-
-
-def lease_table_client(config: Config) -> Any:
-    """The DynamoDB client (about 0.1 s to make: a spare worker makes it before it has a job)."""
-    return boto3.client(
-        "dynamodb", region_name=config.aws_region, endpoint_url=config.aws_endpoint_url, config=LEASE_CALLS
-    )
-
-
-def read_holder(client: Any, table: str, workspace: str) -> Holder | None:
-    """What the table says of a workspace now (a consistent read); None: no item."""
-    reply = client.get_item(TableName=table, Key=_key(workspace), ConsistentRead=True)
-    return _holder(reply["Item"]) if "Item" in reply else None
-
-
-def write_pending(client: Any, table: str, workspace: str, owner: str, fence: int, branches: list[str]) -> None:
-    """Record the branches a worker could not push in the lease item, only while `owner` holds it with
-    that fence (raises ConditionalCheckFailedException otherwise)."""
-    values: dict[str, Any] = {":me": {"S": owner}, ":fence": _n(fence)}
-    if branches:
-        values[":p"] = {"SS": sorted(set(branches))}
-    client.update_item(
-        TableName=table,
-        Key=_key(workspace),
-        UpdateExpression="SET #p = :p" if branches else "REMOVE #p",
-        ConditionExpression="#o = :me AND #f = :fence",
-        ExpressionAttributeNames={"#p": "pending", "#o": "owner", "#f": "fence"},
-        ExpressionAttributeValues=values,
-    )
 
 
 @dataclass
@@ -76,24 +46,6 @@ class Lease:
 
     def held(self, now: float) -> bool:
         return now < self.valid_until
-
-
-@dataclass(frozen=True)
-class Holder:
-    """What the table says of a workspace."""
-
-    workspace: str
-    owner: str | None
-    inbox: str | None
-    fence: int
-    beat: int
-    renewed_at: float | None
-    storage: str | None = None
-    pending: tuple[str, ...] = ()
-
-    @property
-    def version(self) -> tuple[int, int]:
-        return (self.fence, self.beat)
 
 
 class LeaseTable:
@@ -120,13 +72,14 @@ class LeaseTable:
         return read_holder(self.client, self.table, workspace)
 
     def holders(self) -> list[Holder]:
-        """Every lease in the table (for bin/status)."""
+        """Every lease in the table: the workspaces in use (released items are deleted), and those whose
+        last worker left branches unpushed."""
         items, start = [], None
         while True:
             page = self.client.scan(TableName=self.table, **({"ExclusiveStartKey": start} if start else {}))
             items += page.get("Items", [])
             if not (start := page.get("LastEvaluatedKey")):
-                return [_holder(item) for item in items]
+                return [holder_from_item(item) for item in items if "/" in item["workspace"]["S"]]  # not the roster
 
     # Taking, renewing, giving up -----------------------------------------------------------------
 
@@ -138,19 +91,19 @@ class LeaseTable:
                 return current
             log.warning("taking over an expired lease", extra={"workspace": workspace, "from": current.owner})
         sent = self.clock()
-        fence = (current.fence if current else 0) + 1
+        fence = current.fence + 1 if current else int(time.time() * 1000)
         names = {"#o": "owner", "#i": "inbox", "#f": "fence", "#b": "beat", "#r": "renewedAt", "#s": "storage"}
-        values: dict[str, Any] = {":me": {"S": self.owner}, ":inbox": {"S": self.inbox}, ":fence": _n(fence)}
-        values.update({":zero": _n(0), ":now": _n(time.time()), ":storage": {"S": self.storage or "-"}})
+        values: dict[str, Any] = {":me": {"S": self.owner}, ":inbox": {"S": self.inbox}, ":fence": number(fence)}
+        values.update({":zero": number(0), ":now": number(time.time()), ":storage": {"S": self.storage or "-"}})
         if current is None:
             condition = "attribute_not_exists(#f)"
         else:  # exactly the version we read (and, for a takeover, watched long enough)
             condition = "#f = :seen_fence AND #b = :seen_beat"
-            values.update({":seen_fence": _n(current.fence), ":seen_beat": _n(current.beat)})
+            values.update({":seen_fence": number(current.fence), ":seen_beat": number(current.beat)})
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key=_key(workspace),
+                Key=item_key(workspace),
                 UpdateExpression="SET #o = :me, #i = :inbox, #f = :fence, #b = :zero, #r = :now, #s = :storage",
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
@@ -165,55 +118,76 @@ class LeaseTable:
         self._seen.pop(workspace, None)
         return Lease(workspace, fence, sent + self.lease_seconds - SAFETY_SECONDS, previous=current)
 
-    def renew(self, lease: Lease) -> bool:
+    def renew(self, lease: Lease, *, raise_errors: bool = False) -> bool:
         """Renew; False when it is no longer ours (taken over). A failed call (DynamoDB down) keeps
-        the lease as it was: it runs out on its own if no renewal succeeds in time."""
+        the lease as it was: it runs out on its own if no renewal succeeds in time (or, with
+        `raise_errors`, the error is raised)."""
         sent = self.clock()
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key=_key(lease.workspace),
+                Key=item_key(lease.workspace),
                 UpdateExpression="SET #b = #b + :one, #r = :now",
                 ConditionExpression="#o = :me AND #f = :fence",
                 ExpressionAttributeNames={"#o": "owner", "#f": "fence", "#b": "beat", "#r": "renewedAt"},
                 ExpressionAttributeValues={
                     ":me": {"S": self.owner},
-                    ":fence": _n(lease.fence),
-                    ":one": _n(1),
-                    ":now": _n(time.time()),
+                    ":fence": number(lease.fence),
+                    ":one": number(1),
+                    ":now": number(time.time()),
                 },
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             lease.valid_until = 0.0
             return False
         except Exception as error:
+            if raise_errors:
+                raise
             log.warning("could not renew a workspace lease: %s", error, extra={"workspace": lease.workspace})
             return lease.held(self.clock())
         lease.valid_until = sent + self.lease_seconds - SAFETY_SECONDS
         return True
 
     def release(self, lease: Lease) -> None:
-        """Give it up at once (a clean exit): the next container need not wait for it to run out."""
+        """Give it up at once (idle, or a clean exit): the next container need not wait for it to run out.
+        The item goes, unless it records pending branches: then only its owner and inbox do."""
         lease.valid_until = 0.0
+        mine = {":me": {"S": self.owner}, ":fence": number(lease.fence)}
+        try:
+            self.client.delete_item(
+                TableName=self.table,
+                Key=item_key(lease.workspace),
+                ConditionExpression="#o = :me AND #f = :fence AND attribute_not_exists(#p)",
+                ExpressionAttributeNames={"#o": "owner", "#f": "fence", "#p": "pending"},
+                ExpressionAttributeValues=mine,
+            )
+            return
+        except self.client.exceptions.ConditionalCheckFailedException:
+            pass  # pending branches recorded, or taken over already
+        except Exception as error:
+            log.warning("could not release a workspace lease: %s", error, extra={"workspace": lease.workspace})
+            return
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key=_key(lease.workspace),
+                Key=item_key(lease.workspace),
                 UpdateExpression="REMOVE #o, #i",
                 ConditionExpression="#o = :me AND #f = :fence",
                 ExpressionAttributeNames={"#o": "owner", "#i": "inbox", "#f": "fence"},
-                ExpressionAttributeValues={":me": {"S": self.owner}, ":fence": _n(lease.fence)},
+                ExpressionAttributeValues=mine,
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             pass  # taken over already
         except Exception as error:
             log.warning("could not release a workspace lease: %s", error, extra={"workspace": lease.workspace})
 
-    def watch_only(self, workspaces: set[str]) -> None:
-        """Forget what we watched of leases no longer held by another owner (released, taken by us, gone):
-        one entry per workspace ever seen would grow for as long as the container lives."""
-        for workspace in set(self._seen) - workspaces:
+    def watch(self, others: list[Holder]) -> None:
+        """Watch every lease another owner holds (the keeper, every round), and forget the rest: a dead
+        owner's lease is then taken over a lease period after it stopped, at the first command for it."""
+        for workspace in set(self._seen) - {h.workspace for h in others}:
             del self._seen[workspace]
+        for holder in others:
+            self.expired(holder)
 
     def expired(self, current: Holder) -> bool:
         """Whether we have watched this exact version for a whole lease period (on our clock)."""
@@ -238,27 +212,3 @@ def create_table(client: Any, table: str) -> bool:
         return False
     client.get_waiter("table_exists").wait(TableName=table)
     return True
-
-
-def _key(workspace: str) -> dict[str, Any]:
-    return {"workspace": {"S": workspace}}
-
-
-def _n(value: float) -> dict[str, str]:
-    return {"N": str(value)}
-
-
-def _holder(item: dict[str, Any]) -> Holder:
-    def text(name: str) -> str | None:
-        return item[name]["S"] if name in item else None
-
-    return Holder(
-        workspace=item["workspace"]["S"],
-        owner=text("owner"),
-        inbox=text("inbox"),
-        fence=int(item.get("fence", {"N": "0"})["N"]),
-        beat=int(item.get("beat", {"N": "0"})["N"]),
-        renewed_at=float(item["renewedAt"]["N"]) if "renewedAt" in item else None,
-        storage=text("storage"),
-        pending=tuple(item.get("pending", {}).get("SS", ())),
-    )

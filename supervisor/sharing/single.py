@@ -18,6 +18,10 @@ from supervisor.queues import Queues, Received
 from supervisor.routing import Router
 from supervisor.visibility import VisibilityKeeper
 
+# A command that waits rather than fails (its workspace's lease moving, an owner's inbox unreachable)
+# goes back on its queue as a new copy this much later.
+REQUEUE_SECONDS = 2
+
 
 class SharingUnavailable(RuntimeError):
     """The lease table or our inbox cannot be used at start: a configuration or permission problem."""
@@ -90,5 +94,9 @@ class SingleContainer:
     def close(self, timeout: float) -> None:
         pass
 
-    def admit(self, workspace: str, message: Received, *, here: bool, free: bool) -> Admit | None:
-        return Admit({})
+    def admit(
+        self, workspace: str, message: Received, *, here: bool, free: bool, then: Callable[[Admit | None], None]
+    ) -> None:
+        """Whether the command runs here (`then` gets an `Admit`) or not (None: the message went elsewhere).
+        Alone on the queue, every command runs here, decided at once."""
+        then(Admit({}))

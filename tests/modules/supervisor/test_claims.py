@@ -29,6 +29,7 @@ class StandInPoller:
     def __init__(self, *_args, queue_url: str, **_kwargs):
         self.queue_url = queue_url
         self.empty_rounds = 0
+        self.failures = 0
 
     def start(self) -> None:
         pass
@@ -72,12 +73,21 @@ def container(name: str, sqs, dynamodb, input_url: str, root: Path) -> tuple[Cla
         leases,
         posted.append,
         dynamodb=dynamodb,
-        sqs=sqs,
         owner=name,
         clock=clock,
     )
     claims.open_inbox()
     return claims, clock, posted
+
+
+def admit(claims: Claims, workspace: str, message, *, here: bool, free: bool):
+    """What the admission thread decides (run here, or None: forwarded or put back), in this thread."""
+    return claims.decide(workspace, message, here=here, free=free)
+
+
+def round_of(claims: Claims) -> None:
+    """One round of the keeper thread, in this thread."""
+    claims.keeper.round()
 
 
 def receive_one(claims: Claims, queue_url: str | None = None):
@@ -98,14 +108,15 @@ def test_a_free_workspace_runs_here_and_a_held_one_goes_to_its_owners_inbox(sqs,
     a, _, _ = container("a", sqs, dynamodb, input_url, tmp_path)
     b, _, _ = container("b", sqs, dynamodb, input_url, tmp_path)
     send(sqs, input_url, "c1")
-    admitted = a.admit(WORKSPACE, receive_one(a), here=False, free=True)
+    admitted = admit(a, WORKSPACE, receive_one(a), here=False, free=True)
     assert admitted is not None and admitted.warnings == ()
-    assert admitted.fence == {"table": "leases", "workspace": WORKSPACE, "owner": "a", "fence": 1}
+    fence = admitted.fence["fence"]
+    assert admitted.fence == {"table": "leases", "workspace": WORKSPACE, "owner": "a", "fence": fence}
     send(sqs, input_url, "c2")
-    assert b.admit(WORKSPACE, receive_one(b), here=False, free=True) is None
+    assert admit(b, WORKSPACE, receive_one(b), here=False, free=True) is None
     forwarded = receive_one(a, a.inbox)  # in a's inbox, the original deleted from the input queue
     assert json.loads(forwarded.body)["commandId"] == "c2" and depth(sqs, input_url) == 1  # c1, still a's
-    assert a.admit(WORKSPACE, forwarded, here=True, free=False) is not None  # a runs it: an interrupt
+    assert admit(a, WORKSPACE, forwarded, here=True, free=False) is not None  # a runs it: an interrupt
 
 
 def test_with_no_free_slot_a_command_goes_back_to_the_queue_and_an_idle_lease_is_given_up(
@@ -114,15 +125,15 @@ def test_with_no_free_slot_a_command_goes_back_to_the_queue_and_an_idle_lease_is
     a, _, _ = container("a", sqs, dynamodb, input_url, tmp_path)
     b, _, _ = container("b", sqs, dynamodb, input_url, tmp_path)
     send(sqs, input_url, "c1")
-    assert a.admit(WORKSPACE, receive_one(a), here=False, free=True) is not None  # a holds it, ran c1
+    assert admit(a, WORKSPACE, receive_one(a), here=False, free=True) is not None  # a holds it, ran c1
     send(sqs, input_url, "c2")
-    assert a.admit(WORKSPACE, receive_one(a), here=False, free=False) is None  # a is busy elsewhere now
-    assert a.table.holder(WORKSPACE).owner is None  # given up for whoever is idle
+    assert admit(a, WORKSPACE, receive_one(a), here=False, free=False) is None  # a is busy elsewhere now
+    assert a.table.holder(WORKSPACE) is None  # given up for whoever is idle (the item goes: nothing pending)
     attributes = sqs.get_queue_attributes(QueueUrl=input_url, AttributeNames=["All"])["Attributes"]
     visible, held = attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"]
     assert (visible, held) == ("1", "1")  # the copy of c2, ready for anyone; c1, still held by a (c2 deleted)
-    admitted = b.admit(WORKSPACE, _put_back_copy(sqs, b, input_url), here=False, free=True)
-    assert admitted is not None and admitted.fence["fence"] == 2
+    admitted = admit(b, WORKSPACE, _put_back_copy(sqs, b, input_url), here=False, free=True)
+    assert admitted is not None and admitted.fence["owner"] == "b"
 
 
 class StandInRouter:
@@ -148,17 +159,17 @@ def test_a_container_sharing_the_queue_receives_what_it_can_start_and_when_full_
     pauses = [a.pause_seconds()]
     for index in range(4):
         send(sqs, input_url, f"waiting-{index}")
-        assert a.admit(WORKSPACE, receive_one(a), here=False, free=False) is None  # put back
+        assert admit(a, WORKSPACE, receive_one(a), here=False, free=False) is None  # put back
         pauses.append(a.pause_seconds())
     assert pauses == [0.5, 1.0, 2.0, 2.0, 2.0]  # doubled up to the longest
     send(sqs, input_url, "for-a-workspace-here")
-    assert a.admit("other/u1/site", receive_one(a), here=True, free=False) is not None  # an interrupt
+    assert admit(a, "other/u1/site", receive_one(a), here=True, free=False) is not None  # an interrupt
     assert a.pause_seconds() == 0.5  # back to the first pause: commands for us are arriving
-    a.admit(WORKSPACE, receive_one(a), here=False, free=False)
+    admit(a, WORKSPACE, receive_one(a), here=False, free=False)
     a.publish(StandInRouter(busy=frozenset(), free=1))
     assert a.pause_seconds() == 0
     send(sqs, input_url, "next")
-    assert a.admit("next/u1/site", receive_one(a), here=False, free=True) is not None  # runs here: full again
+    assert admit(a, "next/u1/site", receive_one(a), here=False, free=True) is not None  # runs here: full again
     a.publish(StandInRouter(busy=frozenset({"other/u1/site", "next/u1/site"}), free=0))
     assert a.pause_seconds() == 1.0  # where it was: only an interrupt brings it down
 
@@ -174,7 +185,7 @@ def test_a_dead_owners_lease_is_taken_over_its_inbox_adopted_and_removed_once_em
     a, _, _ = container("a", sqs, dynamodb, input_url, tmp_path / "disk-a")
     b, b_clock, _ = container("b", sqs, dynamodb, input_url, tmp_path / "disk-b")
     send(sqs, input_url, "c1")
-    a.admit(WORKSPACE, receive_one(a), here=False, free=True)
+    first = admit(a, WORKSPACE, receive_one(a), here=False, free=True).fence["fence"]
     a.table.client.update_item(  # what a's last worker wrote: a branch it could not push
         TableName="leases",
         Key={"workspace": {"S": WORKSPACE}},
@@ -182,18 +193,24 @@ def test_a_dead_owners_lease_is_taken_over_its_inbox_adopted_and_removed_once_em
         ExpressionAttributeNames={"#p": "pending"},
         ExpressionAttributeValues={":p": {"SS": ["thread-t1"]}},
     )
-    b.keep()  # b starts watching a's lease; a is dead from here on (it renews nothing)
+    send(sqs, input_url, "c2")  # a live owner: forwarded
+    assert admit(b, WORKSPACE, receive_one(b), here=False, free=True) is None
+    round_of(b)  # b watches a's lease and roster beat; a is dead from here on
     b_clock.now += LEASE
-    b.keep()
+    round_of(b)
     assert a.inbox in b.inboxes  # adopted: whatever was forwarded to the dead owner is polled
-    send(sqs, input_url, "c2")
-    admitted = b.admit(WORKSPACE, receive_one(b), here=False, free=True)
-    assert admitted is not None and admitted.fence["fence"] == 2
+    send(sqs, input_url, "c3")
+    admitted = admit(b, WORKSPACE, receive_one(b), here=False, free=True)
+    assert admitted is not None and admitted.fence == {**admitted.fence, "owner": "b", "fence": first + 1}
     (warning,) = admitted.warnings  # another disk: what stayed there is said, not dropped silently
     assert "thread-t1" in warning and "container a" in warning
+    receive_one(b, a.inbox)  # c2, forwarded to a: b's poller would take it from the adopted inbox
     b.inboxes.pollers[a.inbox][0].empty_rounds = 2
-    b.keep()  # no lease names a's inbox any more, and it is empty: removed
-    assert a.inbox not in b.inboxes
+    round_of(b)  # found empty lately, but c2 is in flight: the inbox stays
+    assert a.inbox in b.inboxes and "a" in {m.owner for m in b.roster.members()}
+    sqs.purge_queue(QueueUrl=a.inbox)
+    round_of(b)  # empty: removed, then a's roster entry
+    assert a.inbox not in b.inboxes and {m.owner for m in b.roster.members()} == {"b"}
     with pytest.raises(sqs.exceptions.QueueDoesNotExist):
         sqs.get_queue_attributes(QueueUrl=a.inbox)
 
@@ -202,14 +219,14 @@ def test_a_lease_lost_while_paused_is_reported_to_the_loop(sqs, dynamodb, input_
     a, a_clock, a_posted = container("a", sqs, dynamodb, input_url, tmp_path)
     b, b_clock, _ = container("b", sqs, dynamodb, input_url, tmp_path)
     send(sqs, input_url, "c1")
-    a.admit(WORKSPACE, receive_one(a), here=False, free=True)
-    b.keep()
+    admit(a, WORKSPACE, receive_one(a), here=False, free=True)
+    round_of(b)
     a_clock.now += LEASE  # a paused (SIGSTOP) longer than its lease
     b_clock.now += LEASE
-    b.keep()
+    round_of(b)
     send(sqs, input_url, "c2")
-    assert b.admit(WORKSPACE, receive_one(b), here=False, free=True).warnings == ()  # same disk: nothing lost
-    a.keep()  # a wakes up
+    assert admit(b, WORKSPACE, receive_one(b), here=False, free=True).warnings == ()  # same disk: nothing lost
+    round_of(a)  # a wakes up
     assert a_posted == [LeasesLost((WORKSPACE,))]
 
 
@@ -219,10 +236,10 @@ def test_a_clean_exit_releases_its_leases_and_empties_its_inbox_into_the_input_q
     a, _, _ = container("a", sqs, dynamodb, input_url, tmp_path)
     b, _, _ = container("b", sqs, dynamodb, input_url, tmp_path)
     send(sqs, input_url, "c1")
-    a.admit(WORKSPACE, receive_one(a), here=False, free=True)
+    admit(a, WORKSPACE, receive_one(a), here=False, free=True)
     send(sqs, a.inbox, "forwarded-late")  # forwarded as a was stopping: nobody will poll a's inbox again
     a.close(timeout=1)
-    assert a.table.holder(WORKSPACE).owner is None
+    assert a.table.holder(WORKSPACE) is None
     with pytest.raises(sqs.exceptions.QueueDoesNotExist):
         sqs.get_queue_attributes(QueueUrl=a.inbox)
     bodies = [
@@ -231,15 +248,16 @@ def test_a_clean_exit_releases_its_leases_and_empties_its_inbox_into_the_input_q
     ]
     assert bodies == ["forwarded-late"]  # back on the input queue (c1 is still in flight there)
     send(sqs, input_url, "c3")
-    admitted = b.admit(WORKSPACE, receive_one(b), here=False, free=True)
-    assert admitted is not None and admitted.fence["fence"] == 2  # at once: released, not run out
+    admitted = admit(b, WORKSPACE, receive_one(b), here=False, free=True)
+    assert admitted is not None and admitted.fence["owner"] == "b"  # at once: released, not run out
+    assert {m.owner for m in b.roster.members()} == {"b"}  # a left the roster
 
 
 def test_an_unreachable_lease_table_puts_the_command_back_never_dead_letters_it(sqs, dynamodb, input_url, tmp_path):
     a, _, _ = container("a", sqs, dynamodb, input_url, tmp_path)
     dynamodb.delete_table(TableName="leases")  # as good as DynamoDB being down, for the claim
     send(sqs, input_url, "c1")
-    assert a.admit(WORKSPACE, receive_one(a), here=False, free=True) is None
+    assert admit(a, WORKSPACE, receive_one(a), here=False, free=True) is None
     attributes = sqs.get_queue_attributes(QueueUrl=input_url, AttributeNames=["All"])["Attributes"]
     assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"  # the copy, ten seconds late
     assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"  # the original deleted
@@ -250,12 +268,12 @@ def test_a_container_forgets_what_it_watched_of_leases_released_since(sqs, dynam
     a, _, _ = container("a", sqs, dynamodb, input_url, tmp_path)
     b, _, _ = container("b", sqs, dynamodb, input_url, tmp_path)
     send(sqs, input_url, "c1")
-    a.admit(WORKSPACE, receive_one(a), here=False, free=True)
-    b.keep()
+    admit(a, WORKSPACE, receive_one(a), here=False, free=True)
+    round_of(b)
     assert set(b.table._seen) == {WORKSPACE}  # b watches a's lease, to take it over if a dies
-    a.close(timeout=1)  # released: nobody holds it
-    b.keep()
-    assert b.table._seen == {}
+    a.close(timeout=1)  # released: nobody holds it, and its item is gone
+    round_of(b)
+    assert b.table._seen == {} and b.table.holders() == []
 
 
 def test_a_clean_exit_brings_back_what_it_put_off_in_its_inbox(sqs, dynamodb, input_url, tmp_path):

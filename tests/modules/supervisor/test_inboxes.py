@@ -32,14 +32,14 @@ def test_a_forwarded_command_is_received_from_the_inbox_and_settled_there(sqs, t
     queues = Queues(load_config(env), sqs)
     sqs.send_message(QueueUrl=input_url, MessageBody='{"commandId": "c1"}')
     (original,) = queues.receive(max_messages=1, wait_seconds=0)
-    inbox = create_inbox(sqs, input_url, "owner-b", visibility_seconds=30)
-    assert forward(sqs, inbox, original, owner="a") is True
+    inbox = create_inbox(queues, input_url, "owner-b", visibility_seconds=30)
+    assert forward(queues, inbox, original, owner="a") is True
     assert queues.delete_many([original]) == [None]  # the original goes only after the forward
     (forwarded,) = queues.receive(max_messages=1, wait_seconds=0, queue_url=inbox)
     assert forwarded.body == '{"commandId": "c1"}' and forwarded.queue_url == inbox
     assert queues.extend_many([(forwarded, 0)]) == [None]  # settled on its own queue, not the input queue
     (again,) = queues.receive(max_messages=1, wait_seconds=0, queue_url=inbox)
-    assert remove_inbox(sqs, inbox) is False  # it still holds a message: not removed
+    assert remove_inbox(queues, inbox) is False  # it still holds a message: not removed
     assert queues.delete_many([again]) == [None]
-    assert remove_inbox(sqs, inbox) is True and remove_inbox(sqs, inbox) is True  # gone; gone already
-    assert forward(sqs, inbox, original, owner="a") is False  # no inbox any more: the original is kept
+    assert remove_inbox(queues, inbox) is True and remove_inbox(queues, inbox) is True  # gone; gone already
+    assert forward(queues, inbox, original, owner="a") is False  # no inbox any more: the original is kept

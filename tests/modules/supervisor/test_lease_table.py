@@ -6,6 +6,7 @@ import boto3
 import pytest
 from helpers import ManualClock as Clock
 
+from supervisor.contract.lease_item import write_pending
 from supervisor.sharing.lease_table import SAFETY_SECONDS, Holder, Lease, LeaseTable, create_table
 
 LEASE = 20.0
@@ -21,14 +22,14 @@ def test_one_owner_and_a_takeover_only_after_a_whole_lease_unchanged_on_the_take
     a, a_clock = container(dynamodb, "a", start=1_000_000.0)  # clocks far apart: offsets never matter
     b, b_clock = container(dynamodb, "b", start=5.0)
     lease = a.take(WS)
-    assert isinstance(lease, Lease) and lease.fence == 1 and lease.held(a_clock())
+    assert isinstance(lease, Lease) and lease.held(a_clock())
     seen = b.take(WS)
     assert isinstance(seen, Holder) and seen.owner == "a" and seen.inbox == "https://sqs/inbox-a"
     b_clock.now += LEASE - 0.1
     assert isinstance(b.take(WS), Holder)  # not yet a whole lease period
     b_clock.now += 0.2
     taken = b.take(WS)
-    assert isinstance(taken, Lease) and taken.fence == 2  # a new fencing token
+    assert isinstance(taken, Lease) and taken.fence == lease.fence + 1  # a new fencing token
     a_clock.now += 1
     assert a.renew(lease) is False and not lease.held(a_clock())  # a lost it, and knows
 
@@ -68,7 +69,7 @@ def test_a_renewal_racing_a_takeover_leaves_exactly_one_owner(dynamodb):
     finally:
         dynamodb.update_item = real_update
     assert isinstance(result, Holder) and result.owner == "a"  # b's conditional write failed
-    assert lease.held(a_clock()) and a.holder(WS).fence == 1
+    assert lease.held(a_clock()) and a.holder(WS).fence == lease.fence
 
 
 def test_a_paused_owner_that_wakes_after_a_takeover_never_holds_the_lease_again(dynamodb):
@@ -99,9 +100,23 @@ def test_a_released_lease_is_taken_at_once_with_a_new_fence(dynamodb):
     lease = a.take(WS)
     assert isinstance(lease, Lease)
     a.release(lease)
+    assert a.holders() == []  # nothing pending: the item goes (issue 18, defect 9: items were never deleted)
     taken = b.take(WS)
-    assert isinstance(taken, Lease) and taken.fence == 2
-    assert [(h.workspace, h.owner, h.fence) for h in a.holders()] == [(WS, "b", 2)]
+    assert isinstance(taken, Lease) and taken.fence > lease.fence
+    assert [(h.workspace, h.owner, h.fence) for h in a.holders()] == [(WS, "b", taken.fence)]
+
+
+def test_a_released_lease_that_records_unpushed_branches_keeps_them_for_the_next_owner(dynamodb):
+    a, _ = container(dynamodb, "a", start=0.0)
+    b, _ = container(dynamodb, "b", start=0.0)
+    lease = a.take(WS)
+    assert isinstance(lease, Lease)
+    write_pending(dynamodb, "leases", WS, "a", lease.fence, ["thread-t1"])
+    a.release(lease)
+    (kept,) = a.holders()
+    assert (kept.owner, kept.inbox, kept.pending) == (None, None, ("thread-t1",))
+    taken = b.take(WS)
+    assert isinstance(taken, Lease) and taken.fence == lease.fence + 1 and taken.previous.pending == ("thread-t1",)
 
 
 def test_making_the_table_again_changes_nothing(dynamodb):

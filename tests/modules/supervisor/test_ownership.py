@@ -13,22 +13,32 @@ LEASE = 30.0
 def container(dynamodb, name: str) -> tuple[Ownership, Clock]:
     clock = Clock()
     table = LeaseTable(dynamodb, "leases", name, f"https://sqs/inbox-{name}", LEASE, clock)
-    return Ownership(table, clock), clock
+    ownership = Ownership(table, clock, on_lost=lambda lost: reported.setdefault(name, []).extend(lost))
+    return ownership, clock
+
+
+reported: dict[str, list[str]] = {}  # owner → workspaces `on_lost` was told of
+
+
+def fence(claim: Local | Elsewhere) -> int:
+    assert isinstance(claim, Local), claim
+    return claim.fence
 
 
 def test_a_workspace_is_claimed_once_and_commands_for_it_elsewhere_go_to_its_owners_inbox(dynamodb):
     a, _ = container(dynamodb, "a")
     b, _ = container(dynamodb, "b")
-    assert a.claim("acme/u1/site") == Local(fence=1)
-    assert a.claim("acme/u1/site") == Local(fence=1)  # held: no new take
+    first = fence(a.claim("acme/u1/site"))
+    assert a.claim("acme/u1/site") == Local(fence=first)  # held: no new take
     assert b.claim("acme/u1/site") == Elsewhere("a", "https://sqs/inbox-a")
-    assert b.claim("beta/u1/site") == Local(fence=1)
+    assert isinstance(b.claim("beta/u1/site"), Local)
 
 
 def test_a_lease_not_renewed_is_lost_and_reported_and_the_other_takes_it(dynamodb):
     a, a_clock = container(dynamodb, "a")
     b, b_clock = container(dynamodb, "b")
-    a.claim("acme/u1/site")
+    reported.clear()
+    first = fence(a.claim("acme/u1/site"))
     b.claim("acme/u1/site")  # b starts watching
     a_clock.now += LEASE / 3
     assert a.renew() == []
@@ -36,8 +46,9 @@ def test_a_lease_not_renewed_is_lost_and_reported_and_the_other_takes_it(dynamod
     assert isinstance(b.claim("acme/u1/site"), Elsewhere)
     a_clock.now += LEASE  # a is stopped (SIGSTOP) and renews nothing
     b_clock.now += LEASE
-    assert b.claim("acme/u1/site") == Local(fence=2)
+    assert b.claim("acme/u1/site") == Local(fence=first + 1)
     assert a.renew() == ["acme/u1/site"] and not a.holds("acme/u1/site")  # nothing of a's may write there now
+    assert reported == {"a": ["acme/u1/site"]}  # told to the loop
 
 
 def test_idle_workspaces_are_released_after_a_lease_period_and_busy_ones_kept(dynamodb):
@@ -48,6 +59,6 @@ def test_idle_workspaces_are_released_after_a_lease_period_and_busy_ones_kept(dy
     assert a.release_idle(busy={"acme/u1/site"}) == []
     clock.now += LEASE
     assert a.release_idle(busy={"acme/u1/site"}) == ["beta/u1/site"]
-    assert b.claim("beta/u1/site") == Local(fence=2)  # at once: released, not run out
+    assert isinstance(b.claim("beta/u1/site"), Local)  # at once: released, not run out
     a.release_all()
-    assert b.claim("acme/u1/site") == Local(fence=2)
+    assert isinstance(b.claim("acme/u1/site"), Local)
