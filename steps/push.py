@@ -11,8 +11,10 @@ from supervisor.contract.codes import ErrorCode
 
 
 def push_branch(ctx: StepContext, branch: str) -> PushOutcome:
-    ctx.check_lease("pushing")
-    return Pusher(ctx.git, ctx.config, Ledger(ctx.checkout)).push(branch)
+    def fenced() -> None:  # before every attempt: a retry may come long after the first check
+        ctx.check_lease("pushing")
+
+    return Pusher(ctx.git, ctx.config, Ledger(ctx.checkout), before_push=fenced).push(branch)
 
 
 def run(ctx: StepContext) -> StepResult:

@@ -57,7 +57,7 @@ def run(ctx: StepContext) -> StepResult:
         exclude_build_output(ctx)
         details.update(settle_leftovers(ctx, ledger))
         if reachable and ctx.config.git_push_enabled and ledger.pending_pushes():
-            outcomes = push_pending(ctx.git, ctx.config, ledger)
+            outcomes = push_pending(ctx.git, ctx.config, ledger, before_push=lambda: ctx.check_lease("pushing"))
             details["pendingPushes"] = {branch: str(outcome) for branch, outcome in outcomes.items()}
         details["branch"] = switch_to_branch(ctx)
         restored = restore_session(ctx.git, ctx.command.branch)

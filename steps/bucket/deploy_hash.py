@@ -15,7 +15,7 @@ reached without following any link, and a build folder that is itself a link is 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
@@ -51,7 +51,12 @@ DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
 
 def deploy(ctx: StepContext, bucket: str) -> DeployReport:
     policy = CachePolicy.from_config(ctx.config)
-    return deploy_build(ctx.build_folder, bucket, make_client(ctx.config), policy, within=ctx.checkout)
+    client = make_client(ctx.config)
+
+    def fenced() -> None:  # the deletions come after every upload: a takeover may have come meanwhile
+        ctx.check_lease("deleting stale objects")
+
+    return deploy_build(ctx.build_folder, bucket, client, policy, within=ctx.checkout, before_delete=fenced)
 
 
 def make_client(config: Config) -> S3Client:
@@ -72,16 +77,19 @@ def deploy_build(
     *,
     force: bool = False,
     within: Path | None = None,
+    before_delete: Callable[[], None] = lambda: None,
 ) -> DeployReport:
     """Plan, upload, delete; raise StepError on any failure, KeyboardInterrupt when interrupted.
 
     `within` is the checkout: no part of build_dir below it may be a link (default: its parent).
+    `before_delete` runs before each batch of deletions and raises to stop them (a lost lease: what
+    another owner has deployed since our listing must not be deleted by us).
     """
     with open_build_folder(build_dir, within) as root:
         plan, scan = plan_from(root, build_dir, bucket, client, force=force)
         with s3_errors(bucket):
             sent = upload_all(client, bucket, plan, policy, root)
-            deleted = delete_all(client, bucket, [action.key for action in plan.deletes])
+            deleted = delete_all(client, bucket, [action.key for action in plan.deletes], before_delete)
     report = DeployReport(
         "hash",
         uploaded=len(plan.uploads),
@@ -180,8 +188,9 @@ def upload_args(file: LocalFile, policy: CachePolicy) -> dict[str, Any]:
     }
 
 
-def delete_all(client: S3Client, bucket: str, keys: list[str]) -> int:
+def delete_all(client: S3Client, bucket: str, keys: list[str], before_delete: Callable[[], None] = lambda: None) -> int:
     for start in range(0, len(keys), DELETE_BATCH):
+        before_delete()
         batch = [{"Key": key} for key in keys[start : start + DELETE_BATCH]]
         errors = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True}).get("Errors", [])
         if errors:

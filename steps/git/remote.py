@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from steps.base import StepError
@@ -100,6 +101,9 @@ class Pusher:
     config: Config
     ledger: Ledger
     sleep: object = time.sleep  # replaced in unit tests
+    # Called right before every push (the command's branch, a conflict branch): raises when this
+    # container no longer holds the workspace (steps/fence.py), so a stale owner never pushes.
+    before_push: Callable[[], None] = lambda: None
 
     def push(self, branch: str) -> PushOutcome:
         """Push `branch` (to a conflict branch when its rebase conflicts); raises StepError."""
@@ -107,6 +111,7 @@ class Pusher:
         attempt = rebases = 0
         while True:
             attempt += 1
+            self.before_push()
             try:
                 self.git.run(
                     "push",
@@ -170,6 +175,7 @@ class Pusher:
             return None
         git.run("rebase", "--abort", ok_codes=range(256))
         conflict = self._free_conflict_name(branch)
+        self.before_push()
         git.run(
             "push",
             "--quiet",
@@ -200,7 +206,9 @@ def _last_line(text: str) -> str:
     return (reasons or lines or ["no output"])[0 if reasons else -1][:300]
 
 
-def push_pending(git: Git, config: Config, ledger: Ledger) -> dict[str, PushOutcome]:
+def push_pending(
+    git: Git, config: Config, ledger: Ledger, before_push: Callable[[], None] = lambda: None
+) -> dict[str, PushOutcome]:
     """Push every branch recorded as pending; returns branch → outcome (failures stay pending)."""
     outcomes = {}
     for branch in ledger.pending_pushes():
@@ -208,7 +216,7 @@ def push_pending(git: Git, config: Config, ledger: Ledger) -> dict[str, PushOutc
             ledger.remove_pending(branch)
             continue
         try:
-            outcomes[branch] = Pusher(git, config, ledger).push(branch)
+            outcomes[branch] = Pusher(git, config, ledger, before_push=before_push).push(branch)
         except (StepError, CommandFailed, CommandTimedOut) as error:  # stays pending; the command goes on
             outcomes[branch] = PushOutcome(pending=str(error))
     return outcomes
