@@ -5,6 +5,8 @@ real supervisors."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import boto3
@@ -13,7 +15,7 @@ from helpers import ManualClock
 
 from supervisor.contract.config import load_config
 from supervisor.delivery import Delivery
-from supervisor.events import LeasesLost
+from supervisor.events import Decided, LeasesLost
 from supervisor.queues import Queues
 from supervisor.sharing import claims as claims_module
 from supervisor.sharing.claims import Claims
@@ -288,3 +290,154 @@ def test_a_clean_exit_brings_back_what_it_put_off_in_its_inbox(sqs, dynamodb, in
         sqs.get_queue_attributes(QueueUrl=a.inbox)
     back = sqs.receive_message(QueueUrl=input_url, MaxNumberOfMessages=10).get("Messages", [])
     assert [json.loads(m["Body"])["commandId"] for m in back] == ["retry-me"]
+
+
+def test_a_live_containers_inbox_is_never_adopted_or_removed_even_when_its_lease_stands_still(
+    sqs, dynamodb, input_url, tmp_path
+):
+    """Issue 18, defect 1: an owner whose lease stood still (renewals slow, not dead) had its inbox adopted;
+    once it released its leases, no lease named the inbox and the adopter deleted it under the live owner."""
+    a, a_clock, _ = container("a", sqs, dynamodb, input_url, tmp_path)
+    b, b_clock, _ = container("b", sqs, dynamodb, input_url, tmp_path)
+    send(sqs, input_url, "c1")
+    admit(a, WORKSPACE, receive_one(a), here=False, free=True)
+    a.ownership.renew = lambda: []  # a's lease renewals stall; a itself lives and beats
+    round_of(b)
+    for _ in range(3):
+        a_clock.now += LEASE / 2
+        b_clock.now += LEASE / 2
+        round_of(a)
+        round_of(b)
+    assert a.inbox not in b.inboxes  # alive: nothing to adopt
+    send(sqs, input_url, "c2")
+    assert admit(b, WORKSPACE, receive_one(b), here=False, free=True) is not None  # its lease, run out: taken
+    a.ownership.leases.clear()  # a gave it up (idle)
+    for _ in range(3):
+        round_of(a)
+        round_of(b)
+    assert depth(sqs, a.inbox) == 0 and a.inbox not in b.inboxes  # a's inbox is still there, a's alone
+
+
+def test_a_forward_that_fails_puts_the_command_back_as_a_new_message(sqs, dynamodb, input_url, tmp_path):
+    """Issue 18, defect 1: a retry is a new copy, so retrying never counts towards maxReceiveCount."""
+    a, _, _ = container("a", sqs, dynamodb, input_url, tmp_path)
+    b, _, _ = container("b", sqs, dynamodb, input_url, tmp_path)
+    send(sqs, input_url, "c1")
+    admit(a, WORKSPACE, receive_one(a), here=False, free=True)
+    sqs.delete_queue(QueueUrl=a.inbox)  # unreachable for a moment (an operator, a permission)
+    send(sqs, input_url, "c2")
+    assert admit(b, WORKSPACE, receive_one(b), here=False, free=True) is None
+    attributes = sqs.get_queue_attributes(QueueUrl=input_url, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"  # the copy, two seconds late
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "1"  # c1 only: c2's original deleted
+
+
+def test_a_lease_run_out_on_our_clock_but_still_ours_is_renewed_with_the_same_fence(sqs, dynamodb, input_url, tmp_path):
+    """Issue 18, defect 5: it was taken again with a raised fence, fencing out our own finishing worker."""
+    a, a_clock, posted = container("a", sqs, dynamodb, input_url, tmp_path)
+    send(sqs, input_url, "c1")
+    first = admit(a, WORKSPACE, receive_one(a), here=False, free=True).fence
+    a_clock.now += LEASE  # a slow keeper round: run out on a's clock; nobody took it
+    send(sqs, input_url, "c2")
+    again = admit(a, WORKSPACE, receive_one(a), here=True, free=False)
+    assert again is not None and again.fence == first and posted == []
+    assert a.ownership.holds(WORKSPACE)
+
+
+def test_a_lease_of_ours_found_taken_over_at_a_claim_is_reported_lost(sqs, dynamodb, input_url, tmp_path):
+    """Issue 18, defect 5: it was dropped silently; the run here went on holding the workspace."""
+    a, a_clock, posted = container("a", sqs, dynamodb, input_url, tmp_path)
+    b, b_clock, _ = container("b", sqs, dynamodb, input_url, tmp_path)
+    send(sqs, input_url, "c1")
+    admit(a, WORKSPACE, receive_one(a), here=False, free=True)
+    round_of(b)
+    a_clock.now += LEASE  # a paused
+    b_clock.now += LEASE
+    send(sqs, input_url, "c2")
+    assert admit(b, WORKSPACE, receive_one(b), here=False, free=True) is not None  # taken over
+    send(sqs, input_url, "c3")
+    assert admit(a, WORKSPACE, receive_one(a), here=True, free=False) is None  # a wakes: forwarded to b
+    assert posted == [LeasesLost((WORKSPACE,))] and not a.ownership.holds(WORKSPACE)
+    assert json.loads(receive_one(b, b.inbox).body)["commandId"] == "c3"
+
+
+class GatedClient:
+    """The real DynamoDB client; calls named in `gated` wait until the gate opens."""
+
+    def __init__(self, client, gated: set[str]):
+        self.client, self.gated, self.gate = client, gated, threading.Event()
+        self.exceptions = client.exceptions
+
+    def __getattr__(self, name):
+        call = getattr(self.client, name)
+        if name not in self.gated:
+            return call
+
+        def gated_call(**kwargs):
+            assert self.gate.wait(30)
+            return call(**kwargs)
+
+        return gated_call
+
+
+def test_the_loop_never_waits_on_dynamodb_and_admission_never_waits_on_the_keeper(sqs, dynamodb, input_url, tmp_path):
+    """Issue 18, defect 8: admit ran on the loop's thread under the lock the keeper held while renewing one
+    lease after another; at ~11 s a call the loop stalled and the health check replaced the container."""
+    gated = GatedClient(dynamodb, {"update_item"})
+    gated.gate.set()
+    a, _, posted = container("a", sqs, gated, input_url, tmp_path)
+    send(sqs, input_url, "c1")
+    admit(a, WORKSPACE, receive_one(a), here=False, free=True)
+    a.table.client.gate.clear()  # DynamoDB hangs on writes from now on: the keeper's renewal waits
+    keeper = threading.Thread(target=round_of, args=(a,))
+    keeper.start()
+    send(sqs, input_url, "c2")
+    decided = []
+    asking = threading.Thread(target=lambda: decided.append(admit(a, WORKSPACE, receive_one(a), here=True, free=False)))
+    asking.start()
+    asking.join(10)
+    assert decided and decided[0] is not None  # decided while the renewal hangs
+    a._admitter.start()  # the loop's side: `admit` hands the command over and returns at once
+    send(sqs, input_url, "c3")
+    results: list = []
+    a.admit("other/u1/site", receive_one(a), here=False, free=True, then=results.append)
+    assert results == []  # not decided on the loop's thread: the take of a new lease hangs
+    a.table.client.gate.set()
+    keeper.join(10)
+    deadline = time.monotonic() + 10
+    while not any(isinstance(event, Decided) for event in posted) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (event,) = [e for e in posted if isinstance(e, Decided)]
+    event.apply()  # on the loop's thread
+    assert len(results) == 1 and results[0].fence["workspace"] == "other/u1/site"
+    a.close(timeout=5)
+
+
+def test_the_inbox_of_a_container_that_died_holding_nothing_is_swept(sqs, dynamodb, input_url, tmp_path):
+    """Issue 18, defect 9: only inboxes named by a lease were ever adopted; an idle container's stayed for good."""
+    a, _, _ = container("a", sqs, dynamodb, input_url, tmp_path)
+    b, b_clock, _ = container("b", sqs, dynamodb, input_url, tmp_path)
+    round_of(b)
+    b_clock.now += LEASE  # a died (SIGKILL) with no lease: it never beats again
+    round_of(b)
+    assert a.inbox in b.inboxes
+    b.inboxes.pollers[a.inbox][0].empty_rounds = 2
+    round_of(b)
+    assert a.inbox not in b.inboxes and [m.owner for m in b.roster.members()] == ["b"]
+    with pytest.raises(sqs.exceptions.QueueDoesNotExist):
+        sqs.get_queue_attributes(QueueUrl=a.inbox)
+
+
+def test_an_inbox_left_with_a_message_in_flight_is_adopted_at_once_and_drained(sqs, dynamodb, input_url, tmp_path):
+    """Issue 18, defect 2: a message in flight at a clean exit stayed in a queue nobody read."""
+    a, _, _ = container("a", sqs, dynamodb, input_url, tmp_path)
+    b, _, _ = container("b", sqs, dynamodb, input_url, tmp_path)
+    round_of(b)
+    send(sqs, a.inbox, "in-flight")
+    sqs.receive_message(QueueUrl=a.inbox, VisibilityTimeout=1)  # a receive whose holder is gone
+    a.close(timeout=1)
+    assert depth(sqs, a.inbox) == 1  # not deleted with the message in it
+    round_of(b)  # a left marked gone: adopted without waiting a lease period
+    assert a.inbox in b.inboxes
+    time.sleep(1.1)
+    assert json.loads(receive_one(b, a.inbox).body)["commandId"] == "in-flight"  # what b's poller gets

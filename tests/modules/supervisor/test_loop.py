@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from supervisor.contract.config import load_config
+from supervisor.contract.exit_codes import WorkerExit
 from supervisor.events import MessageReceived, TreeEnded, WorkerExited, WorkerReported
 from supervisor.loop import Supervisor
 from supervisor.memory_queues import MemoryQueues
@@ -510,3 +511,16 @@ def test_a_warm_stop_ends_a_finishing_worker_before_its_grace_is_over(world, mon
     assert supervisor.finished() and answers(queues) == []  # no answer: the command is not finished
     assert "m-1" not in queues.in_flight() and len(queues.remaining()) == 1  # handed back for the next one
     assert clock.now - supervisor.shutdown.started < supervisor.config.shutdown_grace_seconds
+
+
+def test_a_worker_that_lost_its_lease_puts_the_command_back_as_a_new_message(world):
+    """Issue 18, defect 1: the command of a worker that found its workspace taken over (exit 5) waits for the
+    new owner; put off with a visibility change, each try counted as a receive towards maxReceiveCount."""
+    supervisor, queues, clock = world
+    deliver(supervisor, queues, command("a1"))
+    finish(supervisor, "a1", code=WorkerExit.LEASE_LOST)
+    assert answers(queues) == [] and not supervisor.router.running
+    assert queues.remaining() == ["m-2"] and queues.in_flight() == ["m-2"]  # the original deleted, a copy delayed …
+    clock.now += 3
+    (copy,) = queues.receive(wait_seconds=0)  # … a copy two seconds late, its receive count new
+    assert copy.message_id != "m-1" and copy.receive_count == 1 and json.loads(copy.body)["commandId"] == "a1"
