@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 
 from supervisor.sharing.lease_table import Holder, LeaseTable, create_table
+from supervisor.sharing.roster import Member, Roster
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,13 +32,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{args.table}: {'created' if made else 'exists already'}")
             return 0
         holders = LeaseTable(client, args.table, owner="bin/lease-table", inbox="", lease_seconds=60).holders()
+        members = Roster(client, args.table, owner="bin/lease-table", lease_seconds=60).members()
     except client.exceptions.ResourceNotFoundException:
         print(f"error: no table {args.table} (bin/lease-table create)", file=sys.stderr)
         return 2
     except Exception as error:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
-    print("\n".join(describe(holders, sqs_client()) or ["(no leases)"]))
+    sqs = sqs_client()
+    print("\n".join(describe(holders, sqs) or ["(no leases)"]))
+    print("\n".join(describe_roster(members, sqs) or ["(no containers on the roster)"]))
     return 0
 
 
@@ -62,6 +66,14 @@ def describe(holders: list[Holder], sqs: Any, me: str | None = None) -> list[str
         owner = (h.owner or "(released)") + (" (this container)" if me and h.owner == me else "")
         lines.append(f"{h.workspace}  owner={owner}  fence={h.fence}  renewed {age}  inbox={_depth(sqs, h.inbox)}")
     return lines
+
+
+def describe_roster(members: list[Member], sqs: Any) -> list[str]:
+    """One line a container on the roster: owner, beat (gone: left with its inbox not empty), inbox depth."""
+    return [
+        f"container {m.owner}  beat={m.beat}{'  (gone)' if m.gone else ''}  inbox={_depth(sqs, m.inbox)}"
+        for m in sorted(members, key=lambda m: m.owner)
+    ]
 
 
 def _depth(sqs: Any, inbox: str | None) -> str:

@@ -8,6 +8,7 @@ from helpers import ManualClock as Clock
 
 from supervisor.contract.lease_item import write_pending
 from supervisor.sharing.lease_table import SAFETY_SECONDS, Holder, Lease, LeaseTable, create_table
+from supervisor.sharing.roster import Roster
 
 LEASE = 20.0
 WS = "acme/u1/site"
@@ -145,8 +146,11 @@ def test_bin_lease_table_creates_idempotently_and_lists_on_the_endpoint_it_is_gi
     assert (first.returncode, again.returncode) == (0, 0), first.stderr + again.stderr
     assert first.stdout.strip() == f"{table}: created" and again.stdout.strip() == f"{table}: exists already"
     client = boto3.client("dynamodb", region_name=aws_env["AWS_REGION"], endpoint_url=aws_env["AWS_ENDPOINT_URL"])
-    assert isinstance(LeaseTable(client, table, "a", "https://sqs/inbox-a", LEASE).take(WS), Lease)
+    lease = LeaseTable(client, table, "a", "https://sqs/inbox-a", LEASE).take(WS)
+    assert isinstance(lease, Lease)
+    Roster(client, table, "a", LEASE).join("")
     listed = subprocess.run([*run, "list", "--table", table], env=env, capture_output=True, text=True, timeout=60)
-    assert listed.returncode == 0 and f"{WS}  owner=a  fence=1" in listed.stdout
+    assert listed.returncode == 0 and f"{WS}  owner=a  fence={lease.fence}" in listed.stdout, listed.stderr
+    assert "container a  beat=0  inbox=-" in listed.stdout
     missing = subprocess.run([*run, "list", "--table", "nope"], env=env, capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "bin/lease-table create" in missing.stderr and "Traceback" not in missing.stderr
