@@ -17,9 +17,13 @@ soon as the last one is answered, so nothing is superseded and the queue never f
   lease adds (a take per command: the round trip outlasts the idle release).
 - Takeover: two supervisors; the owner of a busy workspace is killed -9; seconds until the survivor took
   the lease, and until the command's first step started again (VISIBILITY_TIMEOUT_SECONDS=LEASE_SECONDS).
+- One killed: three supervisors on the closed loop, one killed -9 a third of the way in
+  (VISIBILITY_TIMEOUT_SECONDS=LEASE_SECONDS): the whole run's rate, every command answered once (first,
+  so a failure shows before the long part).
 
     .venv/bin/python bench/containers.py                                       # the bench (README quotes it)
     .venv/bin/python bench/containers.py --throughput-only --counts 1,3        # throughput only, 5 minutes
+    .venv/bin/python bench/containers.py --kill-only                           # one killed mid-way, 2 minutes
 """
 
 from __future__ import annotations
@@ -150,22 +154,33 @@ class CpuMeter:
         return {k: round(v, 3) for k, v in spent.items()}
 
 
-def closed_loop(cluster: Cluster, per_workspace: int, agent_seconds: float) -> list[float]:
+def closed_loop(
+    cluster: Cluster, per_workspace: int, agent_seconds: float, kill_after: int | None = None
+) -> list[float]:
     """Each workspace's user sends its next command when the last is answered; when each answer came
-    (seconds from the first send)."""
+    (seconds from the first send). `kill_after`: that many answers in, the first supervisor is killed -9.
+    A second answer to a command is an error (nothing may be answered twice, killed or not)."""
     left = {client: per_workspace for client in CLIENTS}
     started = time.monotonic()
     for client in CLIENTS:
         cluster.send(client, f"{client}-{left[client]}", agent_seconds)
     answered: list[float] = []
+    seen: set[str] = set()
     while any(left.values()):
         if time.monotonic() - started > 600:
             raise RuntimeError(f"stuck: {left}")
+        if kill_after is not None and len(answered) >= kill_after and cluster.processes[0].poll() is None:
+            cluster.processes[0].kill()
+            cluster.processes[0].wait()
+            print(f"killed supervisor 0 (-9) after {len(answered)} answers", file=sys.stderr)
         for body in cluster.read():
             if body["type"] != "response":
                 continue
             if not body["success"]:
                 raise RuntimeError(f"a command failed: {body.get('errorCode')} {body.get('error')}")
+            if body["commandId"] in seen:
+                raise RuntimeError(f"answered twice: {body['commandId']}")
+            seen.add(body["commandId"])
             answered.append(body["_read"] - started)
             client = body["commandId"].split("-")[0]
             left[client] -= 1
@@ -225,11 +240,27 @@ def takeover(stack: LocalStack, logs: Path, lease_seconds: float) -> dict[str, f
         taken = next(
             datetime.fromisoformat(line["time"]).timestamp() - killed_wall
             for line in cluster.log_lines(1 - owner)
-            if line.get("event") == "workspace lease taken" and line.get("fence", 0) > 1
+            if line.get("event") == "workspace lease taken" and line.get("from")
         )
         return {"leaseTakenSeconds": round(taken, 2), "firstStepSeconds": round(first_step, 2)}
     finally:
         cluster.stop()
+
+
+def one_killed(stack: LocalStack, logs: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Three supervisors, the closed loop, one killed -9 a third of the way in: the whole run's rate, and
+    that every command was answered once, successfully (closed_loop raises otherwise)."""
+    seconds = str(int(args.lease_seconds))
+    cluster = Cluster(stack, logs, 3, leases=True, lease_seconds=args.lease_seconds, VISIBILITY_TIMEOUT_SECONDS=seconds)
+    try:
+        cluster.wait_ready()
+        total = args.per_workspace * len(CLIENTS)
+        answered = closed_loop(cluster, args.per_workspace, args.agent_seconds, kill_after=total // 3)
+    finally:
+        cluster.stop()
+    rate = len(answered) / answered[-1] * 60
+    print(f"3 supervisors, one killed: {rate:.1f} commands/min over the whole run", file=sys.stderr)
+    return {"commands": total, "answeredOnce": len(answered), "commandsPerMinute": round(rate, 1)}
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -247,6 +278,7 @@ def main() -> int:
     parser.add_argument("--logs", type=Path, help="keep the supervisors' logs in this folder")
     parser.add_argument("--progress", action="store_true", help="PROGRESS_EVENTS=true in the throughput runs")
     parser.add_argument("--throughput-only", action="store_true", help="skip the lease latency and the takeover")
+    parser.add_argument("--kill-only", action="store_true", help="only the run of three with one killed mid-way")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.per_workspace < 2:
@@ -265,6 +297,11 @@ def main() -> int:
         for client in CLIENTS:
             stack.create_bucket(client)
             prewarm_checkout(Path(folder) / "workspace", stack.remote, installed, client, "u1")
+        if not args.throughput_only:
+            figures["oneKilled"] = one_killed(stack, logs, args)
+        if args.kill_only:
+            print(json.dumps(figures, indent=None if args.json else 2))
+            return 0
         rates: dict[str, float] = {}
         whole: dict[str, float] = {}
         cpu: dict[str, dict[str, float]] = {}
