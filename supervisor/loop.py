@@ -106,7 +106,9 @@ class Supervisor:
                 event.decided.set()
 
     def finished(self) -> bool:
-        return self.shutdown.stopping and not self.router.running and not self.intake.admitting
+        if not self.shutdown.stopping or self.router.running:
+            return False  # admissions still being decided are waited for, up to the stop's deadline
+        return not self.intake.admitting or self.shutdown.time_left(self.clock()) <= 0
 
     def dispatch(self, event: LoopEvent) -> None:
         match event:
@@ -252,6 +254,8 @@ class Supervisor:
     def _leave(self, poller: threading.Thread) -> int:
         poller.join(timeout=max(0.0, self.shutdown.time_left(self.clock()) - 0.5))
         hand_back_unread(self.events, self.delivery)  # what a receive still in flight delivered goes back
+        for run in self.intake.admitting.values():  # decisions that did not come in time
+            self.delivery.give_back(run.message)
         self.visibility.stop()
         self.pool.close()
         self.delivery.close(timeout=max(1.0, self.shutdown.time_left(self.clock())))

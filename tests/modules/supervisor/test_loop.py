@@ -7,6 +7,8 @@ loop the events its threads would post (a worker's exit, a tree ended) and reads
 from __future__ import annotations
 
 import json
+import signal
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -524,3 +526,22 @@ def test_a_worker_that_lost_its_lease_puts_the_command_back_as_a_new_message(wor
     clock.now += 3
     (copy,) = queues.receive(wait_seconds=0)  # … a copy two seconds late, its receive count new
     assert copy.message_id != "m-1" and copy.receive_count == 1 and json.loads(copy.body)["commandId"] == "a1"
+
+
+def test_a_stop_waits_for_admissions_being_decided_up_to_its_deadline_then_gives_them_back(world):
+    """Admissions are decided off the loop (several containers): a stop must neither lose one nor wait for
+    ever on a DynamoDB that does not answer."""
+    supervisor, queues, clock = world
+    undecided = []
+    supervisor.sharing.admit = lambda *_args, then, **_kwargs: undecided.append(then)  # never decides
+    deliver(supervisor, queues, command("a1"))
+    assert undecided and list(supervisor.intake.admitting) == ["a1"]
+    supervisor.on_signal(signal.SIGTERM)
+    supervisor.step(0)
+    assert not supervisor.finished()  # waits for the decision …
+    clock.now += 25  # … until SHUTDOWN_GRACE_SECONDS is over
+    assert supervisor.finished()
+    done = threading.Thread(target=lambda: None)
+    done.start()
+    supervisor._leave(done)
+    assert queues.in_flight() == [] and queues.remaining() == ["m-1"]  # handed back, visible at once
