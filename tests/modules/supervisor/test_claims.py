@@ -301,6 +301,7 @@ def test_a_live_containers_inbox_is_never_adopted_or_removed_even_when_its_lease
     b, b_clock, _ = container("b", sqs, dynamodb, input_url, tmp_path)
     send(sqs, input_url, "c1")
     admit(a, WORKSPACE, receive_one(a), here=False, free=True)
+    a.publish(StandInRouter(busy=frozenset({WORKSPACE}), free=0))  # a works there: no idle release
     a.ownership.renew = lambda: []  # a's lease renewals stall; a itself lives and beats
     round_of(b)
     for _ in range(3):
@@ -311,8 +312,11 @@ def test_a_live_containers_inbox_is_never_adopted_or_removed_even_when_its_lease
     assert a.inbox not in b.inboxes  # alive: nothing to adopt
     send(sqs, input_url, "c2")
     assert admit(b, WORKSPACE, receive_one(b), here=False, free=True) is not None  # its lease, run out: taken
-    a.ownership.leases.clear()  # a gave it up (idle)
+    a.ownership.leases.clear()  # a's run there ended; it holds no lease now
+    a.publish(StandInRouter(busy=frozenset(), free=1))
     for _ in range(3):
+        for poller, _ in b.inboxes.pollers.values():  # whatever b polls counts as found empty
+            poller.empty_rounds = 2
         round_of(a)
         round_of(b)
     assert depth(sqs, a.inbox) == 0 and a.inbox not in b.inboxes  # a's inbox is still there, a's alone
@@ -366,6 +370,7 @@ class GatedClient:
 
     def __init__(self, client, gated: set[str]):
         self.client, self.gated, self.gate = client, gated, threading.Event()
+        self.waiting = threading.Event()  # a gated call is waiting now
         self.exceptions = client.exceptions
 
     def __getattr__(self, name):
@@ -374,6 +379,8 @@ class GatedClient:
             return call
 
         def gated_call(**kwargs):
+            if not self.gate.is_set():
+                self.waiting.set()
             assert self.gate.wait(30)
             return call(**kwargs)
 
@@ -391,6 +398,7 @@ def test_the_loop_never_waits_on_dynamodb_and_admission_never_waits_on_the_keepe
     a.table.client.gate.clear()  # DynamoDB hangs on writes from now on: the keeper's renewal waits
     keeper = threading.Thread(target=round_of, args=(a,))
     keeper.start()
+    assert gated.waiting.wait(10)  # the keeper's renewal hangs on DynamoDB now
     send(sqs, input_url, "c2")
     decided = []
     asking = threading.Thread(target=lambda: decided.append(admit(a, WORKSPACE, receive_one(a), here=True, free=False)))
