@@ -279,3 +279,102 @@ class ManualClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+# Settled state: what proves that no further answer, run or push can come (instead of a sleep).
+
+
+def queue_depth(sqs: Any, url: str) -> int:
+    """Every message a queue holds: visible, in flight or delayed (0 for a queue that is gone)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    except ClientError as error:
+        if "NonExistentQueue" in str(error) or "QueueDoesNotExist" in str(error):
+            return 0
+        raise
+    return sum(int(attributes.get(f"ApproximateNumberOfMessages{state}", 0)) for state in ("", "NotVisible", "Delayed"))
+
+
+def inbox_urls(sqs: Any, input_url: str) -> list[str]:
+    """The inboxes of the containers sharing an input queue: `{its name}-inbox-*` (supervisor/sharing)."""
+    name = input_url.rstrip("/").rsplit("/", 1)[-1]
+    return list(sqs.list_queues(QueueNamePrefix=f"{name}-inbox-").get("QueueUrls", []))
+
+
+def wait_until_settled(
+    sqs: Any, queues: dict[str, str], supervisors: list[SupervisorProcess], workspace: Path, timeout: float = 60
+) -> None:
+    """Return once no further response can come, or fail. Settled is, seen twice in a row:
+    - the input queue and every inbox hold no message (visible, in flight or delayed): each message is
+      deleted only after its answer went out, so none is left to run or answer again;
+    - every supervisor still running has published a status since then with no run and nothing waiting:
+      no worker is left to finish and answer (a run whose message another container deleted included);
+    - the output queue is drained: the watcher holds every body sent.
+    The second look comes a status tick (0.5 s) later: an answer ordered just before an idle status has
+    been sent by then (the delivery thread sends at once)."""
+    from supervisor.status import status_path
+
+    path = status_path(workspace)  # one per host: supervisors on one workspace take turns writing it
+    deadline = time.monotonic() + timeout
+    quiet, why = 0, "never looked"
+    while quiet < 2:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not settled after {timeout:g} s: {why}")
+        why = _unsettled(sqs, queues, supervisors, path, time.time(), deadline)
+        quiet = 0 if why else quiet + 1
+        if why:
+            time.sleep(0.1)
+
+
+def _unsettled(
+    sqs: Any, queues: dict[str, str], supervisors: list[SupervisorProcess], path: Path, since: float, deadline: float
+) -> str:
+    """Why it is not settled yet ("" when it is)."""
+    from supervisor.status import read_status
+
+    urls = [queues["input"], *inbox_urls(sqs, queues["input"])]
+    held = {url.rsplit("/", 1)[-1]: depth for url in urls if (depth := queue_depth(sqs, url))}
+    if held:
+        return f"messages held: {held}"
+    live = {s.process.pid for s in supervisors if s.process.poll() is None}
+    idle: set[int] = set()
+    while idle != live:
+        if time.monotonic() > deadline:
+            return f"no status written since {since:.2f} by supervisors {sorted(live - idle)}"
+        try:
+            status = read_status(path)
+        except (OSError, ValueError):
+            status = {}
+        pid = status.get("pid")
+        if pid in live and float(status.get("heartbeat", 0)) > since:
+            if status.get("workers") or status.get("waiting"):
+                return f"supervisor {pid} has work: {status.get('workers')} waiting {status.get('waiting')}"
+            idle.add(pid)
+        time.sleep(0.02)
+    unread = queue_depth(sqs, queues["output"])
+    return f"{unread} bodies not yet read from the output queue" if unread else ""
+
+
+def commits_for(remote: Path, command_id: str) -> list[tuple[str, str]]:
+    """(commit, subject) of each commit on any branch of the remote whose Command-Id trailer names the
+    command, newest first: the whole one of a command that finished, the WIP ones of interrupted runs."""
+    form = "%H%x01%s%x01%(trailers:key=Command-Id,valueonly,separator=%x03)%x02"
+    found = []
+    for record in git(remote, "log", "--all", f"--format={form}").stdout.split("\x02")[:-1]:
+        commit, subject, ids = record.lstrip("\n").split("\x01")
+        if command_id in [value.strip() for value in ids.split("\x03") if value.strip()]:
+            found.append((commit, subject))
+    return found
+
+
+def agent_runs(agent_log: Path, instruction: str) -> int:
+    """How many times the fake agent was started with this instruction as its prompt (FAKE_CLAUDE_LOG)."""
+    if not agent_log.exists():
+        return 0
+    runs = 0
+    for line in agent_log.read_text().splitlines():
+        argv = json.loads(line)["argv"]
+        runs += "-p" in argv and argv[argv.index("-p") + 1] == instruction
+    return runs

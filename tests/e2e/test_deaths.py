@@ -9,7 +9,18 @@ import signal
 import time
 
 import pytest
-from helpers import QUICK_BUILD, SupervisorProcess, git_out, processes_in, send, still_alive
+from helpers import (
+    QUICK_BUILD,
+    SupervisorProcess,
+    agent_runs,
+    commits_for,
+    git_out,
+    processes_in,
+    queue_depth,
+    send,
+    still_alive,
+    wait_until_settled,
+)
 
 from supervisor.status import read_status, status_path
 
@@ -56,12 +67,13 @@ def queue_counts(sqs, url: str) -> tuple[int, int]:
 
 
 def test_a_worker_killed_by_signal_9_is_reported_and_its_message_redelivered(
-    env, prewarm, sqs, queues, watcher, supervisors, workspace_root, tmp_path
+    env, prewarm, sqs, queues, watcher, supervisors, workspace_root, tmp_path, site_remote, agent_log
 ):
     checkout = prewarm()
-    supervisors({**env, "BUILD_COMMAND": QUICK_BUILD})
+    supervisor = supervisors({**env, "BUILD_COMMAND": QUICK_BUILD})
     grandchild = tmp_path / "grandchild.pid"
-    send(sqs, queues, "cmd-1", f"Make it so\n@fake grandchild {grandchild}\n@fake sleep 4")
+    instruction = f"Make it so\n@fake grandchild {grandchild}\n@fake sleep 4"
+    send(sqs, queues, "cmd-1", instruction)
     watcher.progress("cmd-1", "agent")
     pid = worker_pid(workspace_root, "cmd-1")
     while not grandchild.exists():
@@ -76,11 +88,17 @@ def test_a_worker_killed_by_signal_9_is_reported_and_its_message_redelivered(
     # Left for redelivery, run again, and answered once: no WORKER_DIED before the last try.
     done = watcher.wait_for(lambda b: b["type"] == "response" and b["success"], 90, "the retried command")
     assert done["commandId"] == "cmd-1"
+    wait_until_settled(sqs, queues, [supervisor], workspace_root)  # no message or run left: no answer can follow
     assert [b["commandId"] for b in watcher.responses()] == ["cmd-1"]
+    # Its agent ran twice. On the remote: the dead run's edits, which the retry found in the checkout and
+    # committed as WIP, then the one whole commit of the command.
+    assert agent_runs(agent_log, instruction) == 2
+    pushed = commits_for(site_remote, "cmd-1")
+    assert [subject for _, subject in pushed] == ["Make it so", "WIP: Make it so"] and pushed[0][0] == done["commit"]
 
 
 def test_supervisor_killed_by_signal_9_mid_build_resumes_without_a_second_agent_run(
-    env, prewarm, sqs, queues, watcher, supervisors, site_remote, agent_log
+    env, prewarm, sqs, queues, watcher, supervisors, site_remote, agent_log, workspace_root
 ):
     checkout = prewarm()
     environment = {**env, "VISIBILITY_TIMEOUT_SECONDS": "6"}
@@ -96,12 +114,14 @@ def test_supervisor_killed_by_signal_9_mid_build_resumes_without_a_second_agent_
         time.sleep(0.1)
     assert still_alive(tree) == []
 
-    supervisors(environment)
+    second = supervisors(environment)
     response = watcher.response("cmd-1", timeout=120)
     assert response["success"] is True, response["error"]
-    runs = [json.loads(line) for line in agent_log.read_text().splitlines()]
-    assert len([r for r in runs if "Add a slow page" in " ".join(r["argv"])]) == 1  # the agent ran once
-    assert git_out(site_remote, "log", "-1", "--format=%s", "thread-chat-a") == "Add a slow page"
+    wait_until_settled(sqs, queues, [second], workspace_root)  # no message or run left: no later run either
+    assert [b["commandId"] for b in watcher.responses()] == ["cmd-1"]
+    assert agent_runs(agent_log, "Add a slow page\n@fake slow-build 6") == 1  # the agent ran once
+    # One commit of the command on the remote, the branch's head.
+    assert commits_for(site_remote, "cmd-1") == [(response["commit"], "Add a slow page")]
     assert git_out(site_remote, "rev-parse", "thread-chat-a") == response["commit"]
 
 
@@ -143,16 +163,16 @@ def test_a_second_signal_stops_at_once_with_no_survivors(env, prewarm, sqs, queu
 
 
 def test_a_burst_of_valid_and_invalid_messages_gets_exactly_one_answer_each(
-    env, prewarm, sqs, queues, watcher, supervisors, make_bucket
+    env, prewarm, sqs, queues, watcher, supervisors, make_bucket, workspace_root, site_remote, agent_log
 ):
     clients = ("acme", "globex", "initech")
     for client in clients:
         prewarm(client)
         if client != "acme":
             make_bucket(client)
-    supervisors({**env, "BUILD_COMMAND": QUICK_BUILD, "PROGRESS_EVENTS": "false"})
+    supervisor = supervisors({**env, "BUILD_COMMAND": QUICK_BUILD, "PROGRESS_EVENTS": "false"})
     rng = random.Random(7)
-    valid: list[str] = []
+    valid: dict[str, str] = {}  # command id → instruction
     invalid: list[str] = []
     for index in range(50):
         client = clients[index % 3]
@@ -161,10 +181,10 @@ def test_a_burst_of_valid_and_invalid_messages_gets_exactly_one_answer_each(
             invalid.append(command_id)
             body = {"commandId": command_id, "instruction": "", "chatThreadId": "t", "clientId": client, "userId": "u1"}
         else:
-            valid.append(command_id)
+            valid[command_id] = f"Change {index}\n@fake write burst/{index}.txt {index}"
             body = {
                 "commandId": command_id,
-                "instruction": f"Change {index}\n@fake write burst/{index}.txt {index}",
+                "instruction": valid[command_id],
                 "chatThreadId": f"chat-{client}",
                 "clientId": client,
                 "userId": "u1",
@@ -175,14 +195,27 @@ def test_a_burst_of_valid_and_invalid_messages_gets_exactly_one_answer_each(
     deadline = time.monotonic() + 240
     while len(watcher.responses()) < expected and time.monotonic() < deadline:
         time.sleep(0.2)
-    time.sleep(2)  # anything extra would arrive now
+    wait_until_settled(sqs, queues, [supervisor], workspace_root)  # no message or run left: no answer can follow
     answers = [r["commandId"] for r in watcher.responses()]
-    assert sorted(answers) == sorted(valid + invalid), watcher.summary()
+    assert sorted(answers) == sorted([*valid, *invalid]), watcher.summary()
     by_id = {r["commandId"]: r for r in watcher.responses()}
-    assert all(by_id[c]["errorCode"] == "INVALID_MESSAGE" for c in invalid)
-    assert all(by_id[c]["errorCode"] in (None, "INTERRUPTED") for c in valid), [by_id[c]["error"] for c in valid]
+    for command_id in invalid:  # answered, then dead-lettered once
+        assert (by_id[command_id]["success"], by_id[command_id]["errorCode"]) == (False, "INVALID_MESSAGE")
+    assert queue_depth(sqs, queues["dlq"]) == len(invalid)
+    # Each valid one finished, or a newer command of its workspace interrupted it (or superseded it before it
+    # started); nothing else can happen to it here. The agent ran at most once per command (nothing died),
+    # and once with exactly one commit on the remote, on the client's branch, for one that finished.
+    for command_id, instruction in valid.items():
+        response, runs = by_id[command_id], agent_runs(agent_log, instruction)
+        whole = [commit for commit, subject in commits_for(site_remote, command_id) if not subject.startswith("WIP:")]
+        if response["success"]:
+            assert (response["errorCode"], response["interrupted"]) == (None, False), response
+            assert runs == 1 and whole == [response["commit"]], (command_id, runs, whole, response["commit"])
+            assert response["branch"] in git_out(site_remote, "branch", "--contains", response["commit"]).split()
+        else:
+            assert (response["errorCode"], response["interrupted"]) == ("INTERRUPTED", True), response["error"]
+            assert runs <= 1 and len(whole) <= 1, (command_id, runs, whole)
     # The newest command of each workspace always completes.
     for client in clients:
         last = [c for c in valid if int(c.split("-")[1]) % 3 == clients.index(client)][-1]
         assert by_id[last]["success"] is True, by_id[last]["error"]
-    assert queue_counts(sqs, queues["input"]) == (0, 0)
