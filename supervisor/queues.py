@@ -146,16 +146,14 @@ class Queues:
         return url
 
     def depth(self, queue_url: str) -> int | None:
-        """Messages in the queue, visible or in flight (approximate, as SQS counts them); None: no such queue."""
+        """Messages in the queue, visible, in flight or delayed (approximate, as SQS counts them); None: no
+        such queue."""
+        names = [f"ApproximateNumberOfMessages{kind}" for kind in ("", "NotVisible", "Delayed")]
         try:
-            reply = self.client.get_queue_attributes(
-                QueueUrl=queue_url,
-                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-            )
+            attributes = self.client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
         except self.client.exceptions.QueueDoesNotExist:
             return None
-        attributes = reply["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+        return sum(int(attributes.get(name, "0")) for name in names)
 
     def delete_queue(self, queue_url: str) -> None:
         """Delete the queue; one already gone counts as deleted."""

@@ -43,3 +43,13 @@ def test_a_forwarded_command_is_received_from_the_inbox_and_settled_there(sqs, t
     assert queues.delete_many([again]) == [None]
     assert remove_inbox(queues, inbox) is True and remove_inbox(queues, inbox) is True  # gone; gone already
     assert forward(queues, inbox, original, owner="a") is False  # no inbox any more: the original is kept
+
+
+def test_an_inbox_holding_a_delayed_message_is_not_removed(sqs, tmp_path):
+    """A command put back on an inbox (Delivery.requeue) is delayed: invisible, yet not lost with the queue."""
+    input_url = sqs.create_queue(QueueName="edit-input")["QueueUrl"]
+    env = {"INPUT_QUEUE_URL": input_url, "WORKSPACE_PATH": str(tmp_path), "REPO_URL": "/srv/site.git"}
+    queues = Queues(load_config(env), sqs)
+    inbox = create_inbox(queues, input_url, "owner-b", visibility_seconds=30)
+    queues.send_to(inbox, '{"commandId": "c1"}', delay=60)
+    assert queues.depth(inbox) == 1 and remove_inbox(queues, inbox) is False
