@@ -80,7 +80,10 @@ class _Signals:
         signal.signal(signal.SIGALRM, self.on_alarm)
 
     def supervisor_alive(self) -> bool:
-        return self.supervisor_pid != 0 and os.getppid() == self.supervisor_pid
+        """Our parent still runs. PDEATHSIG comes when the *thread* that started us exits: killed -9, the
+        supervisor's threads die one by one, and the signal may reach us while our parent's other threads
+        live on (getppid unchanged); its main thread, a zombie by then, tells."""
+        return self.supervisor_pid != 0 and os.getppid() == self.supervisor_pid and not _exiting(self.supervisor_pid)
 
     def on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if self.stopping:
@@ -111,6 +114,15 @@ class _Signals:
 
     def ends_tree(self, error: BaseException) -> bool:
         return not (isinstance(error, Stopped) and self.supervisor_alive())
+
+
+def _exiting(pid: int) -> bool:
+    """Whether the process's main thread has ended (a zombie, or gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rpartition(")")[2].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
 
 
 def _inside_logging() -> bool:
@@ -180,6 +192,8 @@ def main() -> int:
             return WorkerExit.LEASE_LOST
         except Stopped as stop:
             log.warning("worker stopped by %s", stop)
+            if not signals.supervisor_alive():  # no ladder of its will reach what our command started
+                _end_orphaned_job(ctx, config.interrupt_grace_seconds)
             return WorkerExit.INTERRUPTED if stop.signum == signal.SIGINT else WorkerExit.TERMINATED
         except WorkspaceBusy as busy:
             preview = config.preview_url_for(command.client_id)
@@ -195,6 +209,14 @@ def main() -> int:
             },
         )
     return WorkerExit.OK
+
+
+def _end_orphaned_job(ctx: StepContext, grace: float) -> None:
+    """Our supervisor died: end our descendants (we are their subreaper) and every process of the job's
+    uid (the agent or a build in a session of its own), so nothing of the command outlives us."""
+    ended = end_descendants(grace=grace) + ctx.jobs.end_leftovers()
+    if ended:
+        log.warning("supervisor gone: ended what the command left running", extra={"processes": ended})
 
 
 def leave(code: int) -> None:

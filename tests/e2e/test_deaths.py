@@ -8,6 +8,7 @@ import random
 import signal
 import time
 
+import psutil
 import pytest
 from helpers import (
     QUICK_BUILD,
@@ -123,6 +124,29 @@ def test_supervisor_killed_by_signal_9_mid_build_resumes_without_a_second_agent_
     # One commit of the command on the remote, the branch's head.
     assert commits_for(site_remote, "cmd-1") == [(response["commit"], "Add a slow page")]
     assert git_out(site_remote, "rev-parse", "thread-chat-a") == response["commit"]
+
+
+def test_supervisor_killed_by_signal_9_mid_agent_leaves_no_process_of_the_agent(
+    env, prewarm, sqs, queues, watcher, supervisors, agent_log
+):
+    """The agent runs as the job's uid in a session of its own: when the supervisor dies, its worker
+    (PDEATHSIG) must end it on the way out, since no ladder of the supervisor's will."""
+    checkout = prewarm()
+    first = supervisors(env)
+    send(sqs, queues, "cmd-1", "Think for long\n@fake sleep 30")
+    watcher.progress("cmd-1", "agent")
+    deadline = time.monotonic() + 20
+    while agent_runs(agent_log, "Think for long\n@fake sleep 30") < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    tree = processes_in(checkout)
+    assert tree, "the agent is not running in the checkout"
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(10)
+    deadline = time.monotonic() + 15
+    while still_alive(tree) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = still_alive(tree)
+    assert left == [], [psutil.Process(pid).cmdline()[:3] for pid in left]
 
 
 def test_sigterm_during_a_build_exits_in_grace_and_returns_the_message(
