@@ -30,7 +30,7 @@ MAX_DELAY_SECONDS = 900  # SQS's longest DelaySeconds
 @dataclass(frozen=True)
 class Outcome:
     """What becomes of a message: deleted, copied to the DLQ then deleted, visible again in `seconds`,
-    requeued (a copy on its queue `seconds` later, then deleted), or only released (no longer renewed:
+    requeued (a copy on the input queue `seconds` later, then deleted), or only released (no longer renewed:
     it comes back when its current visibility runs out)."""
 
     kind: Literal["delete", "dead_letter", "visible_in", "requeue", "release"]
@@ -101,7 +101,7 @@ class Delivery:
         self._put(Order(message, then=visible_in(seconds)))
 
     def requeue(self, message: Received, seconds: int) -> None:
-        """Back on its queue `seconds` later as a new message, the original deleted: for a command that
+        """Back on the input queue `seconds` later as a new message, the original deleted: for a command that
         waits (an owner's inbox unreachable, a lease moving) rather than fails, since every receive of
         the original would count towards the queue's maxReceiveCount and end it dead-lettered."""
         self._put(Order(message, then=Outcome("requeue", seconds=seconds)))
@@ -207,7 +207,8 @@ class Delivery:
         moved, kept = [], []
         for message, seconds in items:
             try:
-                self.queues.send_to(message.queue_url, message.body, delay=min(seconds, MAX_DELAY_SECONDS))
+                # Onto the input queue, wherever it came from: in an inbox only that (busy) owner would see it.
+                self.queues.send_to("", message.body, delay=min(seconds, MAX_DELAY_SECONDS))
             except Exception as error:  # the original comes back instead, receive count and all
                 log.warning("could not requeue a message: %s", error, extra={"messageId": message.message_id})
                 kept.append((message, seconds))
