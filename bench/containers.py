@@ -251,7 +251,8 @@ def one_killed(stack: LocalStack, logs: Path, args: argparse.Namespace) -> dict[
     """Three supervisors, the closed loop, one killed -9 a third of the way in: the whole run's rate, and
     that every command was answered once, successfully (closed_loop raises otherwise)."""
     seconds = str(int(args.lease_seconds))
-    cluster = Cluster(stack, logs, 3, leases=True, lease_seconds=args.lease_seconds, VISIBILITY_TIMEOUT_SECONDS=seconds)
+    options = {"VISIBILITY_TIMEOUT_SECONDS": seconds, "MAX_WORKERS": "1"}
+    cluster = Cluster(stack, logs, 3, leases=True, lease_seconds=args.lease_seconds, **options)
     try:
         cluster.wait_ready()
         total = args.per_workspace * len(CLIENTS)
