@@ -7,7 +7,8 @@ out of the job's reach: steps/git/layout.py; never committed, never pushed).
 - `operation.json`: a git operation of ours that must not be left half done (a stash), for the repair.
 
 Read as untrusted all the same (a repository adopted from an older layout was writable by the job): a
-pending push only ever names a `thread-…` branch, and the running command must be a whole, valid one.
+pending push only ever names a branch a command may work on (a `thread-…` branch, or one a task message may
+request: supervisor.contract.command.is_command_branch), and the running command must be a whole, valid one.
 """
 
 from __future__ import annotations
@@ -15,40 +16,60 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
 from steps.git.layout import git_dir_for
 from supervisor.common.files import write_atomic
-from supervisor.contract.command import Command
+from supervisor.contract.command import (
+    MESSAGE_SHAPES,
+    SHAPE_TASK,
+    Command,
+    InvalidMessage,
+    check_attachments,
+    check_context,
+    is_command_branch,
+    is_thread_branch,
+)
 
 log = logging.getLogger("steps.git.ledger")
-# The only branches the worker ever records for a later push: a chat session's (never main, never a tag).
-SESSION_BRANCH = re.compile(r"thread-[A-Za-z0-9_-][A-Za-z0-9._-]{0,200}")
 COMMAND_FIELDS = frozenset(field.name for field in dataclasses.fields(Command))
+# Fields added later, with defaults: a record written before them lacks them and still loads.
+OPTIONAL_COMMAND_FIELDS = frozenset(
+    field.name
+    for field in dataclasses.fields(Command)
+    if field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
+)
+REQUIRED_COMMAND_FIELDS = COMMAND_FIELDS - OPTIONAL_COMMAND_FIELDS
 
 
 def is_session_branch(name: object) -> bool:
-    return (
-        isinstance(name, str)
-        and SESSION_BRANCH.fullmatch(name) is not None
-        and ".." not in name
-        and not name.endswith((".", ".lock"))
-    )
+    """The only branches the worker ever records for a later push: those a command may work on (a chat
+    session's `thread-…`, or a branch a task message requested; never a default branch, a tag or a conflict
+    branch). The contract's one rule: supervisor.contract.command.is_command_branch."""
+    return is_command_branch(name)
 
 
 def command_from_record(value: object) -> Command | None:
     """The recorded command, or None when the record is not a whole command of ours."""
-    if not isinstance(value, dict) or set(value) != COMMAND_FIELDS:
+    if not isinstance(value, dict) or not REQUIRED_COMMAND_FIELDS <= set(value) <= COMMAND_FIELDS:
         return None
-    if not all(isinstance(value[name], str) for name in COMMAND_FIELDS - {"timestamp"}):
+    if not all(isinstance(value[name], str) for name in REQUIRED_COMMAND_FIELDS - {"timestamp"}):
         return None
     if value["timestamp"] is not None and not isinstance(value["timestamp"], str):
         return None
-    if not is_session_branch(value["branch"]):
+    shape = value.get("message_shape", Command.message_shape)
+    if not isinstance(shape, str) or shape not in MESSAGE_SHAPES:
         return None
-    return Command(**value)
+    # Only a task message may name its branch; any other command works on its thread's branch.
+    if not (is_command_branch(value["branch"]) if shape == SHAPE_TASK else is_thread_branch(value["branch"])):
+        return None
+    try:
+        attachments = check_attachments(value.get("attachments"))
+        context = check_context(value.get("context"))
+    except InvalidMessage:
+        return None
+    return Command(**{**value, "attachments": attachments, "context": context})
 
 
 class Ledger:

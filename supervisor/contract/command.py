@@ -1,4 +1,12 @@
-"""Input messages (CONTRACT §1): parse both upstream shapes into one validated Command."""
+"""Input messages (CONTRACT §1): parse every upstream shape into one validated Command.
+
+Shapes (docs/CONTRACT.md):
+- "command": ours and the anchor's first two, keyed by `commandId` (`chatThreadId`/`threadId`,
+  `clientId`/`projectId` are aliases within it);
+- "task": the anchor's newest (sent by a Step Functions state machine), keyed by `messageId`, with the
+  instruction in `instruction`, `text` or `content`, and an optional `branch`, `attachments`, `context`.
+`taskToken` may come with any shape; it is never kept on the Command (the supervisor reads it from the body).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,7 @@ import hashlib
 import json
 import re
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +28,48 @@ LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 # Schemes git may use for a site remote; "ext::" and friends can run commands, so they are refused.
 REMOTE_URL = re.compile(r"^((https?|ssh|git|file)://\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+|/\S+)$")
 REPO_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+
+# Which shape a message came in (Command.message_shape).
+SHAPE_COMMAND = "command"
+SHAPE_TASK = "task"
+MESSAGE_SHAPES = frozenset({SHAPE_COMMAND, SHAPE_TASK})
+# The task shape's instruction may come under any one of these names.
+INSTRUCTION_FIELDS = ("instruction", "text", "content")
+
+# A requested `branch` (task shape): `/`-separated components of [A-Za-z0-9._-], none starting with "." or "-",
+# none ending with "." or ".lock"; no "..", at most MAX_BRANCH_LENGTH characters, and git must accept it.
+MAX_BRANCH_LENGTH = 200
+BRANCH_COMPONENT = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
+REQUESTED_BRANCH = re.compile(rf"^{BRANCH_COMPONENT}(/{BRANCH_COMPONENT})*$")
+# Names a requested branch may not have, compared case-insensitively: the usual default, release and
+# publishing branches (the worker also refuses the remote's actual default branch when it pushes).
+REFUSED_BRANCH_NAMES = frozenset(
+    {
+        "main",
+        "master",
+        "head",
+        "trunk",
+        "develop",
+        "development",
+        "dev",
+        "production",
+        "prod",
+        "staging",
+        "stable",
+        "release",
+        "gh-pages",
+    }
+)
+# First components that would make a branch look like another kind of ref (`origin/main`, `refs/…`, `tags/v1`).
+REFUSED_BRANCH_PREFIXES = frozenset({"refs", "heads", "tags", "remotes", "origin", "head"})
+CONFLICT_BRANCH = re.compile(r"-conflict-[0-9]+\Z")
+# All hex of abbreviated-hash length: git would read it as a commit as readily as a branch.
+OBJECT_NAME_LIKE = re.compile(r"^[0-9a-fA-F]{7,64}$")
+
+MAX_ATTACHMENTS = 20
+ATTACHMENT_FIELDS = ("s3Uri", "key", "name", "contentType")
+MAX_ATTACHMENT_FIELD_LENGTH = 2048
+MAX_CONTEXT_BYTES = 16 * 1024
 
 
 class InvalidMessage(ValueError):
@@ -44,6 +94,15 @@ class Command:
     repo_url: str
     repo_name: str
     timestamp: str | None
+    # Added for the task shape; the defaults let records and job dicts written before them load unchanged.
+    message_shape: str = SHAPE_COMMAND  # "command" or "task": which shape the message came in
+    attachments: tuple[dict[str, str], ...] = field(default=(), hash=False)  # task shape only; not used yet
+    context: dict[str, Any] | None = field(default=None, hash=False)  # task shape only; not used yet
+
+    def __post_init__(self) -> None:
+        # A job dict or ledger record read back from JSON gives a list: keep one type, so a round trip is equal.
+        if not isinstance(self.attachments, tuple):
+            object.__setattr__(self, "attachments", tuple(self.attachments))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,6 +148,129 @@ def branch_for_thread(thread_id: str) -> str:
         slug = slug[len("thread-") :]
     digest = hashlib.sha256(thread_id.encode()).hexdigest()[:8]
     return f"thread-{slug}-{digest}" if slug else f"thread-{digest}"
+
+
+def is_thread_branch(name: object) -> bool:
+    """Whether `name` is a branch branch_for_thread can make (it is its own branch: `thread-…`, a safe component)."""
+    return (
+        isinstance(name, str)
+        and name.startswith("thread-")
+        and len(name) <= len("thread-") + MAX_ID_LENGTH
+        and SAFE_REF_COMPONENT.fullmatch(name) is not None
+        and branch_for_thread(name) == name
+    )
+
+
+def branch_refusal(name: object) -> str | None:
+    """Why `name` cannot be a requested `branch` (task shape), or None when it can be one.
+
+    The one rule for branches a message names: parse_command applies it to `branch`, and the git ledger
+    (steps/git/ledger.py) to recorded branches, which are untrusted input too.
+    """
+    if not isinstance(name, str) or not name:
+        return "branch must be a non-empty string"
+    if len(name) > MAX_BRANCH_LENGTH:
+        return f"branch is longer than {MAX_BRANCH_LENGTH} characters"
+    if not REQUESTED_BRANCH.fullmatch(name) or ".." in name:
+        return (
+            "branch must be /-separated parts of [A-Za-z0-9._-], none starting with '.' or '-', "
+            f"without '..', got {name[:80]!r}"
+        )
+    parts = name.split("/")
+    if any(part.endswith((".", ".lock")) for part in parts):
+        return f"branch parts may not end with '.' or '.lock', got {name[:80]!r}"
+    if name.lower() in REFUSED_BRANCH_NAMES:
+        return f"branch may not be {name!r}: commands never work on a default or release branch"
+    if parts[0].lower() in REFUSED_BRANCH_PREFIXES:
+        return f"branch may not start with {parts[0] + '/'!r}: it would read as another kind of ref"
+    if any(part.lower() == "head" for part in parts):
+        return f"branch may not have a part named HEAD, got {name[:80]!r}"
+    if CONFLICT_BRANCH.search(name):
+        return f"branch may not end with -conflict-N, the names of conflict branches, got {name[:80]!r}"
+    if OBJECT_NAME_LIKE.fullmatch(name):
+        return f"branch may not be all hex digits (it reads as a commit), got {name!r}"
+    if not _git_accepts_ref(name):
+        return f"branch is not a valid git branch name, got {name[:80]!r}"
+    return None
+
+
+def check_branch(name: object, command_id: str | None = None) -> str:
+    """A requested branch, or InvalidMessage saying why not (branch_refusal)."""
+    refusal = branch_refusal(name)
+    if refusal is not None:
+        raise InvalidMessage(refusal, command_id)
+    return name  # type: ignore[return-value]  # branch_refusal proved it a str
+
+
+def is_command_branch(name: object) -> bool:
+    """Whether a Command may work on `name`: a thread's branch, or a branch a task message may request."""
+    return is_thread_branch(name) or branch_refusal(name) is None
+
+
+def _plain_text(value: str) -> bool:
+    return not CONTROL_CHARS.search(value) and not LONE_SURROGATE.search(value)
+
+
+def check_attachments(value: object, command_id: str | None = None) -> tuple[dict[str, str], ...]:
+    """`attachments`: up to MAX_ATTACHMENTS objects; their string fields among ATTACHMENT_FIELDS are kept."""
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise InvalidMessage("attachments must be a list", command_id)
+    if len(value) > MAX_ATTACHMENTS:
+        raise InvalidMessage(f"attachments has {len(value)} items, at most {MAX_ATTACHMENTS} are accepted", command_id)
+    kept: list[dict[str, str]] = []
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise InvalidMessage(f"attachments[{index}] must be an object", command_id)
+        attachment: dict[str, str] = {}
+        for name in ATTACHMENT_FIELDS:
+            text = item.get(name)
+            if text is None:
+                continue
+            if not isinstance(text, str) or not text:
+                raise InvalidMessage(f"attachments[{index}].{name} must be a non-empty string", command_id)
+            if len(text) > MAX_ATTACHMENT_FIELD_LENGTH or not _plain_text(text):
+                raise InvalidMessage(
+                    f"attachments[{index}].{name} is longer than {MAX_ATTACHMENT_FIELD_LENGTH} characters, "
+                    "or holds control characters or invalid Unicode",
+                    command_id,
+                )
+            attachment[name] = text
+        if not attachment:
+            raise InvalidMessage(f"attachments[{index}] has none of {', '.join(ATTACHMENT_FIELDS)}", command_id)
+        kept.append(attachment)
+    return tuple(kept)
+
+
+def check_context(value: object, command_id: str | None = None) -> dict[str, Any] | None:
+    """`context`: a JSON object of at most MAX_CONTEXT_BYTES serialised (UTF-8, compact)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidMessage("context must be a JSON object", command_id)
+    try:
+        size = len(json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode())
+    except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
+        raise InvalidMessage("context is not plain JSON (NaN, Infinity or invalid Unicode in it)", command_id) from None
+    if size > MAX_CONTEXT_BYTES:
+        raise InvalidMessage(f"context is larger than {MAX_CONTEXT_BYTES // 1024} KiB serialised", command_id)
+    return value
+
+
+def body_shape(body: object) -> str:
+    """ "task" for a body keyed by `messageId` (no `commandId`), else "command"; `commandId` wins when both."""
+    if isinstance(body, dict) and body.get("commandId") is None and body.get("messageId") is not None:
+        return SHAPE_TASK
+    return SHAPE_COMMAND
+
+
+def read_message_shape(raw: str | bytes) -> str:
+    """Best effort for a message that may be invalid: its shape, "command" when it cannot be read."""
+    try:
+        return body_shape(json.loads(raw))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return SHAPE_COMMAND
 
 
 def repo_name_from_url(url: str) -> str:
@@ -150,7 +332,39 @@ def read_ids(raw: str | bytes) -> tuple[str | None, str | None]:
         (v for v in map(_readable_id, (body.get(k) for k in ("sessionId", "chatThreadId", "threadId"))) if v),
         None,
     )
-    return _readable_id(body.get("commandId")), session
+    id_field = "messageId" if body_shape(body) == SHAPE_TASK else "commandId"
+    return _readable_id(body.get(id_field)), session
+
+
+def _check_instruction(name: str, instruction: str, command_id: str) -> str:
+    if LONE_SURROGATE.search(instruction):
+        raise InvalidMessage(f"{name} is not valid Unicode (a lone surrogate)", command_id)
+    if len(instruction.encode()) > MAX_INSTRUCTION_BYTES:
+        raise InvalidMessage(f"{name} is larger than 64 KiB", command_id)
+    if "\x00" in instruction:
+        raise InvalidMessage(f"{name} contains a NUL character", command_id)
+    return instruction
+
+
+def _instruction(body: dict[str, Any], shape: str, command_id: str) -> str:
+    """Ours: `instruction`. The task shape: exactly one of `instruction`, `text`, `content` non-empty."""
+    if shape != SHAPE_TASK:
+        instruction = body.get("instruction")
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise InvalidMessage("instruction must be a non-empty string", command_id)
+        return _check_instruction("instruction", instruction, command_id)
+    given = [name for name in INSTRUCTION_FIELDS if body.get(name) is not None]
+    for name in given:
+        if not isinstance(body[name], str):
+            raise InvalidMessage(f"{name} must be a string", command_id)
+    filled = [name for name in given if body[name].strip()]
+    if len(filled) > 1:
+        raise InvalidMessage(
+            f"only one of instruction, text, content may be given, got {' and '.join(filled)}", command_id
+        )
+    if not filled:
+        raise InvalidMessage("instruction (or text, or content) must be a non-empty string", command_id)
+    return _check_instruction(filled[0], body[filled[0]], command_id)
 
 
 def parse_command(raw: str | bytes, default_repo_url: str | None = None) -> Command:
@@ -164,21 +378,19 @@ def parse_command(raw: str | bytes, default_repo_url: str | None = None) -> Comm
     if not isinstance(body, dict):
         raise InvalidMessage("body must be a JSON object")
 
-    command_id = _id_field(body, "commandId", _readable_id(body.get("commandId")))
+    shape = body_shape(body)
+    if shape == SHAPE_TASK:
+        command_id = _id_field(body, "messageId", _readable_id(body.get("messageId")))
+    elif "commandId" not in body:
+        raise InvalidMessage("commandId (or messageId) must be a non-empty string")
+    else:
+        command_id = _id_field(body, "commandId", _readable_id(body.get("commandId")))
 
     message_type = body.get("type")
     if message_type is not None and message_type != "work":
         raise InvalidMessage(f'type must be "work" when present, got {str(message_type)[:40]!r}', command_id)
 
-    instruction = body.get("instruction")
-    if not isinstance(instruction, str) or not instruction.strip():
-        raise InvalidMessage("instruction must be a non-empty string", command_id)
-    if LONE_SURROGATE.search(instruction):
-        raise InvalidMessage("instruction is not valid Unicode (a lone surrogate)", command_id)
-    if len(instruction.encode()) > MAX_INSTRUCTION_BYTES:
-        raise InvalidMessage("instruction is larger than 64 KiB", command_id)
-    if "\x00" in instruction:
-        raise InvalidMessage("instruction contains a NUL character", command_id)
+    instruction = _instruction(body, shape, command_id)
 
     thread_field = "chatThreadId" if body.get("chatThreadId") is not None else "threadId"
     thread_id = _id_field(body, thread_field, command_id)
@@ -204,6 +416,16 @@ def parse_command(raw: str | bytes, default_repo_url: str | None = None) -> Comm
     except InvalidMessage as error:
         raise InvalidMessage(error.reason, command_id) from None
 
+    # branch, attachments and context belong to the task shape; in ours they are unknown fields, ignored.
+    branch = branch_for_thread(thread_id)
+    attachments: tuple[dict[str, str], ...] = ()
+    context: dict[str, Any] | None = None
+    if shape == SHAPE_TASK:
+        if body.get("branch") is not None:
+            branch = check_branch(body["branch"], command_id)
+        attachments = check_attachments(body.get("attachments"), command_id)
+        context = check_context(body.get("context"), command_id)
+
     return Command(
         instruction=instruction,
         command_id=command_id,
@@ -211,8 +433,11 @@ def parse_command(raw: str | bytes, default_repo_url: str | None = None) -> Comm
         client_id=client_id,
         user_id=user_id,
         session_id=session_id,
-        branch=branch_for_thread(thread_id),
+        branch=branch,
         repo_url=repo_url,
         repo_name=repo_name_from_url(repo_url),
         timestamp=timestamp,
+        message_shape=shape,
+        attachments=attachments,
+        context=context,
     )

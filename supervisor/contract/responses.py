@@ -6,11 +6,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 from supervisor.contract.codes import ErrorCode
-from supervisor.contract.command import Command
+from supervisor.contract.command import SHAPE_COMMAND, SHAPE_TASK, Command
 
 ERROR_CODES = frozenset(ErrorCode)
 MAX_SUMMARY_CHARS = 16_000
 MAX_FILES_LISTED = 2_000
+
+
+def _with_anchor_names(body: dict[str, Any], message_shape: str) -> dict[str, Any]:
+    """A task-shape command's response also carries the anchor's names: `messageId` next to `commandId`,
+    `siteUrl` next to `previewUrl` (same values). Other shapes' responses are unchanged."""
+    if message_shape != SHAPE_TASK:
+        return body
+    named: dict[str, Any] = {}
+    for key, value in body.items():
+        named[key] = value
+        if key == "commandId":
+            named["messageId"] = value
+        elif key == "previewUrl":
+            named["siteUrl"] = value
+    return named
 
 
 def now_iso() -> str:
@@ -58,6 +73,7 @@ def final_response(
         "durationMs": duration_ms,
         "steps": steps,
     }
+    body = _with_anchor_names(body, command.message_shape)
     if extra:
         body.update({k: v for k, v in extra.items() if k not in body})
     return body
@@ -90,8 +106,11 @@ def failure_response(
     )
 
 
-def invalid_message_response(command_id: str, session_id: str | None, reason: str) -> dict[str, Any]:
-    return {
+def invalid_message_response(
+    command_id: str, session_id: str | None, reason: str, *, message_shape: str = SHAPE_COMMAND
+) -> dict[str, Any]:
+    """`command_id` from read_ids (a task-shape body's `messageId`); `message_shape` from read_message_shape."""
+    body = {
         "type": "response",
         "commandId": command_id,
         "sessionId": session_id,
@@ -112,6 +131,7 @@ def invalid_message_response(command_id: str, session_id: str | None, reason: st
         "durationMs": 0,
         "steps": [],
     }
+    return _with_anchor_names(body, message_shape)
 
 
 def progress_event(command: Command, step: str, status: str, **fields: Any) -> dict[str, Any]:
