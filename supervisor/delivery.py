@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from supervisor.queues import Queues, Received
+from supervisor.task_tokens import Callback, StepFunctions
 from supervisor.visibility import VisibilityKeeper
 
 log = logging.getLogger("supervisor.delivery")
@@ -61,12 +62,16 @@ class Order:
     then: Outcome | None = None
     otherwise: Outcome | None = None
     on_sent: Callable[[], None] | None = None
+    # A Step Functions callback made once the body is out (supervisor/task_tokens.py); its failure
+    # counts as the body's: the message is kept, and its redelivery sends both again.
+    callback: Callback | None = None
 
 
 class Delivery:
-    def __init__(self, queues: Queues, visibility: VisibilityKeeper):
+    def __init__(self, queues: Queues, visibility: VisibilityKeeper, stepfunctions: StepFunctions | None = None):
         self.queues = queues
         self.visibility = visibility
+        self.stepfunctions = stepfunctions or StepFunctions(getattr(queues, "config", None))
         self._orders: queue.Queue[Order | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         # Messages made invisible for a while (a dead worker's retry, a response to send again), by id:
@@ -87,8 +92,9 @@ class Delivery:
         then: Outcome = DELETE,
         otherwise: Outcome = RETRY_RESPONSE,
         on_sent: Callable[[], None] | None = None,
+        callback: Callback | None = None,
     ) -> None:
-        self._put(Order(message, response, then, otherwise, on_sent))
+        self._put(Order(message, response, then, otherwise, on_sent, callback))
 
     def delete(self, message: Received) -> None:
         self._put(Order(message, then=DELETE))
@@ -162,6 +168,9 @@ class Delivery:
             if order.body is not None:
                 error = next(errors)
                 sent = error is None
+                if sent and order.callback is not None:
+                    error = self.stepfunctions.call(order.callback)
+                    sent = error is None
                 if not sent:
                     extra = {"type": order.body.get("type"), "commandId": order.body.get("commandId"), "error": error}
                     if order.message is None:
@@ -208,7 +217,8 @@ class Delivery:
         for message, seconds in items:
             try:
                 # Onto the input queue, wherever it came from: in an inbox only that (busy) owner would see it.
-                self.queues.send_to("", message.body, delay=min(seconds, MAX_DELAY_SECONDS))
+                delay, again = min(seconds, MAX_DELAY_SECONDS), f"requeue {message.message_id}"
+                self.queues.send_to("", message.body, delay=delay, deduplication=again)
             except Exception as error:  # the original comes back instead, receive count and all
                 log.warning("could not requeue a message: %s", error, extra={"messageId": message.message_id})
                 kept.append((message, seconds))

@@ -64,4 +64,12 @@ class Decided:
     apply: Callable[[], None]
 
 
-LoopEvent = MessageReceived | WorkerReported | WorkerExited | TreeEnded | LeasesLost | Decided
+@dataclass(frozen=True)
+class TaskGone:
+    """The state machine that sent this message no longer waits for it (its task timed out, or the
+    execution ended): supervisor/task_tokens.py found out with a heartbeat."""
+
+    message: Received
+
+
+LoopEvent = MessageReceived | WorkerReported | WorkerExited | TreeEnded | LeasesLost | Decided | TaskGone

@@ -11,6 +11,7 @@ from functools import partial
 
 from supervisor.contract.command import InvalidMessage, parse_command
 from supervisor.contract.config import Config
+from supervisor.contract.interrupts import Interrupt, parse_interrupt
 from supervisor.delivery import Delivery
 from supervisor.queues import Received
 from supervisor.responder import Responder, log_context_of
@@ -33,9 +34,11 @@ class Intake:
         sharing: SingleContainer,
         shutdown: Shutdown,
         arrive: Callable[[Run], None],
+        on_interrupt: Callable[[Interrupt, Received], None] = lambda _interrupt, _message: None,
     ):
         self.config, self.responder, self.delivery, self.router = config, responder, delivery, router
         self.sharing, self.shutdown, self.arrive = sharing, shutdown, arrive  # `arrive`: the loop's, for a new run
+        self.on_interrupt = on_interrupt  # an interrupt message (supervisor/stop_requests.py)
         self.admitting: dict[str, Run] = {}  # by command id: runs whose admission is being decided (claims)
 
     def take(self, message: Received) -> None:
@@ -52,6 +55,14 @@ class Intake:
             self.responder.reject(message, InvalidMessage(f"the supervisor could not handle it: {error}"[:500]))
 
     def _take(self, message: Received) -> None:
+        try:
+            interrupt = parse_interrupt(message.body, self.config.repo_url)
+        except InvalidMessage as error:
+            self.responder.reject(message, error)
+            return
+        if interrupt is not None:
+            self.on_interrupt(interrupt, message)
+            return
         try:
             command = parse_command(message.body, self.config.repo_url)
         except InvalidMessage as error:

@@ -19,7 +19,16 @@ from supervisor.contract.config import Config
 from supervisor.contract.exit_codes import SupervisorExit, WorkerExit
 from supervisor.deadlines import due_interrupts
 from supervisor.delivery import Delivery
-from supervisor.events import Decided, LeasesLost, LoopEvent, MessageReceived, TreeEnded, WorkerExited, WorkerReported
+from supervisor.events import (
+    Decided,
+    LeasesLost,
+    LoopEvent,
+    MessageReceived,
+    TaskGone,
+    TreeEnded,
+    WorkerExited,
+    WorkerReported,
+)
 from supervisor.intake import Intake
 from supervisor.poller import hand_back_unread
 from supervisor.pool import WorkerPool
@@ -31,6 +40,8 @@ from supervisor.run import Run
 from supervisor.sharing import REQUEUE_SECONDS, sharing_for
 from supervisor.shutdown import Shutdown
 from supervisor.status import publish_status, status_path
+from supervisor.stop_requests import StopRequests
+from supervisor.task_tokens import TaskHeartbeats
 from supervisor.visibility import VisibilityKeeper
 
 log = logging.getLogger("supervisor")
@@ -52,6 +63,12 @@ class Supervisor:
         self.queues = queues or Queues(config)
         self.visibility = VisibilityKeeper(self.queues, visibility_seconds=config.visibility_timeout_seconds)
         self.delivery = Delivery(self.queues, self.visibility)
+        self.heartbeats = TaskHeartbeats(
+            self.visibility.held,
+            self.delivery.stepfunctions,
+            config.task_heartbeat_seconds,
+            on_gone=lambda message: self.events.put(TaskGone(message)),
+        )
         self.responder = Responder(config, self.delivery)
         self.progress = Progress(config, self.delivery, clock)
         self.events: queue.Queue[LoopEvent] = queue.Queue()
@@ -59,8 +76,16 @@ class Supervisor:
         self.shutdown = Shutdown.of(config)
         self.pool = pool(self.events.put)
         self.sharing = sharing_for(config)(config, self.queues, self.delivery, self.visibility, self.events.put)
+        self.stop_requests = StopRequests(self.router, self.responder, self.delivery, self.sharing, self._interrupt)
         self.intake = Intake(
-            config, self.responder, self.delivery, self.router, self.sharing, self.shutdown, arrive=self._arrive
+            config,
+            self.responder,
+            self.delivery,
+            self.router,
+            self.sharing,
+            self.shutdown,
+            arrive=self._arrive,
+            on_interrupt=self.stop_requests.interrupt_message,
         )
         self.clock = clock
         self._signals: list[int] = []  # appended by signal handlers, read by the loop (no locks there)
@@ -80,12 +105,14 @@ class Supervisor:
         self.sharing.start()  # first: a lease table we cannot use stops us before anything runs
         self.responder.answered.prune()
         self.visibility.start()
+        self.heartbeats.start()
         self.delivery.start()
-        poller = self.sharing.input_poller(self.poller_stop)
-        poller.start()
+        pollers = self.sharing.pollers(self.poller_stop)
+        for poller in pollers:
+            poller.start()
         while not self.finished():
             self.step(TICK_SECONDS)
-        return self._leave(poller)
+        return self._leave(*pollers)
 
     def step(self, timeout: float) -> None:
         """One turn of the loop: signals, at most one event, the periodic checks."""
@@ -121,9 +148,11 @@ class Supervisor:
             case TreeEnded(run, signals):
                 self._on_tree_ended(run, signals)
             case LeasesLost(workspaces):
-                self._on_leases_lost(workspaces)
+                self.stop_requests.leases_lost(workspaces)
             case Decided(apply):
                 apply()
+            case TaskGone(message):
+                self.stop_requests.task_gone(message)
 
     # Events ---------------------------------------------------------------------------------------
 
@@ -179,17 +208,6 @@ class Supervisor:
             run.finishing_since = self.clock()
             extra = {"steps": run.steps_when_interrupted(), "reason": run.interrupt_reason}
             self.pool.start(run, mode="interrupted", extra=extra)
-
-    def _on_leases_lost(self, workspaces: tuple[str, ...]) -> None:
-        """Another container may work there now: stop ours, write nothing more, hand the messages back."""
-        for run in self.router.take_waiting(workspaces):
-            self.delivery.give_back(run.message)
-        for run in self.router.running.values():
-            if run.workspace_name not in workspaces:
-                continue
-            run.lease_lost = True
-            if run.phase in ("running", "finishing"):
-                self._interrupt(run, "this container lost the workspace's lease", return_message=True)
 
     # Workers --------------------------------------------------------------------------------------
 
@@ -251,12 +269,14 @@ class Supervisor:
             self.delivery.give_back(run.message)
         return True
 
-    def _leave(self, poller: threading.Thread) -> int:
-        poller.join(timeout=max(0.0, self.shutdown.time_left(self.clock()) - 0.5))
+    def _leave(self, *pollers: threading.Thread) -> int:
+        for poller in pollers:
+            poller.join(timeout=max(0.0, self.shutdown.time_left(self.clock()) - 0.5))
         hand_back_unread(self.events, self.delivery)  # what a receive still in flight delivered goes back
         for run in self.intake.admitting.values():  # decisions that did not come in time
             self.delivery.give_back(run.message)
         self.visibility.stop()
+        self.heartbeats.stop()
         self.pool.close()
         self.delivery.close(timeout=max(1.0, self.shutdown.time_left(self.clock())))
         self.sharing.close(timeout=max(1.0, self.shutdown.time_left(self.clock())))

@@ -48,7 +48,15 @@ class MemoryQueues:
             self._lock.notify_all()
             return message_id
 
-    def send_to(self, queue_url: str, body: str, *, delay: int = 0, attributes: dict[str, str] | None = None) -> None:
+    def send_to(
+        self,
+        queue_url: str,
+        body: str,
+        *,
+        delay: int = 0,
+        attributes: dict[str, str] | None = None,
+        deduplication: str = "",
+    ) -> None:
         """The input queue only (the sharing code's other queues are SQS's)."""
         message_id = self.send(body)
         if delay:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -45,6 +46,41 @@ def sendable_json(body: dict[str, Any]) -> str:
     """JSON that SQS takes whatever the body holds: a lone surrogate (not Unicode) is written as its
     JSON escape, which readers decode to the same string, instead of making the send fail."""
     return json.dumps(body, ensure_ascii=False).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def is_fifo(queue_url: str | None) -> bool:
+    return bool(queue_url) and str(queue_url).endswith(".fifo")
+
+
+def message_group(body: str, default_repo_url: str | None = None) -> str:
+    """A FIFO send's MessageGroupId: the workspace the body names (`client/user/repo`, as far as it
+    says), else its chat thread, else one group for everything else (invalid bodies)."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, dict):
+        return "other"
+    client, user = value.get("projectId") or value.get("clientId"), value.get("userId")
+    if isinstance(client, str) and isinstance(user, str):
+        repo = value.get("repoUrl") or (default_repo_url or "").replace("{clientId}", client)
+        name = str(repo).rstrip("/").rsplit("/", 1)[-1].removesuffix(".git") if repo else ""
+        return _group_text("/".join(part for part in (client, user, name) if part))
+    thread = value.get("sessionId") or value.get("chatThreadId") or value.get("threadId") or value.get("commandId")
+    return _group_text(str(thread)) if thread else "other"
+
+
+def _group_text(text: str) -> str:
+    """Within SQS's rules for a group id: 128 printable ASCII characters (else a digest of it)."""
+    if len(text) <= 128 and text.isascii() and text.isprintable() and " " not in text:
+        return text
+    return hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()
+
+
+def deduplication_id(*parts: str) -> str:
+    """A FIFO send's MessageDeduplicationId: the same for a resend of the same thing (deduplicated by
+    SQS for five minutes), different for anything else."""
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "backslashreplace")).hexdigest()
 
 
 def _attributes(**values: str | None) -> dict[str, dict[str, str]]:
@@ -90,14 +126,19 @@ class Queues:
         """Responses and progress events to the output queue (with none configured: nothing to do)."""
         if not self.config.output_queue_url:
             return [None] * len(bodies)
-        entries = [
-            {
-                "MessageBody": sendable_json(body),
+        url = self.config.output_queue_url
+        entries = []
+        for body in bodies:
+            text = sendable_json(body)
+            entry = {
+                "MessageBody": text,
                 "MessageAttributes": _attributes(commandId=body.get("commandId"), sessionId=body.get("sessionId")),
             }
-            for body in bodies
-        ]
-        return self._batched("send_message", self.config.output_queue_url, entries)
+            if is_fifo(url):  # the chat thread's events in order; a resend of the same body deduplicated
+                thread = str(body.get("sessionId") or body.get("commandId") or "other")
+                entry.update(MessageGroupId=_group_text(thread), MessageDeduplicationId=deduplication_id(text))
+            entries.append(entry)
+        return self._batched("send_message", url, entries)
 
     def dead_letter_many(self, items: list[tuple[Received, str]]) -> list[str | None] | None:
         """Copies of invalid messages to DLQ_URL; None when none is configured (the redrive policy acts)."""
@@ -109,7 +150,11 @@ class Queues:
             attributes = _attributes(error=reason[:256], sourceMessageId=message.message_id)
             # A body at SQS's size limit fits only alone: its copy goes without the attributes.
             too_big = len(body.encode("utf-8")) + ATTRIBUTE_ROOM > MAX_MESSAGE_BYTES
-            entries.append({"MessageBody": body} if too_big else {"MessageBody": body, "MessageAttributes": attributes})
+            entry = {"MessageBody": body} if too_big else {"MessageBody": body, "MessageAttributes": attributes}
+            if is_fifo(self.config.dlq_url):
+                group = message_group(body, self.config.repo_url)
+                entry.update(MessageGroupId=group, MessageDeduplicationId=deduplication_id("dlq", message.message_id))
+            entries.append(entry)
         return self._batched("send_message", self.config.dlq_url, entries)
 
     def delete_many(self, messages: list[Received]) -> list[str | None]:
@@ -135,11 +180,26 @@ class Queues:
 
     # Single calls: the sharing code's (supervisor/sharing/), on the input queue and the inboxes.
 
-    def send_to(self, queue_url: str, body: str, *, delay: int = 0, attributes: dict[str, str] | None = None) -> None:
-        """One message to that queue ("": the input queue); raises when SQS did not take it."""
-        extra = {"MessageAttributes": _attributes(**attributes)} if attributes else {}
+    def send_to(
+        self,
+        queue_url: str,
+        body: str,
+        *,
+        delay: int = 0,
+        attributes: dict[str, str] | None = None,
+        deduplication: str = "",
+    ) -> None:
+        """One message to that queue ("": the input queue); raises when SQS did not take it. On a FIFO
+        queue: grouped by workspace, deduplicated by `deduplication` (what this send is: a resend of the
+        same is dropped by SQS), and never delayed (FIFO queues take no delay per message)."""
+        extra: dict[str, Any] = {"MessageAttributes": _attributes(**attributes)} if attributes else {}
         queue_url = queue_url or self.config.input_queue_url or ""
-        self.client.send_message(QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay, **extra)
+        if is_fifo(queue_url):
+            extra["MessageGroupId"] = message_group(body, self.config.repo_url)
+            extra["MessageDeduplicationId"] = deduplication_id(deduplication or body)
+        else:
+            extra["DelaySeconds"] = delay
+        self.client.send_message(QueueUrl=queue_url, MessageBody=body, **extra)
 
     def create_queue(self, name: str, attributes: dict[str, str], tags: dict[str, str]) -> str:
         url: str = self.client.create_queue(QueueName=name, Attributes=attributes, tags=tags)["QueueUrl"]

@@ -17,6 +17,7 @@ from supervisor.contract.responses import failure_response, invalid_message_resp
 from supervisor.delivery import DELETE, RELEASE, Delivery, dead_letter, visible_in
 from supervisor.queues import Received
 from supervisor.run import Run
+from supervisor.task_tokens import callback_for, task_token_of
 
 log = logging.getLogger("supervisor")
 WORKER_DIED_RETRY_SECONDS = 10
@@ -55,7 +56,11 @@ class Responder:
 
     def _send_final(self, message: Received, command_id: str, response: dict[str, Any], **outcomes: Any) -> None:
         self.answered.intend(command_id, response)
-        self.delivery.answer(message, response, on_sent=partial(self._answered, command_id), **outcomes)
+        token = task_token_of(message.body)  # sent by a state machine: it waits for this answer too
+        callback = callback_for(token, response) if token else None
+        self.delivery.answer(
+            message, response, on_sent=partial(self._answered, command_id), callback=callback, **outcomes
+        )
 
     def _answered(self, command_id: str) -> None:
         """Its response is out (the delivery thread): a redelivery is only deleted from now on."""
@@ -128,7 +133,11 @@ class Responder:
                 return
             # Not sent: left in the queue, answered and dead-lettered on a later delivery.
             response = invalid_message_response(command_id, session_id, error.reason)
-            self.delivery.answer(message, response, then=dead_letter(error.reason), otherwise=RELEASE)
+            token = task_token_of(message.body)
+            callback = callback_for(token, response) if token else None
+            self.delivery.answer(
+                message, response, then=dead_letter(error.reason), otherwise=RELEASE, callback=callback
+            )
 
     def _failure(self, run: Run, code: ErrorCode, error: str) -> dict[str, Any]:
         preview = self.config.preview_url_for(run.command.client_id)

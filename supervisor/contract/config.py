@@ -67,6 +67,10 @@ class Config:
     sandbox_allowed_domains: tuple[str, ...] = ()
     # The uids (and gids) jobs run as, one per workspace (steps/job/identity.py): first, last.
     job_uid_range: tuple[int, int] = (200_000, 1_199_999)
+    # Step Functions task tokens (supervisor/task_tokens.py): seconds between heartbeats.
+    task_heartbeat_seconds: float = 30.0
+    # A standard queue of interrupts ({type: "interrupt", ...}) polled beside a FIFO input (issue 19).
+    interrupt_queue_url: str | None = None
 
     def __repr__(self) -> str:
         fields = asdict(self)
@@ -182,6 +186,8 @@ def load_config(env: Mapping[str, str] | None = None, *, require_input_queue: bo
         sandbox=ev.choice(env, "SANDBOX", "auto", SANDBOX_SETTINGS),
         sandbox_allowed_domains=_domains(env),
         job_uid_range=_uid_range(env),
+        task_heartbeat_seconds=ev.number(env, "TASK_HEARTBEAT_SECONDS", 30, minimum=1, integer=False),
+        interrupt_queue_url=ev.url(env, "INTERRUPT_QUEUE_URL"),
     )
 
 

@@ -49,7 +49,8 @@ log = logging.getLogger("supervisor.sharing.claims")
 # when every container is full; an idle one, long-polling, takes it at once and forwards it).
 FIRST_PAUSE_SECONDS, LONGEST_PAUSE_SECONDS = 0.5, 2.0
 OUTAGE_DELAY_SECONDS = 10  # DynamoDB unreachable: the command is put back and tried this much later
-Admission = tuple[str, Received, bool, bool, Callable[[Admit | None], None]]
+# (workspace, message, here, free, then); `then` None: an interrupt message to relay (`relay`).
+Admission = tuple[str, Received, bool, bool, Callable[[Admit | None], None] | None]
 
 
 class Claims(SingleContainer):
@@ -152,6 +153,11 @@ class Claims(SingleContainer):
         self._pending += 1
         self._admissions.put((workspace, message, here, free, then))
 
+    def relay(self, workspace: str, message: Received) -> None:
+        """An interrupt message for a workspace with no work here: to its owner's inbox if another
+        container holds it, else deleted (decided on the admission thread, like a command)."""
+        self._admissions.put((workspace, message, False, False, None))
+
     def pause_seconds(self) -> float:
         return self._pause if self.full else 0.0  # a container with a free slot receives the next command first
 
@@ -164,6 +170,9 @@ class Claims(SingleContainer):
     def _admit_forever(self) -> None:
         while (admission := self._admissions.get()) is not None:
             workspace, message, here, free, then = admission
+            if then is None:
+                self._relay_now(workspace, message)
+                continue
             try:
                 decision = self.decide(workspace, message, here=here, free=free)
             except Exception:  # a bug of ours: the command waits and comes back, never lost
@@ -209,6 +218,22 @@ class Claims(SingleContainer):
             log.info("put back on the input queue", extra={"messageId": message.message_id})
             self.delivery.requeue(message, 0)
         return None
+
+    def _relay_now(self, workspace: str, message: Received) -> None:
+        try:
+            holder = self.table.holder(workspace)
+        except Exception as error:
+            log.warning("could not read the workspace's lease: %s", error, extra={"workspace": workspace})
+            self.delivery.requeue(message, OUTAGE_DELAY_SECONDS)
+            return
+        inbox = holder.inbox if holder is not None and holder.owner not in (None, self.owner) else None
+        if not inbox or inbox in self.inboxes.urls():
+            self.delivery.delete(message)  # nobody works there: the interrupt has nothing to stop
+        elif forward(self.queues, inbox, message, self.owner):
+            log.info("interrupt forwarded to the owner", extra={"workspace": workspace, "to": holder and holder.owner})
+            self.delivery.delete(message)
+        else:
+            self.delivery.requeue(message, REQUEUE_SECONDS)
 
     # Helpers --------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from supervisor.queues import Queues, Received
+from supervisor.queues import Queues, Received, is_fifo
 
 log = logging.getLogger("supervisor.sharing.inboxes")
 MAX_BASE = 40  # of the input queue's name in an inbox's (SQS allows 80 in all)
@@ -26,13 +26,17 @@ def inbox_name(input_queue_url: str, owner: str) -> str:
     """`{input queue, first 40 characters}-inbox-{12 hex of the owner}`: at most 59 characters, and a
     name IAM can grant by pattern (`{input queue}-inbox-*`); the owner itself is in the queue's tags."""
     base = input_queue_url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".fifo")
-    return f"{base[:MAX_BASE]}-inbox-{hashlib.sha256(owner.encode()).hexdigest()[:12]}"
+    suffix = ".fifo" if is_fifo(input_queue_url) else ""  # a FIFO input's inboxes are FIFO queues too
+    return f"{base[:MAX_BASE]}-inbox-{hashlib.sha256(owner.encode()).hexdigest()[:12]}{suffix}"
 
 
 def create_inbox(queues: Queues, input_queue_url: str, owner: str, visibility_seconds: int) -> str:
+    attributes = {"VisibilityTimeout": str(visibility_seconds), "MessageRetentionPeriod": str(RETENTION_SECONDS)}
+    if is_fifo(input_queue_url):
+        attributes.update(FifoQueue="true", ContentBasedDeduplication="false")
     url = queues.create_queue(
         inbox_name(input_queue_url, owner),
-        {"VisibilityTimeout": str(visibility_seconds), "MessageRetentionPeriod": str(RETENTION_SECONDS)},
+        attributes,
         {"webordinary:owner": owner, "webordinary:input": input_queue_url},
     )
     log.info("inbox created", extra={"inbox": url})
@@ -154,6 +158,6 @@ class Inboxes:
         with contextlib.suppress(Exception):
             while messages := self.queues.receive(max_messages=10, wait_seconds=0, queue_url=url):
                 for message in messages:
-                    self.queues.send_to(input_queue_url, message.body)
+                    self.queues.send_to(input_queue_url, message.body, deduplication=f"back {message.message_id}")
                     self.queues.delete_many([message])
                 log.info("inbox emptied into the input queue", extra={"inbox": url, "messages": len(messages)})

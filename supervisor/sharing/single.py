@@ -63,6 +63,15 @@ class SingleContainer:
     def full(self) -> bool:
         return self.free_slots == 0
 
+    def pollers(self, stop: threading.Event) -> list[Poller]:
+        """The input queue's poller, and INTERRUPT_QUEUE_URL's when set (a standard queue of interrupt
+        messages beside a FIFO input: supervisor/contract/interrupts.py)."""
+        pollers = [self.input_poller(stop)]
+        if self.config.interrupt_queue_url:
+            url = self.config.interrupt_queue_url
+            pollers.append(Poller(self.queues, self.visibility, self.delivery, self.post, stop, queue_url=url))
+        return pollers
+
     def input_poller(self, stop: threading.Event) -> Poller:
         return Poller(
             self.queues,
@@ -93,6 +102,10 @@ class SingleContainer:
 
     def close(self, timeout: float) -> None:
         pass
+
+    def relay(self, workspace: str, message: Received) -> None:
+        """An interrupt message for a workspace with no work here: alone on the queue, nothing to do."""
+        self.delivery.delete(message)
 
     def admit(
         self, workspace: str, message: Received, *, here: bool, free: bool, then: Callable[[Admit | None], None]
