@@ -21,16 +21,10 @@ from typing import Any
 
 from steps.git.layout import git_dir_for
 from supervisor.common.files import write_atomic
-from supervisor.contract.command import (
-    MESSAGE_SHAPES,
-    SHAPE_TASK,
-    Command,
-    InvalidMessage,
-    check_attachments,
-    check_context,
-    is_command_branch,
-    is_thread_branch,
-)
+from supervisor.contract.attachments import check_attachments, check_context
+from supervisor.contract.branches import is_command_branch, is_thread_branch
+from supervisor.contract.command import MESSAGE_SHAPES, SHAPE_TASK, Command
+from supervisor.contract.invalid import InvalidMessage
 
 log = logging.getLogger("steps.git.ledger")
 COMMAND_FIELDS = frozenset(field.name for field in dataclasses.fields(Command))

@@ -10,21 +10,18 @@ Shapes (docs/CONTRACT.md):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import subprocess
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from supervisor.contract.attachments import check_attachments, check_context
+from supervisor.contract.branches import branch_for_thread, branch_refusal
+from supervisor.contract.invalid import CONTROL_CHARS, LONE_SURROGATE, MAX_ID_LENGTH, InvalidMessage
+
 MAX_INSTRUCTION_BYTES = 64 * 1024
-MAX_ID_LENGTH = 128
 SLUG_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-SAFE_REF_COMPONENT = re.compile(r"^[A-Za-z0-9._-]+$")
-CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-# A lone surrogate (JSON's "\ud800") is no text: it cannot be written as UTF-8 to git, a process or SQS.
-LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 # Schemes git may use for a site remote; "ext::" and friends can run commands, so they are refused.
 REMOTE_URL = re.compile(r"^((https?|ssh|git|file)://\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+|/\S+)$")
 REPO_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -35,51 +32,6 @@ SHAPE_TASK = "task"
 MESSAGE_SHAPES = frozenset({SHAPE_COMMAND, SHAPE_TASK})
 # The task shape's instruction may come under any one of these names.
 INSTRUCTION_FIELDS = ("instruction", "text", "content")
-
-# A requested `branch` (task shape): `/`-separated components of [A-Za-z0-9._-], none starting with "." or "-",
-# none ending with "." or ".lock"; no "..", at most MAX_BRANCH_LENGTH characters, and git must accept it.
-MAX_BRANCH_LENGTH = 200
-BRANCH_COMPONENT = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
-REQUESTED_BRANCH = re.compile(rf"^{BRANCH_COMPONENT}(/{BRANCH_COMPONENT})*$")
-# Names a requested branch may not have, compared case-insensitively: the usual default, release and
-# publishing branches (the worker also refuses the remote's actual default branch when it pushes).
-REFUSED_BRANCH_NAMES = frozenset(
-    {
-        "main",
-        "master",
-        "head",
-        "trunk",
-        "develop",
-        "development",
-        "dev",
-        "production",
-        "prod",
-        "staging",
-        "stable",
-        "release",
-        "gh-pages",
-    }
-)
-# First components that would make a branch look like another kind of ref (`origin/main`, `refs/…`, `tags/v1`).
-REFUSED_BRANCH_PREFIXES = frozenset({"refs", "heads", "tags", "remotes", "origin", "head"})
-CONFLICT_BRANCH = re.compile(r"-conflict-[0-9]+\Z")
-# All hex of abbreviated-hash length: git would read it as a commit as readily as a branch.
-OBJECT_NAME_LIKE = re.compile(r"^[0-9a-fA-F]{7,64}$")
-
-MAX_ATTACHMENTS = 20
-ATTACHMENT_FIELDS = ("s3Uri", "key", "name", "contentType")
-MAX_ATTACHMENT_FIELD_LENGTH = 2048
-MAX_CONTEXT_BYTES = 16 * 1024
-
-
-class InvalidMessage(ValueError):
-    """The message breaks a rule of CONTRACT §1. command_id is set when it could be read."""
-
-    def __init__(self, reason: str, command_id: str | None = None, session_id: str | None = None):
-        super().__init__(reason)
-        self.reason = reason
-        self.command_id = command_id
-        self.session_id = session_id
 
 
 @dataclass(frozen=True)
@@ -133,129 +85,12 @@ def _slug_field(body: dict[str, Any], name: str, value: Any, command_id: str | N
     return value
 
 
-def _git_accepts_ref(ref: str) -> bool:
-    result = subprocess.run(["git", "check-ref-format", f"refs/heads/{ref}"], capture_output=True, check=False)
-    return result.returncode == 0
-
-
-def branch_for_thread(thread_id: str) -> str:
-    """`thread-{id}`, or a slug plus a hash when the id is not a safe ref component."""
-    name = thread_id if thread_id.startswith("thread-") else f"thread-{thread_id}"
-    if SAFE_REF_COMPONENT.fullmatch(thread_id) and _git_accepts_ref(name):
-        return name
-    slug = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", thread_id.lower())).strip("-")[:60].strip("-")
-    if slug.startswith("thread-"):
-        slug = slug[len("thread-") :]
-    digest = hashlib.sha256(thread_id.encode()).hexdigest()[:8]
-    return f"thread-{slug}-{digest}" if slug else f"thread-{digest}"
-
-
-def is_thread_branch(name: object) -> bool:
-    """Whether `name` is a branch branch_for_thread can make (it is its own branch: `thread-…`, a safe component)."""
-    return (
-        isinstance(name, str)
-        and name.startswith("thread-")
-        and len(name) <= len("thread-") + MAX_ID_LENGTH
-        and SAFE_REF_COMPONENT.fullmatch(name) is not None
-        and branch_for_thread(name) == name
-    )
-
-
-def branch_refusal(name: object) -> str | None:
-    """Why `name` cannot be a requested `branch` (task shape), or None when it can be one.
-
-    The one rule for branches a message names: parse_command applies it to `branch`, and the git ledger
-    (steps/git/ledger.py) to recorded branches, which are untrusted input too.
-    """
-    if not isinstance(name, str) or not name:
-        return "branch must be a non-empty string"
-    if len(name) > MAX_BRANCH_LENGTH:
-        return f"branch is longer than {MAX_BRANCH_LENGTH} characters"
-    if not REQUESTED_BRANCH.fullmatch(name) or ".." in name:
-        return (
-            "branch must be /-separated parts of [A-Za-z0-9._-], none starting with '.' or '-', "
-            f"without '..', got {name[:80]!r}"
-        )
-    parts = name.split("/")
-    if any(part.endswith((".", ".lock")) for part in parts):
-        return f"branch parts may not end with '.' or '.lock', got {name[:80]!r}"
-    if name.lower() in REFUSED_BRANCH_NAMES:
-        return f"branch may not be {name!r}: commands never work on a default or release branch"
-    if parts[0].lower() in REFUSED_BRANCH_PREFIXES:
-        return f"branch may not start with {parts[0] + '/'!r}: it would read as another kind of ref"
-    if any(part.lower() == "head" for part in parts):
-        return f"branch may not have a part named HEAD, got {name[:80]!r}"
-    if CONFLICT_BRANCH.search(name):
-        return f"branch may not end with -conflict-N, the names of conflict branches, got {name[:80]!r}"
-    if OBJECT_NAME_LIKE.fullmatch(name):
-        return f"branch may not be all hex digits (it reads as a commit), got {name!r}"
-    if not _git_accepts_ref(name):
-        return f"branch is not a valid git branch name, got {name[:80]!r}"
-    return None
-
-
 def check_branch(name: object, command_id: str | None = None) -> str:
     """A requested branch, or InvalidMessage saying why not (branch_refusal)."""
     refusal = branch_refusal(name)
     if refusal is not None:
         raise InvalidMessage(refusal, command_id)
     return name  # type: ignore[return-value]  # branch_refusal proved it a str
-
-
-def is_command_branch(name: object) -> bool:
-    """Whether a Command may work on `name`: a thread's branch, or a branch a task message may request."""
-    return is_thread_branch(name) or branch_refusal(name) is None
-
-
-def _plain_text(value: str) -> bool:
-    return not CONTROL_CHARS.search(value) and not LONE_SURROGATE.search(value)
-
-
-def check_attachments(value: object, command_id: str | None = None) -> tuple[dict[str, str], ...]:
-    """`attachments`: up to MAX_ATTACHMENTS objects; their string fields among ATTACHMENT_FIELDS are kept."""
-    if value is None:
-        return ()
-    if not isinstance(value, list | tuple):
-        raise InvalidMessage("attachments must be a list", command_id)
-    if len(value) > MAX_ATTACHMENTS:
-        raise InvalidMessage(f"attachments has {len(value)} items, at most {MAX_ATTACHMENTS} are accepted", command_id)
-    kept: list[dict[str, str]] = []
-    for index, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise InvalidMessage(f"attachments[{index}] must be an object", command_id)
-        attachment: dict[str, str] = {}
-        for name in ATTACHMENT_FIELDS:
-            text = item.get(name)
-            if text is None:
-                continue
-            if not isinstance(text, str) or not text:
-                raise InvalidMessage(f"attachments[{index}].{name} must be a non-empty string", command_id)
-            if len(text) > MAX_ATTACHMENT_FIELD_LENGTH or not _plain_text(text):
-                raise InvalidMessage(
-                    f"attachments[{index}].{name} is longer than {MAX_ATTACHMENT_FIELD_LENGTH} characters, "
-                    "or holds control characters or invalid Unicode",
-                    command_id,
-                )
-            attachment[name] = text
-        if not attachment:
-            raise InvalidMessage(f"attachments[{index}] has none of {', '.join(ATTACHMENT_FIELDS)}", command_id)
-        kept.append(attachment)
-    return tuple(kept)
-
-
-def check_context(value: object, command_id: str | None = None) -> dict[str, Any] | None:
-    """`context`: a JSON object of at most MAX_CONTEXT_BYTES serialised (UTF-8, compact)."""
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise InvalidMessage("context must be a JSON object", command_id)
-    try:
-        size = len(json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode())
-    except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
-        raise InvalidMessage("context is not plain JSON (NaN, Infinity or invalid Unicode in it)", command_id) from None
-    if size > MAX_CONTEXT_BYTES:
-        raise InvalidMessage(f"context is larger than {MAX_CONTEXT_BYTES // 1024} KiB serialised", command_id)
-    return value
 
 
 def body_shape(body: object) -> str:

@@ -10,23 +10,24 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from supervisor.contract.command import (
-    MAX_ATTACHMENTS,
-    MAX_CONTEXT_BYTES,
+from supervisor.contract.attachments import MAX_ATTACHMENTS, MAX_CONTEXT_BYTES
+from supervisor.contract.branches import (
     REFUSED_BRANCH_NAMES,
+    branch_for_thread,
+    branch_refusal,
+    is_command_branch,
+    is_thread_branch,
+)
+from supervisor.contract.command import (
     SHAPE_COMMAND,
     SHAPE_TASK,
     Command,
-    InvalidMessage,
-    branch_for_thread,
-    branch_refusal,
     check_branch,
-    is_command_branch,
-    is_thread_branch,
     parse_command,
     read_ids,
     read_message_shape,
 )
+from supervisor.contract.invalid import InvalidMessage
 from supervisor.contract.responses import failure_response, final_response, invalid_message_response
 
 REPO = "/srv/git/site.git"
