@@ -10,7 +10,7 @@ from typing import Any
 from supervisor.answer_records import AnsweredCommands
 from supervisor.common.logs import log_context
 from supervisor.contract.codes import ErrorCode
-from supervisor.contract.command import InvalidMessage, read_ids
+from supervisor.contract.command import InvalidMessage, read_ids, read_message_shape
 from supervisor.contract.config import Config
 from supervisor.contract.exit_codes import WorkerExit
 from supervisor.contract.responses import failure_response, invalid_message_response, progress_event
@@ -132,7 +132,8 @@ class Responder:
                 self.delivery.dead_letter(message, error.reason)
                 return
             # Not sent: left in the queue, answered and dead-lettered on a later delivery.
-            response = invalid_message_response(command_id, session_id, error.reason)
+            shape = read_message_shape(message.body)  # a task-shape body's answer carries messageId too
+            response = invalid_message_response(command_id, session_id, error.reason, message_shape=shape)
             token = task_token_of(message.body)
             callback = callback_for(token, response) if token else None
             self.delivery.answer(

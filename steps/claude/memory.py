@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from steps.job.access import PASS_THROUGH
 from steps.job.identity import JobIdentity
@@ -34,10 +35,16 @@ from supervisor.contract.command import Command
 log = logging.getLogger("steps.claude.memory")
 
 
+def file_name(branch: str) -> str:
+    """One file or folder name per branch: `thread-…` names as they are (made of [A-Za-z0-9._-]), any
+    other with its "/" (and "%") escaped, so `feature/x` is never a folder inside `feature`'s."""
+    return quote(branch, safe="") if not branch.startswith("thread-") else branch
+
+
 @dataclass(frozen=True)
 class AgentState:
     root: Path
-    branch: str  # `thread-…` made of [A-Za-z0-9._-]: a safe file name
+    branch: str  # `thread-…`, or a branch a task-shape message asked for (may hold "/")
 
     @classmethod
     def for_command(cls, workspace_path: str, command: Command) -> AgentState:
@@ -46,7 +53,7 @@ class AgentState:
 
     @property
     def thread_dir(self) -> Path:
-        return self.root / "threads" / self.branch
+        return self.root / "threads" / file_name(self.branch)
 
     @property
     def config_dir(self) -> Path:
@@ -63,11 +70,12 @@ class AgentState:
         self._carry_over_shared_transcript()
 
     def _session_file(self, branch: str) -> Path:
-        return self.root / "sessions" / f"{branch}.json"
+        return self.root / "sessions" / f"{file_name(branch)}.json"
 
     def session_of(self, branch: str) -> str | None:
         """The session id of the thread's last command, or None for a new thread (or an unreadable record)."""
-        for path in (self._session_file(branch), self.root / "threads" / f"{branch}.json"):  # ours, then the old place
+        old_place = self.root / "threads" / f"{file_name(branch)}.json"
+        for path in (self._session_file(branch), old_place):  # ours, then the old place
             try:
                 record = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError):

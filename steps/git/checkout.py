@@ -8,8 +8,10 @@ import os
 import shutil
 import time
 
-from steps.base import StepContext
+from steps.base import StepContext, StepError
 from steps.processes.shell import CommandFailed, CommandTimedOut
+from supervisor.contract.branches import is_thread_branch
+from supervisor.contract.codes import ErrorCode
 
 log = logging.getLogger(__name__)
 NETWORK_TIMEOUT_SECONDS = 300
@@ -83,6 +85,10 @@ def exclude_build_output(ctx: StepContext) -> None:
 def switch_to_branch(ctx: StepContext) -> str:
     """Check out the session branch; returns how: "existing", "tracked" or "created"."""
     git, branch = ctx.git, ctx.command.branch
+    if not is_thread_branch(branch) and branch == git.default_remote_branch():
+        # A branch a task-shape message asked for: never the repository's default (the contract refuses
+        # the usual names; this is the remote's own, whatever it is called).
+        raise StepError(ErrorCode.INVALID_MESSAGE, f"branch {branch} is the repository's default branch; refused")
     remote_ref = f"refs/remotes/origin/{branch}"
     if git.current_branch() != branch and git.has_ref(f"refs/heads/{branch}"):
         git.run("checkout", "--quiet", branch)

@@ -162,3 +162,15 @@ def test_a_role_that_cannot_be_assumed_is_one_clear_error(tmp_path, monkeypatch)
 def test_the_role_session_outlasts_the_agent_timeout():
     assert role_session_seconds(900) == 3600 and role_session_seconds(3600) == 3900
     assert role_session_seconds(100_000) == 43200
+
+
+def test_a_requested_branch_with_a_slash_gets_one_folder_of_its_own(tmp_path):
+    """A task-shape message may name `feature/x`: its agent memory is not a folder inside `feature`'s."""
+    from steps.claude.memory import AgentState, file_name
+
+    plain, nested = AgentState(tmp_path, "feature"), AgentState(tmp_path, "feature/x")
+    assert plain.thread_dir != nested.thread_dir and nested.thread_dir.parent == plain.thread_dir.parent
+    assert file_name("thread-t1") == "thread-t1" and file_name("feature/x") == "feature%2Fx"
+    nested.prepare()
+    nested.remember("feature/x", "s-1", "c1")
+    assert nested.session_of("feature/x") == "s-1" and plain.session_of("feature") is None
