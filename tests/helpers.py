@@ -299,7 +299,7 @@ def queue_depth(sqs: Any, url: str) -> int:
 
 def inbox_urls(sqs: Any, input_url: str) -> list[str]:
     """The inboxes of the containers sharing an input queue: `{its name}-inbox-*` (supervisor/sharing)."""
-    name = input_url.rstrip("/").rsplit("/", 1)[-1]
+    name = input_url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".fifo")
     return list(sqs.list_queues(QueueNamePrefix=f"{name}-inbox-").get("QueueUrls", []))
 
 
