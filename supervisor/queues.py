@@ -65,7 +65,9 @@ def message_group(body: str, default_repo_url: str | None = None) -> str:
     if isinstance(client, str) and isinstance(user, str):
         repo = value.get("repoUrl") or (default_repo_url or "").replace("{clientId}", client)
         name = str(repo).rstrip("/").rsplit("/", 1)[-1].removesuffix(".git") if repo else ""
-        return _group_text("/".join(part for part in (client, user, name) if part))
+        # An interrupt forwarded to a FIFO inbox must not wait behind the very command it interrupts.
+        kind = ["interrupt"] if value.get("type") == "interrupt" else []
+        return _group_text("/".join(part for part in (*kind, client, user, name) if part))
     thread = value.get("sessionId") or value.get("chatThreadId") or value.get("threadId") or value.get("commandId")
     return _group_text(str(thread)) if thread else "other"
 

@@ -36,6 +36,8 @@ def test_groups_and_deduplication_ids():
     assert message_group(json.dumps(COMMAND), "https://git.example/{clientId}/site.git") == "acme/u1/site"
     assert message_group(json.dumps({**COMMAND, "projectId": "beta"})).startswith("beta/u1")
     assert message_group('{"sessionId": "s"}') == "s" and message_group("not json") == "other"
+    interrupt = {"type": "interrupt", "projectId": "acme", "userId": "u1"}  # never behind the command it stops
+    assert message_group(json.dumps(interrupt), "https://git.example/{clientId}/site.git") == "interrupt/acme/u1/site"
     assert deduplication_id("a", "b") == deduplication_id("a", "b") != deduplication_id("a", "c")
 
 
