@@ -22,8 +22,11 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import urlopen
 
+import boto3
+
 from steps.job.runner import find_containment
-from supervisor.local.stack import ROOT, LocalStack, job_python, local_stack
+from supervisor.local.orchestration import create_state_machine, execution_outcome, start_execution
+from supervisor.local.stack import REGION, ROOT, LocalStack, job_python, local_stack
 
 STATE = ROOT / ".local"
 SCRIPTED_AGENT = ROOT / "examples" / "scripted-agent" / "claude"
@@ -111,15 +114,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("instruction", nargs="?", default="Make the header blue")
     parser.add_argument("--once", action="store_true", help="stop after the first response (default off a terminal)")
     parser.add_argument("--state", type=Path, default=STATE, help="folder for the workspace, remote and log")
+    parser.add_argument(
+        "--step-functions",
+        action="store_true",
+        help="send each instruction through a local Step Functions state machine (task token, heartbeats, callback)",
+    )
     args = parser.parse_args(argv)
     state: Path = args.state.resolve()
     interactive = sys.stdin.isatty() and not args.once
 
     with local_stack(state) as stack:
-        return run_demo(stack, args.instruction, interactive)
+        return run_demo(stack, args.instruction, interactive, step_functions=args.step_functions)
 
 
-def run_demo(stack: LocalStack, instruction: str, interactive: bool) -> int:
+def run_demo(stack: LocalStack, instruction: str, interactive: bool, *, step_functions: bool = False) -> int:
     bucket = stack.create_bucket(CLIENT)
     preview_server = start_preview_server(stack.s3, bucket)
     preview = f"http://127.0.0.1:{preview_server.server_address[1]}/"
@@ -140,6 +148,10 @@ def run_demo(stack: LocalStack, instruction: str, interactive: bool) -> int:
     layers = find_containment(env.get("SANDBOX", "auto")).layers()
     say("containment:      " + "; ".join(f"{name} {state}" for name, state in layers.items()))
     supervisor = stack.start_supervisor(env, log_path)
+    orchestrator = boto3.client("stepfunctions", region_name=REGION, endpoint_url=endpoint) if step_functions else None
+    machine = create_state_machine(orchestrator, queues["input"]) if orchestrator else None
+    if machine:
+        say(f"state machine:    {machine} (sqs:sendMessage.waitForTaskToken into the input queue)")
     code = 0
     try:
         while instruction:
@@ -152,7 +164,12 @@ def run_demo(stack: LocalStack, instruction: str, interactive: bool) -> int:
                 "userId": USER,
                 "timestamp": int(time.time() * 1000),
             }
-            sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(body))
+            execution = None
+            if machine:  # the anchor's newest shape, sent by the state machine with its task token
+                task = {"messageId": command_id, "text": instruction, "threadId": THREAD, "projectId": CLIENT}
+                execution = start_execution(orchestrator, machine, {**task, "userId": USER})
+            else:
+                sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(body))
             say(f"\nsent {command_id}: {instruction!r}  (the first run clones the site and runs npm ci)")
             response = wait_for(sqs, queues["output"], command_id)
             if response is None:
@@ -161,6 +178,10 @@ def run_demo(stack: LocalStack, instruction: str, interactive: bool) -> int:
                 break
             show(response, preview)
             code = 0 if response["success"] else 1
+            if execution:
+                outcome = execution_outcome(orchestrator, execution)
+                say(f"execution {outcome['status']}" + (f" ({outcome['error']})" if outcome["error"] else ""))
+                code = 0 if outcome["status"] == "SUCCEEDED" else 1
             if not interactive:
                 break
             instruction = input("\nnext instruction (empty line to stop): ").strip()

@@ -6,6 +6,7 @@ each other down."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -23,12 +24,23 @@ def serve() -> None:
     speed_up_moto_sqs()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    print(server.get_host_and_port()[1], flush=True)
+    port = server.get_host_and_port()[1]
+    run_state_machines(port)
+    print(port, flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
     done.wait()
     server.stop()
+
+
+def run_state_machines(port: int) -> None:
+    """Let moto run the state machines created on it (`bin/run-local --step-functions`, the tests): its
+    tasks call moto back at localhost:MOTO_PORT."""
+    from moto.core.config import default_user_config
+
+    os.environ["MOTO_PORT"] = str(port)
+    default_user_config["stepfunctions"] = {"execute_state_machine": True}
 
 
 @contextmanager

@@ -49,3 +49,34 @@ def _ours_still_running(before: set[int], state: object) -> list[psutil.Process]
         except psutil.Error:
             continue
     return found
+
+
+def test_local_run_drives_an_instruction_through_a_local_state_machine(tmp_path):
+    """`bin/run-local --step-functions`: the orchestrated path (task token, heartbeats, callback) on moto."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AGENT_", "INPUT_", "OUTPUT_", "MOTO_"))}
+    env["LOCAL_RUN_TEST_MARK"] = str(tmp_path)
+    before = {p.pid for p in psutil.process_iter()}
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "supervisor.local",
+            "--once",
+            "--step-functions",
+            "--state",
+            str(tmp_path),
+            "Make the header green",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert "state machine:" in completed.stdout and "execution SUCCEEDED" in completed.stdout
+    assert '"messageId"' in completed.stdout and '"siteUrl"' in completed.stdout  # the anchor's names too
+    css = git_out(tmp_path / "remotes" / "demo-site.git", "show", "thread-local-demo:src/styles/site.css")
+    assert "--header-color: #15803d;" in css
+    assert _ours_still_running(before, tmp_path) == []
