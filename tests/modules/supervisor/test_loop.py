@@ -545,3 +545,37 @@ def test_a_stop_waits_for_admissions_being_decided_up_to_its_deadline_then_gives
     done.start()
     supervisor._leave(done)
     assert queues.in_flight() == [] and queues.remaining() == ["m-1"]  # handed back, visible at once
+
+
+class StandInStepFunctions:
+    """Records each callback; the first `failures` calls fail as a passing fault would."""
+
+    def __init__(self, failures: int = 0):
+        self.calls: list = []
+        self.failures = failures
+
+    def call(self, callback) -> str | None:
+        self.calls.append(callback)
+        if self.failures:
+            self.failures -= 1
+            return "ThrottlingException: slow down"
+        return None
+
+
+def test_a_callback_that_failed_is_made_again_the_same_on_redelivery_and_then_never(world):
+    """Issue 19: one callback per token. A failed callback keeps the message (its answer record not yet
+    written); the redelivery makes the same callback again; once made, a redelivery is only deleted."""
+    supervisor, queues, clock = world
+    stand_in = supervisor.delivery.stepfunctions = StandInStepFunctions(failures=1)
+    deliver(supervisor, queues, command("a1", taskToken="token-1"))
+    finish(supervisor, "a1")
+    assert len(stand_in.calls) == 1 and queues.remaining() == ["m-1"]  # kept: the callback failed
+    assert not supervisor.responder.answered.answered("a1")
+    clock.now += 31  # the response's retry
+    for message in queues.receive(wait_seconds=0):
+        supervisor.visibility.hold(message)
+        supervisor.dispatch(MessageReceived(message))
+    assert [c.token for c in stand_in.calls] == ["token-1", "token-1"] and stand_in.calls[0] == stand_in.calls[1]
+    assert queues.remaining() == [] and supervisor.responder.answered.answered("a1")
+    deliver(supervisor, queues, command("a1", taskToken="token-1"))  # delivered once more (a failed delete)
+    assert len(stand_in.calls) == 2 and queues.remaining() == []  # only deleted
