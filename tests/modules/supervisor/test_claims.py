@@ -462,3 +462,25 @@ def test_a_command_put_back_from_an_inbox_goes_to_the_input_queue(sqs, dynamodb,
     assert depth(sqs, a.inbox) == 0
     back = a.queues.receive(max_messages=10, wait_seconds=0)  # (c1 is still in flight there)
     assert [json.loads(m.body)["commandId"] for m in back] == ["forwarded"]
+
+
+def test_a_container_taken_for_dead_counts_its_leases_lost_and_joins_again_with_a_new_inbox(
+    sqs, dynamodb, input_url, tmp_path
+):
+    """Paused past a lease period, a container finds its roster entry swept by the others (and its inbox
+    removed): it must not go on as if nothing happened, with an inbox nobody may forward to."""
+    a, _, posted = container("a", sqs, dynamodb, input_url, tmp_path)
+    b, b_clock, _ = container("b", sqs, dynamodb, input_url, tmp_path)
+    send(sqs, input_url, "c1")
+    admit(a, WORKSPACE, receive_one(a), here=False, free=True)
+    old_inbox = a.inbox
+    round_of(b)
+    b_clock.now += LEASE  # a paused: b takes it for dead, adopts its (empty) inbox, removes it, then its entry
+    round_of(b)
+    b.inboxes.pollers[old_inbox][0].empty_rounds = 2
+    round_of(b)
+    assert "a" not in {m.owner for m in b.roster.members()}
+    round_of(a)  # a wakes
+    assert posted == [LeasesLost((WORKSPACE,))] and a.inbox != old_inbox
+    assert depth(sqs, a.inbox) == 0 and "a" in {m.owner for m in b.roster.members()}
+    assert {m.inbox for m in b.roster.members() if m.owner == "a"} == {a.inbox}
