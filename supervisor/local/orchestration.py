@@ -12,7 +12,7 @@ from typing import Any
 HEARTBEAT_SECONDS = 60
 
 
-def create_state_machine(stepfunctions: Any, queue_url: str) -> str:
+def create_state_machine(stepfunctions: Any, queue_url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS) -> str:
     body = {
         "taskToken.$": "$$.Task.Token",
         "messageId.$": "$.messageId",
@@ -24,7 +24,8 @@ def create_state_machine(stepfunctions: Any, queue_url: str) -> str:
     task = {
         "Type": "Task",
         "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
-        "HeartbeatSeconds": HEARTBEAT_SECONDS,
+        "HeartbeatSeconds": heartbeat_seconds,
+        "TimeoutSeconds": 600,
         "Parameters": {"QueueUrl": queue_url, "MessageBody": body},
         "End": True,
     }

@@ -16,6 +16,8 @@ import pytest
 import requests
 from helpers import QUICK_BUILD, REGION, SupervisorProcess, bucket_keys, commits_for, git_out
 
+from supervisor.local.orchestration import create_state_machine, execution_outcome, start_execution
+
 pytestmark = pytest.mark.e2e
 
 
@@ -30,43 +32,19 @@ def stepfunctions(moto_endpoint: str, aws_env: dict[str, str]) -> Any:
 
 
 def state_machine(stepfunctions: Any, queue_url: str, heartbeat_seconds: int = 20) -> str:
-    """The anchor's orchestration in one state: send the instruction with the task token, wait."""
-    body = {
-        "taskToken.$": "$$.Task.Token",
-        "messageId.$": "$.messageId",
-        "text.$": "$.text",
-        "threadId.$": "$.threadId",
-        "projectId.$": "$.projectId",
-        "userId.$": "$.userId",
-    }
-    task = {
-        "Type": "Task",
-        "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
-        "HeartbeatSeconds": heartbeat_seconds,
-        "TimeoutSeconds": 300,
-        "Parameters": {"QueueUrl": queue_url, "MessageBody": body},
-        "End": True,
-    }
-    definition = {"StartAt": "Edit", "States": {"Edit": task}}
-    return stepfunctions.create_state_machine(
-        name=f"edit-{uuid.uuid4().hex[:8]}",
-        definition=json.dumps(definition),
-        roleArn="arn:aws:iam::123456789012:role/edit",
-    )["stateMachineArn"]
+    """The anchor's orchestration in one state, as `bin/run-local --step-functions` makes it."""
+    return create_state_machine(stepfunctions, queue_url, heartbeat_seconds)
 
 
 def start(stepfunctions: Any, machine: str, message_id: str, text: str, thread: str = "chat-a") -> str:
     command = {"messageId": message_id, "text": text, "threadId": thread, "projectId": "acme", "userId": "u1"}
-    name = f"{message_id}-{uuid.uuid4().hex[:8]}"  # (moto names an unnamed execution "None", once)
-    return stepfunctions.start_execution(stateMachineArn=machine, name=name, input=json.dumps(command))["executionArn"]
+    return start_execution(stepfunctions, machine, command)
 
 
 def finished(stepfunctions: Any, execution: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while (described := stepfunctions.describe_execution(executionArn=execution))["status"] == "RUNNING":
-        assert time.monotonic() < deadline, f"{execution} still running"
-        time.sleep(0.2)
-    return described
+    outcome = execution_outcome(stepfunctions, execution, timeout)
+    assert outcome["status"] != "RUNNING", f"{execution} still running"
+    return outcome
 
 
 @pytest.fixture
