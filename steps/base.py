@@ -26,15 +26,19 @@ class StepResult:
     details: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     error_code: str | None = None
+    ends_command: bool = False  # a failure after which the later steps are skipped (StepError.ends_command)
 
 
 class StepError(Exception):
     """A step failed in a way the response should name (error code + one-line reason)."""
 
-    def __init__(self, error_code: str, message: str, **details: Any):
+    def __init__(self, error_code: str, message: str, *, ends_command: bool = False, **details: Any):
         super().__init__(message)
         self.error_code = error_code
         self.details = details
+        # True when nothing was changed and nothing later is worth doing (a bad attachment, nothing to
+        # undo): the later steps are skipped instead of building and deploying what did not change.
+        self.ends_command = ends_command
 
 
 @dataclass

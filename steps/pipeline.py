@@ -46,7 +46,9 @@ def run_step(name: str, step: Step, ctx: StepContext, report: Reporter) -> StepR
         try:
             result = step(ctx)
         except StepError as error:
-            result = StepResult("failed", elapsed_ms(started), error.details, str(error), error.error_code)
+            result = StepResult(
+                "failed", elapsed_ms(started), error.details, str(error), error.error_code, error.ends_command
+            )
         except LeaseLost:
             raise  # not a step's failure: the worker stops without a response (steps/worker.py)
         except Exception as error:
@@ -75,6 +77,10 @@ def run_pipeline(ctx: StepContext, report: Reporter) -> dict[str, Any]:
     for name, step in STEPS:
         if any(results.get(stop) and results[stop].status == "failed" for stop in STOPS_PIPELINE):
             results[name] = StepResult("skipped", 0, {"reason": "workspace unavailable"})
+            continue
+        ended = next((earlier for earlier, result in results.items() if result.ends_command), None)
+        if ended:
+            results[name] = StepResult("skipped", 0, {"reason": f"{ended} failed before changing anything"})
             continue
         results[name] = run_step(name, step, ctx, report)
 
