@@ -32,6 +32,11 @@ SHAPE_TASK = "task"
 MESSAGE_SHAPES = frozenset({SHAPE_COMMAND, SHAPE_TASK})
 # The task shape's instruction may come under any one of these names.
 INSTRUCTION_FIELDS = ("instruction", "text", "content")
+# `action`: what to do instead of running the agent. "undo" takes back the thread's last command; so does
+# an instruction that is exactly UNDO_INSTRUCTION.
+ACTION_UNDO = "undo"
+ACTIONS = frozenset({ACTION_UNDO})
+UNDO_INSTRUCTION = "/undo"
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class Command:
     message_shape: str = SHAPE_COMMAND  # "command" or "task": which shape the message came in
     attachments: tuple[dict[str, str], ...] = field(default=(), hash=False)  # task shape only; not used yet
     context: dict[str, Any] | None = field(default=None, hash=False)  # task shape only; not used yet
+    action: str | None = None  # ACTION_UNDO, or None: the agent carries out the instruction
 
     def __post_init__(self) -> None:
         # A job dict or ledger record read back from JSON gives a list: keep one type, so a round trip is equal.
@@ -202,6 +208,23 @@ def _instruction(body: dict[str, Any], shape: str, command_id: str) -> str:
     return _check_instruction(filled[0], body[filled[0]], command_id)
 
 
+def _action(body: dict[str, Any], shape: str, command_id: str) -> tuple[str | None, str]:
+    """(action, instruction): `"action": "undo"` or an instruction that is exactly /undo is an undo; an undo
+    needs no instruction, and one that says anything else is refused rather than guessed at."""
+    action = body.get("action")
+    if action is not None and (not isinstance(action, str) or action not in ACTIONS):
+        raise InvalidMessage(f'action must be "undo" when present, got {str(action)[:40]!r}', command_id)
+    given = [name for name in INSTRUCTION_FIELDS if body.get(name) is not None]
+    if action == ACTION_UNDO and not any(isinstance(body[n], str) and body[n].strip() for n in given):
+        return ACTION_UNDO, UNDO_INSTRUCTION
+    instruction = _instruction(body, shape, command_id)
+    if instruction.strip() == UNDO_INSTRUCTION:
+        return ACTION_UNDO, UNDO_INSTRUCTION
+    if action == ACTION_UNDO:
+        raise InvalidMessage('an "undo" action takes no instruction (or exactly "/undo")', command_id)
+    return None, instruction
+
+
 def parse_command(raw: str | bytes, default_repo_url: str | None = None) -> Command:
     """Validate an SQS body; raise InvalidMessage with the reason (and commandId when readable)."""
     try:
@@ -225,7 +248,7 @@ def parse_command(raw: str | bytes, default_repo_url: str | None = None) -> Comm
     if message_type is not None and message_type != "work":
         raise InvalidMessage(f'type must be "work" when present, got {str(message_type)[:40]!r}', command_id)
 
-    instruction = _instruction(body, shape, command_id)
+    action, instruction = _action(body, shape, command_id)
 
     thread_field = "chatThreadId" if body.get("chatThreadId") is not None else "threadId"
     thread_id = _id_field(body, thread_field, command_id)
@@ -275,4 +298,5 @@ def parse_command(raw: str | bytes, default_repo_url: str | None = None) -> Comm
         message_shape=shape,
         attachments=attachments,
         context=context,
+        action=action,
     )
