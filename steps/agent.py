@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import time
 
+from steps import undo
 from steps.base import StepContext, StepError, StepResult, ok, skipped
 from steps.claude.environment import AgentCredentialsError, agent_environment
 from steps.claude.invocation import agent_report, failure_reason, refused, run_cli
 from steps.claude.memory import AgentState
 from supervisor.common import proctree
 from supervisor.contract.codes import ErrorCode
+from supervisor.contract.command import ACTION_UNDO
 
 log = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 2000
@@ -46,6 +48,8 @@ def run(ctx: StepContext) -> StepResult:
         ctx.files_changed = ctx.git.files_in(previous)
         ctx.agent_summary = "This instruction was already carried out; finishing the remaining steps."
         return skipped(started, "already committed", commit=previous)
+    if ctx.command.action == ACTION_UNDO:
+        return undo.run(ctx)  # in place of the agent: a revert of the thread's last command
 
     state = AgentState.for_command(ctx.config.workspace_path, ctx.command)
     state.prepare()

@@ -7,13 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from steps.fence import Fence
 from steps.git.repo import Git
 from steps.job.runner import UNCONFINED, Containment, JobRunner
 from supervisor.contract.command import Command
 from supervisor.contract.config import Config
+
+if TYPE_CHECKING:
+    from steps.undo import TakenBack  # steps.undo imports this module
 
 Status = Literal["ok", "failed", "skipped", "interrupted"]
 ProgressReporter = Callable[[str, str, dict[str, Any]], None]
@@ -57,6 +60,8 @@ class StepContext:
     build_ok: bool = False
     # Things a person should know that are not failures (a stash kept on conflict, a pending push...).
     warnings: list[str] = field(default_factory=list)
+    # The command an undo takes back (steps/undo.py); the commit names it, the response too.
+    taken_back: TakenBack | None = None
     # What the agent run cost and did (the response's `agent` object), once the CLI has run.
     agent_report: dict[str, Any] | None = None
     # Live progress within a step (step, status, fields): the worker sends it to the supervisor.

@@ -13,7 +13,8 @@ from supervisor.contract.codes import ErrorCode
 def commit_all(ctx: StepContext, *, wip: bool = False) -> str | None:
     """Stage everything (tracked and untracked, ignores respected) and commit; None when nothing changed."""
     ctx.check_lease("committing")
-    files = ctx.git.commit_everything(lambda staged: commit_message(ctx.command, staged, wip=wip))
+    undoes = ctx.taken_back.command_id if ctx.taken_back else None
+    files = ctx.git.commit_everything(lambda staged: commit_message(ctx.command, staged, wip=wip, undoes=undoes))
     if not files:
         return None
     ctx.files_changed = files

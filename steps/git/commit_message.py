@@ -39,13 +39,18 @@ def _files_block(files: list[str]) -> str:
     return "Files changed:\n" + "\n".join(shown)
 
 
-def _trailers(command: Command) -> str:
-    return f"Session-Id: {command.session_id}\nCommand-Id: {command.command_id}\nUser-Id: {command.user_id}"
+def _trailers(command: Command, undoes: str | None) -> str:
+    trailers = f"Session-Id: {command.session_id}\nCommand-Id: {command.command_id}\nUser-Id: {command.user_id}"
+    return trailers + (f"\nUndoes-Command-Id: {undoes}" if undoes else "")
 
 
-def commit_message(command: Command, files: list[str], *, wip: bool = False) -> str:
-    subject = subject_from(command.instruction, SUBJECT_LIMIT - (5 if wip else 0))
+def commit_message(command: Command, files: list[str], *, wip: bool = False, undoes: str | None = None) -> str:
+    """`undoes`: the command an undo takes back (steps/undo.py reads the trailer to find the one before)."""
+    if undoes:
+        subject = subject_from(f"Undo command {undoes}", SUBJECT_LIMIT - (5 if wip else 0))
+    else:
+        subject = subject_from(command.instruction, SUBJECT_LIMIT - (5 if wip else 0))
     if wip:
         subject = f"WIP: {subject}"
     instruction = command.instruction.strip("\n")
-    return f"{subject}\n\n{instruction}\n\n{_files_block(files)}\n\n{_trailers(command)}\n"
+    return f"{subject}\n\n{instruction}\n\n{_files_block(files)}\n\n{_trailers(command, undoes)}\n"
