@@ -1,8 +1,14 @@
-"""The task shape's `attachments` and `context`: kept on the Command, checked here."""
+"""A message's `attachments` (every shape) and the task shape's `context`: checked here, kept on the Command.
+
+An attachment names one S3 object, by `s3Uri` (`s3://bucket/key`) or by `key` (in ATTACHMENTS_BUCKET): exactly
+one of the two. Its form is checked here (an INVALID_MESSAGE); whether its bucket is allowed, and what the
+object holds, the worker decides (steps/attachments: INVALID_ATTACHMENT).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from supervisor.contract.invalid import CONTROL_CHARS, LONE_SURROGATE, InvalidMessage
@@ -11,14 +17,54 @@ MAX_ATTACHMENTS = 20
 ATTACHMENT_FIELDS = ("s3Uri", "key", "name", "contentType")
 MAX_ATTACHMENT_FIELD_LENGTH = 2048
 MAX_CONTEXT_BYTES = 16 * 1024
+MAX_KEY_BYTES = 1024  # S3's own limit
+# S3's bucket naming rules (3-63 of a-z 0-9 . -, a letter or digit at both ends); the key is the rest.
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+S3_URI = re.compile(r"s3://([^/]*)/(.*)", re.DOTALL)
 
 
 def _plain_text(value: str) -> bool:
     return not CONTROL_CHARS.search(value) and not LONE_SURROGATE.search(value)
 
 
+def key_problem(key: str) -> str | None:
+    """Why `key` cannot name an attachment, if it cannot. S3 keys are flat strings, but an HTTP client may
+    collapse `a/../b` into `b`: a key that reads as a path leaving its folder is refused, not sent."""
+    if len(key.encode()) > MAX_KEY_BYTES:
+        return f"is longer than {MAX_KEY_BYTES} bytes"
+    if key.startswith("/"):
+        return "starts with /"
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        return "has an empty, . or .. part"
+    return None
+
+
+def split_s3_uri(uri: str) -> tuple[str, str] | str:
+    """(bucket, key) of `s3://bucket/key`, or why it is not one. Taken literally: no %-decoding."""
+    found = S3_URI.fullmatch(uri)
+    if not found:
+        return "is not an s3://bucket/key URI"
+    bucket, key = found.groups()
+    if not BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
+        return f"names a bucket that is not a valid S3 bucket name ({bucket[:80]!r})"
+    problem = key_problem(key)
+    return f"has a key that {problem}" if problem else (bucket, key)
+
+
+def _source_problem(attachment: dict[str, str]) -> str | None:
+    """Exactly one of s3Uri and key, well formed."""
+    if ("s3Uri" in attachment) == ("key" in attachment):
+        return "has both s3Uri and key: give one" if "key" in attachment else "needs s3Uri or key"
+    if "key" in attachment:
+        problem = key_problem(attachment["key"])
+        return f".key {problem}" if problem else None
+    split = split_s3_uri(attachment["s3Uri"])
+    return f".s3Uri {split}" if isinstance(split, str) else None
+
+
 def check_attachments(value: object, command_id: str | None = None) -> tuple[dict[str, str], ...]:
-    """`attachments`: up to MAX_ATTACHMENTS objects; their string fields among ATTACHMENT_FIELDS are kept."""
+    """`attachments`: up to MAX_ATTACHMENTS objects; their string fields among ATTACHMENT_FIELDS are kept,
+    and each names its object by exactly one of `s3Uri` and `key`."""
     if value is None:
         return ()
     if not isinstance(value, list | tuple):
@@ -43,8 +89,10 @@ def check_attachments(value: object, command_id: str | None = None) -> tuple[dic
                     command_id,
                 )
             attachment[name] = text
-        if not attachment:
-            raise InvalidMessage(f"attachments[{index}] has none of {', '.join(ATTACHMENT_FIELDS)}", command_id)
+        problem = _source_problem(attachment)
+        if problem:
+            separator = "" if problem.startswith(".") else " "
+            raise InvalidMessage(f"attachments[{index}]{separator}{problem}", command_id)
         kept.append(attachment)
     return tuple(kept)
 

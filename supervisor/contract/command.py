@@ -4,7 +4,7 @@ Shapes (docs/CONTRACT.md):
 - "command": ours and the anchor's first two, keyed by `commandId` (`chatThreadId`/`threadId`,
   `clientId`/`projectId` are aliases within it);
 - "task": the anchor's newest (sent by a Step Functions state machine), keyed by `messageId`, with the
-  instruction in `instruction`, `text` or `content`, and an optional `branch`, `attachments`, `context`.
+  instruction in `instruction`, `text` or `content`, an optional `branch` and `context` (`attachments`: any shape).
 `taskToken` may come with any shape; it is never kept on the Command (the supervisor reads it from the body).
 """
 
@@ -53,7 +53,7 @@ class Command:
     timestamp: str | None
     # Added for the task shape; the defaults let records and job dicts written before them load unchanged.
     message_shape: str = SHAPE_COMMAND  # "command" or "task": which shape the message came in
-    attachments: tuple[dict[str, str], ...] = field(default=(), hash=False)  # task shape only; not used yet
+    attachments: tuple[dict[str, str], ...] = field(default=(), hash=False)  # any shape; steps/attachments
     context: dict[str, Any] | None = field(default=None, hash=False)  # task shape only; not used yet
     action: str | None = None  # ACTION_UNDO, or None: the agent carries out the instruction
 
@@ -274,14 +274,12 @@ def parse_command(raw: str | bytes, default_repo_url: str | None = None) -> Comm
     except InvalidMessage as error:
         raise InvalidMessage(error.reason, command_id) from None
 
-    # branch, attachments and context belong to the task shape; in ours they are unknown fields, ignored.
+    # branch and context belong to the task shape; in ours they are unknown fields, ignored.
     branch = branch_for_thread(thread_id)
-    attachments: tuple[dict[str, str], ...] = ()
     context: dict[str, Any] | None = None
     if shape == SHAPE_TASK:
         if body.get("branch") is not None:
             branch = check_branch(body["branch"], command_id)
-        attachments = check_attachments(body.get("attachments"), command_id)
         context = check_context(body.get("context"), command_id)
 
     return Command(
@@ -296,7 +294,7 @@ def parse_command(raw: str | bytes, default_repo_url: str | None = None) -> Comm
         repo_name=repo_name_from_url(repo_url),
         timestamp=timestamp,
         message_shape=shape,
-        attachments=attachments,
+        attachments=check_attachments(body.get("attachments"), command_id),  # every shape (issue 20)
         context=context,
         action=action,
     )

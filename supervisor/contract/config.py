@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 from supervisor.contract import env_values as ev
 from supervisor.contract.agent_config import AgentConfig, load_agent_config
+from supervisor.contract.attachments_config import AttachmentsConfig, load_attachments_config
 from supervisor.contract.command import InvalidMessage, check_repo_url, repo_url_for
 from supervisor.contract.env_values import ConfigError
 
@@ -71,6 +72,8 @@ class Config:
     task_heartbeat_seconds: float = 30.0
     # A standard queue of interrupts ({type: "interrupt", ...}) polled beside a FIFO input (issue 19).
     interrupt_queue_url: str | None = None
+    # Where attachments may come from and what they may be (steps/attachments, issue 20).
+    attachments: AttachmentsConfig = field(default_factory=AttachmentsConfig)
 
     def __repr__(self) -> str:
         fields = asdict(self)
@@ -188,6 +191,7 @@ def load_config(env: Mapping[str, str] | None = None, *, require_input_queue: bo
         job_uid_range=_uid_range(env),
         task_heartbeat_seconds=ev.number(env, "TASK_HEARTBEAT_SECONDS", 30, minimum=1, integer=False),
         interrupt_queue_url=ev.url(env, "INTERRUPT_QUEUE_URL"),
+        attachments=load_attachments_config(env),
     )
 
 

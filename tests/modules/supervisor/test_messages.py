@@ -107,7 +107,7 @@ def test_ids_are_read_from_an_invalid_message_when_possible():
 
 
 def test_unknown_fields_are_ignored():
-    assert parse_command(body(extra={"a": 1}, attachments=[1, 2]), REPO).command_id == "c1"
+    assert parse_command(body(extra={"a": 1}, attached=[1, 2]), REPO).command_id == "c1"
 
 
 @pytest.mark.parametrize(

@@ -91,9 +91,13 @@ def test_a_null_command_id_counts_as_absent():
     assert parse_command(raw, REPO).command_id == "m1"
 
 
-def test_branch_attachments_and_context_are_unknown_fields_in_our_shape():
-    command = parse_command(ours(branch="main", attachments="nonsense", context=[1]), REPO)
-    assert (command.branch, command.attachments, command.context) == ("thread-t1", (), None)
+def test_branch_and_context_are_unknown_fields_in_our_shape_and_attachments_are_not():
+    command = parse_command(ours(branch="main", context=[1]), REPO)
+    assert (command.branch, command.context) == ("thread-t1", None)
+    # Attachments come in every shape (issue 20): checked, and kept, in ours too.
+    with pytest.raises(InvalidMessage, match="attachments must be a list"):
+        parse_command(ours(attachments="nonsense"), REPO)
+    assert parse_command(ours(attachments=[{"key": "a/b.png"}]), REPO).attachments == ({"key": "a/b.png"},)
 
 
 @pytest.mark.parametrize("build", [ours, task])
@@ -139,7 +143,7 @@ def test_task_token_on_the_later_command_shape():
         ({"attachments": [{"s3Uri": ""}]}, "attachments[0].s3Uri must be a non-empty string"),
         ({"attachments": [{"name": "a\nb"}]}, "attachments[0].name"),
         ({"attachments": [{"key": "k" * 2049}]}, "attachments[0].key is longer"),
-        ({"attachments": [{"url": "https://x"}]}, "attachments[0] has none of s3Uri, key, name, contentType"),
+        ({"attachments": [{"url": "https://x"}]}, "attachments[0] needs s3Uri or key"),
         ({"context": [1, 2]}, "context must be a JSON object"),
         ({"context": "text"}, "context must be a JSON object"),
         ({"context": {"a": "x" * MAX_CONTEXT_BYTES}}, "context is larger than 16 KiB"),
