@@ -12,6 +12,7 @@ import logging
 import time
 
 from steps import undo
+from steps.attachments.prepare import place_attachments
 from steps.base import StepContext, StepError, StepResult, ok, skipped
 from steps.claude.environment import AgentCredentialsError, agent_environment
 from steps.claude.invocation import agent_report, failure_reason, refused, run_cli
@@ -50,6 +51,7 @@ def run(ctx: StepContext) -> StepResult:
         return skipped(started, "already committed", commit=previous)
     if ctx.command.action == ACTION_UNDO:
         return undo.run(ctx)  # in place of the agent: a revert of the thread's last command
+    ctx.attachments = place_attachments(ctx)  # fetched and checked before the agent runs; refused: StepError
 
     state = AgentState.for_command(ctx.config.workspace_path, ctx.command)
     state.prepare()

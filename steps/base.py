@@ -62,6 +62,8 @@ class StepContext:
     warnings: list[str] = field(default_factory=list)
     # The command an undo takes back (steps/undo.py); the commit names it, the response too.
     taken_back: TakenBack | None = None
+    # The attachments placed in the checkout for the agent (steps/attachments): the response's `attachments`.
+    attachments: list[dict[str, Any]] = field(default_factory=list)
     # What the agent run cost and did (the response's `agent` object), once the CLI has run.
     agent_report: dict[str, Any] | None = None
     # Live progress within a step (step, status, fields): the worker sends it to the supervisor.

@@ -104,6 +104,7 @@ def run_pipeline(ctx: StepContext, report: Reporter) -> dict[str, Any]:
             **({"deploy": results["deploy"].details} if results["deploy"].status == "ok" else {}),
             **({"warnings": ctx.warnings} if ctx.warnings else {}),
             **({"agent": ctx.agent_report} if ctx.agent_report is not None else {}),
+            **({"attachments": ctx.attachments} if ctx.attachments else {}),
             **({"undone": ctx.taken_back.as_details(ctx.files_changed)} if ctx.taken_back else {}),
         },
     )

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from steps.attachments.note import with_attachment_note
 from steps.base import StepContext
 from steps.claude.command_line import agent_argv
 from steps.claude.memory import AgentState
@@ -46,7 +47,9 @@ def run_cli(ctx: StepContext, state: AgentState, env: dict[str, str], resume: st
     # Remembered as soon as the session exists, so an interrupted or killed run is resumed next time.
     stream = AgentStream(ctx.checkout, on_tool, lambda sid: state.remember(branch, sid, command_id))
     run = AgentRun(stream, session_id, resumed=resume is not None)
-    argv = agent_argv(ctx.config.agent, ctx.command.instruction, session_id=session_id, resume=run.resumed)
+    # The attachments are named in the prompt only; the command's instruction stays the sender's.
+    prompt = with_attachment_note(ctx.command.instruction, ctx.attachments)
+    argv = agent_argv(ctx.config.agent, prompt, session_id=session_id, resume=run.resumed)
     try:
         ctx.jobs.run(
             argv,
