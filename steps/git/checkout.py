@@ -9,6 +9,7 @@ import shutil
 import time
 
 from steps.base import StepContext, StepError
+from steps.git.ledger import Ledger
 from steps.processes.shell import CommandFailed, CommandTimedOut
 from supervisor.contract.branches import is_thread_branch
 from supervisor.contract.codes import ErrorCode
@@ -52,15 +53,31 @@ def clone(ctx: StepContext) -> None:
     staging.rename(checkout)
 
 
+def _config_identity(ctx: StepContext) -> list[int]:
+    info = (ctx.git.git_dir / "config").stat()
+    return [info.st_ino, info.st_size, info.st_mtime_ns]
+
+
+def point_origin_at_the_repository(ctx: StepContext) -> None:
+    """origin is the message's repository. Asking git costs a process per command: what it said is kept with
+    the config file's identity, and asked again only when that file changed (or the message names another)."""
+    url, ledger = ctx.command.repo_url, Ledger(ctx.checkout)
+    seen = ledger.origin_seen()
+    if seen.get("url") == url and seen.get("config") == _config_identity(ctx):
+        return
+    current = ctx.git.out("remote", "get-url", "origin", ok_codes=(0, 2))
+    if current != url:
+        if current:
+            ctx.git.run("remote", "set-url", "origin", url)
+        else:
+            ctx.git.run("remote", "add", "origin", url)
+        log.info("origin now points at the message's repository")
+    ledger.record_origin(url, _config_identity(ctx))
+
+
 def fetch(ctx: StepContext) -> bool:
     """Fetch; False (and a warning) when the remote cannot be reached: the command can still work here."""
-    current = ctx.git.out("remote", "get-url", "origin", ok_codes=(0, 2))
-    if current != ctx.command.repo_url:
-        if current:
-            ctx.git.run("remote", "set-url", "origin", ctx.command.repo_url)
-        else:
-            ctx.git.run("remote", "add", "origin", ctx.command.repo_url)
-        log.info("origin now points at the message's repository")
+    point_origin_at_the_repository(ctx)
     try:
         ctx.git.run("fetch", "--quiet", "--prune", "origin", credentials=True, timeout=NETWORK_TIMEOUT_SECONDS)
     except (CommandFailed, CommandTimedOut) as error:
@@ -89,14 +106,16 @@ def switch_to_branch(ctx: StepContext) -> str:
         # A branch a task-shape message asked for: never the repository's default (the contract refuses
         # the usual names; this is the remote's own, whatever it is called).
         raise StepError(ErrorCode.INVALID_MESSAGE, f"branch {branch} is the repository's default branch; refused")
-    remote_ref = f"refs/remotes/origin/{branch}"
-    if git.current_branch() != branch and git.has_ref(f"refs/heads/{branch}"):
+    local_ref, remote_ref = f"refs/heads/{branch}", f"refs/remotes/origin/{branch}"
+    refs = git.ref_names(local_ref, remote_ref)
+    if git.current_branch() != branch and local_ref in refs:
         git.run("checkout", "--quiet", branch)
     if git.current_branch() == branch:
-        if git.has_ref(remote_ref) and git.succeeds("merge-base", "--is-ancestor", "HEAD", remote_ref):
+        remote = refs.get(remote_ref)
+        if remote and remote != refs.get(local_ref) and git.succeeds("merge-base", "--is-ancestor", "HEAD", remote_ref):
             git.run("merge", "--quiet", "--ff-only", remote_ref)  # someone pushed to the branch
         return "existing"
-    if git.has_ref(remote_ref):
+    if remote_ref in refs:
         git.run("checkout", "--quiet", "-b", branch, "--track", f"origin/{branch}")
         return "tracked"
     base = git.default_remote_branch()

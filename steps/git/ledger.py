@@ -82,6 +82,16 @@ class Ledger:
     def _remove(self, name: str) -> None:
         (self.folder / name).unlink(missing_ok=True)
 
+    # Where origin was last seen to point ---------------------------------------------------------
+
+    def origin_seen(self) -> dict[str, Any]:
+        """{"url", "config"}: origin's URL and the identity of the repository's config file when it was read."""
+        seen = self._read("origin.json", {})
+        return seen if isinstance(seen, dict) else {}
+
+    def record_origin(self, url: str, config_identity: list[int]) -> None:
+        self._write("origin.json", {"url": url, "config": config_identity})
+
     # The command in progress --------------------------------------------------------------------
 
     def begin_command(self, command: dict[str, str]) -> None:

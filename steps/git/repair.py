@@ -71,8 +71,10 @@ def _finish_cut_short_stash(git: Git, ledger: Ledger) -> list[str]:
 
 
 def _attach_detached_head(git: Git) -> list[str]:
+    if git.current_branch() is not None:
+        return []
     head = git.head()
-    if head is None or git.current_branch() is not None:
+    if head is None:
         return []
     on_a_branch = bool(git.out("branch", "--contains", head, "--format=%(refname)"))
     if on_a_branch and not git.is_dirty():

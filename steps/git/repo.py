@@ -4,6 +4,7 @@ global config files are not read, hooks and fsmonitor are off whatever a config 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ FIXED_OPTIONS = (
     "-c",
     "core.fsmonitor=false",
 )
+OBJECT_NAME = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 # Only the repository's own config (ours) is read: not /etc/gitconfig, not ~/.gitconfig.
 NO_OTHER_CONFIG = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
 
@@ -98,7 +100,22 @@ class Git:
 
     # Queries used by several steps -------------------------------------------------------------
 
+    # A few facts are read from the repository's files rather than by starting git (a few ms each, on
+    # every command): the repository is ours, beside the checkout, never the job's to write (layout.py).
+    # Whatever is not in the plain form git writes falls back to asking git.
+
+    def _head_file(self) -> str | None:
+        try:
+            return (self.git_dir / "HEAD").read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+
     def is_repo(self) -> bool:
+        """What git itself checks: a HEAD it can read, `objects/` and `refs/`."""
+        head = self._head_file()
+        readable = head is not None and (head.startswith("ref: refs/") or bool(OBJECT_NAME.fullmatch(head)))
+        if readable and (self.git_dir / "objects").is_dir() and (self.git_dir / "refs").is_dir():
+            return True
         return self.git_dir.is_dir() and self.succeeds("rev-parse", "--git-dir")
 
     def head(self) -> str | None:
@@ -106,11 +123,38 @@ class Git:
         return result.stdout.strip() or None
 
     def current_branch(self) -> str | None:
+        head = self._head_file()
+        if head is not None and head.startswith("ref: refs/heads/") and len(head) > len("ref: refs/heads/"):
+            return head.removeprefix("ref: refs/heads/")
+        if head is not None and OBJECT_NAME.fullmatch(head):
+            return None  # detached
         result = self.run("symbolic-ref", "--quiet", "--short", "HEAD", ok_codes=(0, 1))
         return result.stdout.strip() or None
 
     def has_ref(self, ref: str) -> bool:
         return self.run("show-ref", "--verify", "--quiet", ref, ok_codes=(0, 1)).exit_code == 0
+
+    def ref_names(self, *refs: str) -> dict[str, str]:
+        """{full ref name: object name} of those of `refs` that exist, in one git run."""
+        raw = self.run("for-each-ref", "--format=%(objectname) %(refname)", *refs).stdout
+        wanted = set(refs)
+        found = {}
+        for line in raw.splitlines():
+            sha, _, name = line.partition(" ")
+            if name in wanted:  # for-each-ref also matches refs below a given name
+                found[name] = sha
+        return found
+
+    def may_have_stashes(self) -> bool:
+        """False only when surely no stash exists (no refs/stash, loose or packed): `stash list` is skipped."""
+        if (self.git_dir / "reftable").exists() or (self.git_dir / "refs" / "stash").exists():
+            return True
+        try:
+            return b" refs/stash\n" in (self.git_dir / "packed-refs").read_bytes()
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True
 
     def status_paths(self) -> list[str]:
         """Every changed, deleted or untracked path (untracked folders listed file by file)."""

@@ -45,6 +45,8 @@ def stash_name(branch: str, command_id: str | None) -> str:
 
 def session_stashes(git: Git, branch: str | None = None) -> list[SessionStash]:
     """Our stashes, newest first; only those of `branch` when given."""
+    if not git.may_have_stashes():
+        return []
     raw = git.out("stash", "list", "--format=%gd%x00%H%x00%ci%x00%gs", ok_codes=(0, 128))
     found = []
     for line in raw.splitlines():
