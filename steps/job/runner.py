@@ -28,7 +28,7 @@ import psutil
 from steps.job import access, sandbox
 from steps.job.identity import FIRST_ID, JOB_UMASK, JobIdentity, available, identity_for
 from steps.processes import shell
-from supervisor.common import proctree
+from supervisor.common import proc_scan, proctree
 
 log = logging.getLogger("steps.job")
 
@@ -209,14 +209,16 @@ class JobRunner:
         uid = self.identity.uid
         found: dict[int, float] = {}
         names: list[str] = []
-        for proc in psutil.process_iter(["pid", "uids", "create_time", "name", "status", "cmdline"]):
+        for pid in proc_scan.pids_of_uid(uid):
             with contextlib.suppress(psutil.Error):
-                uids = proc.info["uids"]
-                if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                proc = psutil.Process(pid)
+                uids = proc.uids()
+                if uid not in (uids.real, uids.effective, uids.saved):
+                    continue  # the pid was reused since the scan
+                if proc.status() == psutil.STATUS_ZOMBIE:
                     continue  # already gone (bwrap's helpers wait for init to reap them)
-                if uids is not None and uid in (uids.real, uids.effective, uids.saved):
-                    found[proc.pid] = proc.info["create_time"]
-                    names.append(" ".join((proc.info["cmdline"] or [])[:3])[:80] or proc.info["name"] or str(proc.pid))
+                found[proc.pid] = proc.create_time()
+                names.append(" ".join(proc.cmdline()[:3])[:80] or proc.name() or str(proc.pid))
         if found:
             log.warning("ending processes the job left running", extra={"processes": names[:20]})
             proctree.end_tree(found, grace=1.0, first_signal=signal.SIGTERM, term_grace=1.0, reap_except=set)

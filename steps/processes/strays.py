@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from supervisor.common import proctree
+from supervisor.common import proc_scan, proctree
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +28,20 @@ def _ours() -> set[int]:
 def end_strays(checkout: Path) -> list[str]:
     """End every process working in `checkout` that is neither ours nor on a terminal; their names."""
     root = str(checkout.resolve())
-    ours = _ours()
+    working_here = proc_scan.pids_working_in(root)
+    if not working_here:
+        return []
+    ours = _ours()  # psutil's walk of the whole table: only when something works here
     strays: dict[int, float] = {}
     names: list[str] = []
-    for proc in psutil.process_iter(["pid", "cwd", "create_time", "terminal", "cmdline"]):
+    for pid in working_here:
         with contextlib.suppress(psutil.Error):
-            cwd = proc.info["cwd"] or ""
-            if proc.pid in ours or proc.info["terminal"] or not (cwd == root or cwd.startswith(root + os.sep)):
+            proc = psutil.Process(pid)
+            cwd = proc.cwd()
+            if pid in ours or not (cwd == root or cwd.startswith(root + os.sep)) or proc.terminal():
                 continue
-            strays[proc.pid] = proc.info["create_time"]
-            names.append(" ".join((proc.info["cmdline"] or [])[:3])[:80] or str(proc.pid))
+            strays[proc.pid] = proc.create_time()
+            names.append(" ".join(proc.cmdline()[:3])[:80] or str(proc.pid))
     if strays:
         log.warning("ending processes a gone worker left in the checkout", extra={"processes": names})
         proctree.end_tree(strays, grace=1.0, first_signal=signal.SIGTERM, term_grace=1.0)
