@@ -119,6 +119,14 @@ class Git:
         return self.git_dir.is_dir() and self.succeeds("rev-parse", "--git-dir")
 
     def head(self) -> str | None:
+        branch = self.current_branch()
+        if branch is not None:  # the branch's loose ref, as a commit leaves it (packed ones: ask git)
+            try:
+                sha = (self.git_dir / "refs" / "heads" / branch).read_text(encoding="ascii").strip()
+            except (OSError, UnicodeDecodeError):
+                sha = ""
+            if OBJECT_NAME.fullmatch(sha):
+                return sha
         result = self.run("rev-parse", "--verify", "--quiet", "HEAD", ok_codes=(0, 1))
         return result.stdout.strip() or None
 

@@ -73,3 +73,15 @@ def test_origin_is_asked_again_only_when_the_config_changed(harness, monkeypatch
     point_origin_at_the_repository(ctx)
     assert len(asked) == 2
     assert git_out(harness.checkout, "remote", "get-url", "origin") == str(harness.remote)
+
+
+def test_head_is_the_commit_git_names_loose_packed_and_detached(harness):
+    ctx = harness.start("t1")
+    (harness.checkout / "src" / "new.txt").write_text("new\n")
+    harness.finish(ctx)
+    assert ctx.git.head() == git_out(harness.checkout, "rev-parse", "HEAD") == ctx.commit
+    git(harness.checkout, "pack-refs", "--all")
+    assert not (ctx.git.git_dir / "refs" / "heads" / "thread-t1").exists()
+    assert ctx.git.head() == ctx.commit
+    git(harness.checkout, "checkout", "--quiet", "--detach", "HEAD~1")
+    assert ctx.git.head() == git_out(harness.checkout, "rev-parse", "HEAD") != ctx.commit
