@@ -54,7 +54,7 @@ def finish_interrupted(ctx: StepContext, steps: list[dict[str, Any]], reason: st
         ctx.files_changed = git.files_in(commit)
     return final_response(
         ctx.command,
-        preview_url=ctx.config.preview_url_for(ctx.command.client_id),
+        preview_url=ctx.config.preview_url_for(ctx.command),
         summary=f"Interrupted: {reason}.",
         files_changed=ctx.files_changed,
         commit=commit,

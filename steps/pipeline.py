@@ -89,7 +89,7 @@ def run_pipeline(ctx: StepContext, report: Reporter) -> dict[str, Any]:
     first_failure = next((r for r in results.values() if r.status == "failed"), None)
     return final_response(
         ctx.command,
-        preview_url=ctx.config.preview_url_for(ctx.command.client_id),
+        preview_url=ctx.config.preview_url_for(ctx.command),
         summary=ctx.agent_summary,
         files_changed=ctx.files_changed,
         commit=ctx.commit,

@@ -196,7 +196,7 @@ def main() -> int:
                 _end_orphaned_job(ctx, config.interrupt_grace_seconds)
             return WorkerExit.INTERRUPTED if stop.signum == signal.SIGINT else WorkerExit.TERMINATED
         except WorkspaceBusy as busy:
-            preview = config.preview_url_for(command.client_id)
+            preview = config.preview_url_for(command)
             response = failure_response(command, preview_url=preview, error_code=ErrorCode.INTERNAL, error=str(busy))
         events.result(response)
         log.info(

@@ -141,5 +141,5 @@ class Responder:
             )
 
     def _failure(self, run: Run, code: ErrorCode, error: str) -> dict[str, Any]:
-        preview = self.config.preview_url_for(run.command.client_id)
+        preview = self.config.preview_url_for(run.command)
         return failure_response(run.command, preview_url=preview, error_code=code, error=error)

@@ -11,12 +11,21 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from urllib.parse import urlsplit
 
 from supervisor.contract import env_values as ev
 from supervisor.contract.agent_config import AgentConfig, load_agent_config
 from supervisor.contract.attachments_config import AttachmentsConfig, load_attachments_config
-from supervisor.contract.command import InvalidMessage, check_repo_url, repo_url_for
+from supervisor.contract.command import Command, InvalidMessage, check_repo_url, repo_url_for
 from supervisor.contract.env_values import ConfigError
+from supervisor.contract.previews import (
+    DEFAULT_THREAD_PREVIEW_URL,
+    PREVIEW_MODES,
+    SHARED,
+    THREAD,
+    thread_prefix,
+    thread_preview_url,
+)
 
 __all__ = ["Config", "ConfigError", "load_config", "load_config_or_exit"]
 
@@ -74,6 +83,9 @@ class Config:
     interrupt_queue_url: str | None = None
     # Where attachments may come from and what they may be (steps/attachments, issue 20).
     attachments: AttachmentsConfig = field(default_factory=AttachmentsConfig)
+    # A preview per chat thread (supervisor/contract/previews.py): "shared" (one site a client) or "thread".
+    preview_mode: str = SHARED
+    thread_preview_url: str = DEFAULT_THREAD_PREVIEW_URL
 
     def __repr__(self) -> str:
         fields = asdict(self)
@@ -83,8 +95,15 @@ class Config:
     def bucket_for(self, client_id: str) -> str:
         return self.s3_bucket.replace("{clientId}", client_id)
 
-    def preview_url_for(self, client_id: str) -> str:
-        return self.preview_url.replace("{clientId}", client_id)
+    def preview_url_for(self, command: Command) -> str:
+        """The response's previewUrl: the client's shared site, or in thread mode the command's thread's."""
+        if self.preview_mode == THREAD:
+            return thread_preview_url(self.thread_preview_url, command.client_id, command.thread_id)
+        return self.preview_url.replace("{clientId}", command.client_id)
+
+    def deploy_prefix_for(self, command: Command) -> str:
+        """Where in its client's bucket the command's build goes: "" (the shared site) or `threads/{label}/`."""
+        return thread_prefix(command.thread_id) if self.preview_mode == THREAD else ""
 
 
 def _visibility(env: Mapping[str, str]) -> int:
@@ -103,6 +122,17 @@ def _repo_url(env: Mapping[str, str]) -> str | None:
         except InvalidMessage as error:
             reason = error.reason.replace("repoUrl", "it")
             raise ConfigError(f"REPO_URL: {reason}, got {template!r}") from None
+    return template
+
+
+def _thread_preview_url(env: Mapping[str, str]) -> str:
+    """THREAD_PREVIEW_URL: an http(s) URL template naming {threadId} (else every thread would share one URL)."""
+    template = ev.template(env, "THREAD_PREVIEW_URL", DEFAULT_THREAD_PREVIEW_URL)
+    sample = urlsplit(template.replace("{clientId}", "client").replace("{threadId}", "thread"))
+    if sample.scheme not in ("http", "https") or not sample.hostname:
+        raise ConfigError(f"THREAD_PREVIEW_URL must be an http(s) URL template, got {template!r}")
+    if "{threadId}" not in template:
+        raise ConfigError(f"THREAD_PREVIEW_URL must contain {{threadId}}, got {template!r}")
     return template
 
 
@@ -192,6 +222,8 @@ def load_config(env: Mapping[str, str] | None = None, *, require_input_queue: bo
         task_heartbeat_seconds=ev.number(env, "TASK_HEARTBEAT_SECONDS", 30, minimum=1, integer=False),
         interrupt_queue_url=ev.url(env, "INTERRUPT_QUEUE_URL"),
         attachments=load_attachments_config(env),
+        preview_mode=ev.choice(env, "PREVIEW_MODE", SHARED, PREVIEW_MODES),
+        thread_preview_url=_thread_preview_url(env),
     )
 
 

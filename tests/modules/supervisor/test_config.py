@@ -1,7 +1,11 @@
 from __future__ import annotations
 
-import pytest
+import json
 
+import pytest
+from helpers import message
+
+from supervisor.contract.command import parse_command
 from supervisor.contract.config import ConfigError, load_config
 
 
@@ -9,7 +13,9 @@ def test_defaults_match_the_contract():
     config = load_config({"INPUT_QUEUE_URL": "https://sqs.us-west-2.amazonaws.com/1/in", "LOG_FORMAT": "json"})
     assert config.workspace_path == "/workspace"
     assert config.bucket_for("acme") == "edit.acme.webordinary.com"
-    assert config.preview_url_for("acme") == "https://edit.acme.webordinary.com"
+    command = parse_command(json.dumps(message()), "https://git.example.invalid/site.git")
+    assert config.preview_url_for(command) == "https://edit.acme.webordinary.com"
+    assert config.preview_mode == "shared" and config.deploy_prefix_for(command) == ""
     assert config.agent.command == ("claude",) and config.agent.timeout_seconds == 900
     assert config.build_command == ("npm", "run", "build") and config.build_dir == "dist"
     assert config.deploy_strategy == "hash" and config.git_push_enabled is True
