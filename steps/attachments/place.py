@@ -108,9 +108,14 @@ def _enter(parent: int, name: str, shown: str, group: int, made: list[tuple[int,
 
 
 def _share(fd: int, group: int, mode: int) -> None:
-    """The checkout's group (the job's, when jobs have an identity) and `mode`."""
+    """The checkout's group (the job's, when jobs have an identity) and `mode`. A worker that is not root
+    runs its jobs as itself: a group it may not hand out changes nothing for them."""
     if os.fstat(fd).st_gid != group:
-        os.fchown(fd, -1, group)
+        try:
+            os.fchown(fd, -1, group)
+        except PermissionError:
+            if os.geteuid() == 0:
+                raise
     os.fchmod(fd, mode)
 
 

@@ -78,8 +78,8 @@ def _listed(source: Source, folder: str, name: str, size: int, content_type: str
 
 def _warn_if_ignored(ctx: StepContext, placed: list[dict[str, Any]]) -> None:
     """The commit respects the site's .gitignore: say so when it would leave the attachments out."""
-    result = ctx.git.run("check-ignore", "--", *(item["path"] for item in placed), ok_codes=(0, 1))
-    ignored = result.stdout.split()
+    result = ctx.git.run("check-ignore", "--", *(item["path"] for item in placed), ok_codes=range(256))
+    ignored = result.stdout.split() if result.exit_code == 0 else []  # 1: none ignored; else git could not tell
     if ignored:
         ctx.warnings.append(
             f"the site's .gitignore ignores {', '.join(ignored)}: on the preview, but not committed with the command"
