@@ -8,10 +8,11 @@ from collections.abc import Callable
 from steps.base import StepContext, StepError, StepResult, ok, skipped
 from steps.bucket import deploy_awscli
 from steps.bucket.report import DeployReport
+from steps.bucket.site import site_url
 from steps.processes import shell
 from supervisor.contract.codes import ErrorCode
 
-Strategy = Callable[[StepContext, str], DeployReport]
+Strategy = Callable[[StepContext, str, str], DeployReport]  # (ctx, bucket, prefix)
 
 
 def _strategy(name: str) -> Strategy:
@@ -27,9 +28,12 @@ def run(ctx: StepContext) -> StepResult:
     if not ctx.build_ok:
         return skipped(started, "no successful build")
     bucket = ctx.config.bucket_for(ctx.command.client_id)
+    # "" for the shared site; `threads/{label}/` for the thread's own preview (PREVIEW_MODE=thread).
+    prefix = ctx.config.deploy_prefix_for(ctx.command)
     ctx.check_lease("deploying")
     try:
-        report = _strategy(ctx.config.deploy_strategy)(ctx, bucket)
+        report = _strategy(ctx.config.deploy_strategy)(ctx, bucket, prefix)
     except (shell.CommandFailed, shell.CommandTimedOut) as error:
-        raise StepError(ErrorCode.DEPLOY_FAILED, f"deploy to s3://{bucket}: {error}") from None
-    return ok(started, bucket=bucket, **report.as_details())
+        raise StepError(ErrorCode.DEPLOY_FAILED, f"deploy to {site_url(bucket, prefix)}: {error}") from None
+    where = {"prefix": prefix} if prefix else {}
+    return ok(started, bucket=bucket, **where, **report.as_details())

@@ -378,3 +378,20 @@ def agent_runs(agent_log: Path, instruction: str) -> int:
         argv = json.loads(line)["argv"]
         runs += "-p" in argv and argv[argv.index("-p") + 1] == instruction
     return runs
+
+
+def backdate_objects(bucket: str, prefix: str, days: float) -> int:
+    """Make the objects under `prefix` look `days` older, in moto's server of this test process (S3 lets no
+    client set LastModified); returns how many were changed."""
+    from datetime import timedelta
+
+    from moto.s3.models import s3_backends
+
+    partition, account = s3_backends.bucket_accounts[bucket]
+    keys = s3_backends[account][partition].get_bucket(bucket).keys
+    changed = 0
+    for name in list(keys.keys()):
+        if name.startswith(prefix):
+            keys[name].last_modified -= timedelta(days=days)
+            changed += 1
+    return changed

@@ -105,10 +105,12 @@ def open_below(folder: int, parts: Sequence[str], flags: int) -> int:
             os.close(fd)
 
 
-def scan_build(root: int, build_dir: Path) -> Scan:
-    """Every regular file of the build, hashed, by its bucket key; StepError when there is none.
+def scan_build(root: int, build_dir: Path, reserved: str | None = None) -> Scan:
+    """Every regular file of the build, hashed, by its key in the site; StepError when there is none.
 
     Folders are read from an explicit stack, so a hostile depth cannot exhaust Python's recursion.
+    `reserved` is a top folder of the bucket the build may not publish into (`threads/`, the thread
+    previews, when the shared site is deployed): refused like a link, with one warning.
     """
     scan = Scan()
     pending: list[tuple[str, ...]] = [()]
@@ -118,7 +120,7 @@ def scan_build(root: int, build_dir: Path) -> Scan:
             folder = open_below(root, parts, FOLDER_FLAGS)
             try:
                 for name in sorted(os.listdir(folder)):
-                    scan_entry(folder, (*parts, name), build_dir, scan, pending)
+                    scan_entry(folder, (*parts, name), build_dir, scan, pending, reserved)
             finally:
                 os.close(folder)
     except OSError as error:
@@ -130,12 +132,17 @@ def scan_build(root: int, build_dir: Path) -> Scan:
 
 
 def scan_entry(
-    folder: int, parts: tuple[str, ...], build_dir: Path, scan: Scan, pending: list[tuple[str, ...]]
+    folder: int,
+    parts: tuple[str, ...],
+    build_dir: Path,
+    scan: Scan,
+    pending: list[tuple[str, ...]],
+    reserved: str | None = None,
 ) -> None:
     """Queue a folder, hash a regular file, refuse anything else (one warning each)."""
     key = "/".join(parts)
     mode = os.stat(parts[-1], dir_fd=folder, follow_symlinks=False).st_mode
-    problem = key_problem(parts) or kind_problem(mode)
+    problem = key_problem(parts) or reserved_problem(key, mode, reserved) or kind_problem(mode)
     if problem is None and stat.S_ISDIR(mode):
         pending.append(parts)
         return
@@ -159,6 +166,13 @@ def key_problem(parts: tuple[str, ...]) -> str | None:
     except UnicodeEncodeError:
         return "its name is not valid UTF-8"
     return None
+
+
+def reserved_problem(key: str, mode: int, reserved: str | None) -> str | None:
+    """Why this entry may not be published: it is, or is inside, the reserved folder."""
+    if reserved is None or not (key.startswith(reserved) or (stat.S_ISDIR(mode) and f"{key}/" == reserved)):
+        return None
+    return f"the bucket's {reserved} folder holds the thread previews: the shared site is not deployed into it"
 
 
 def kind_problem(mode: int) -> str | None:

@@ -1,7 +1,13 @@
-"""The seed's deploy: `aws s3 sync {BUILD_DIR} s3://{bucket} --delete` (DEPLOY_STRATEGY=aws-cli)."""
+"""The seed's deploy: `aws s3 sync {BUILD_DIR} s3://{bucket} --delete` (DEPLOY_STRATEGY=aws-cli).
+
+A thread's preview syncs into its folder (`s3://{bucket}/threads/{label}/`), which bounds `--delete`
+to it. The shared site syncs with `--exclude 'threads/*'`: the CLI then neither uploads the build's own
+threads/ folder nor deletes the thread previews (it still lists them: only the hash strategy does not).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import stat
@@ -10,9 +16,11 @@ from pathlib import Path
 
 from steps.base import StepContext, StepError
 from steps.bucket.report import DeployReport
+from steps.bucket.site import check_prefix, reserved_folder, site_url
 from steps.processes import shell
 from supervisor.contract.codes import ErrorCode
 
+log = logging.getLogger("steps.deploy")
 SYNC_TIMEOUT_SECONDS = 1800
 
 
@@ -54,14 +62,15 @@ def real_build_folder(checkout: Path, build_dir: str) -> Path:
     return path
 
 
-def deploy(ctx: StepContext, bucket: str) -> DeployReport:
+def deploy(ctx: StepContext, bucket: str, prefix: str = "") -> DeployReport:
     source = real_build_folder(ctx.checkout, ctx.config.build_dir)
+    reserved = reserved_folder(check_prefix(prefix))
     argv = [
         aws_executable(),
         "s3",
         "sync",
         str(source),
-        f"s3://{bucket}",
+        site_url(bucket, prefix),
         "--delete",
         "--no-progress",
         # The build is written by code the agent may have changed: a link out of it (another site's
@@ -72,10 +81,19 @@ def deploy(ctx: StepContext, bucket: str) -> DeployReport:
     ]
     if ctx.config.aws_endpoint_url:
         argv += ["--endpoint-url", ctx.config.aws_endpoint_url]
+    refused = 0
+    if reserved:
+        argv += ["--exclude", f"{reserved}*"]  # matched on both sides: not uploaded, not deleted
+        if os.path.lexists(source / reserved):
+            refused = 1
+            log.warning(
+                "not deploying %s/%s: the thread previews' folder; the shared site leaves it alone", source, reserved
+            )
     result = shell.run(argv, cwd=ctx.checkout, env=aws_env(ctx), timeout=SYNC_TIMEOUT_SECONDS)
     lines = result.stdout.splitlines()
     return DeployReport(
         strategy="aws-cli",
         uploaded=sum(1 for line in lines if line.startswith("upload:")),
         deleted=sum(1 for line in lines if line.startswith("delete:")),
+        refused=refused,
     )

@@ -1,7 +1,9 @@
 """Content-hash deploy (DEPLOY_STRATEGY=hash): upload only the built files whose content the bucket lacks.
 
-One ListObjectsV2 call per 1000 keys tells what the bucket holds; a built file whose MD5 equals the
-object's ETag (single-part) or the MD5 our uploads store in its metadata (multipart) is skipped.
+One ListObjectsV2 call per 1000 keys tells what the site holds (the bucket's shared site, or a thread's
+folder `threads/{label}/`: steps/bucket/site.py; neither touches the other's objects); a built file
+whose MD5 equals the object's ETag (single-part) or the MD5 our uploads store in its metadata
+(multipart) is skipped.
 New and changed files go up concurrently, non-HTML first, then HTML; stale objects are deleted last,
 and only when every upload succeeded. On KeyboardInterrupt (SIGINT) no new upload starts, those in
 flight finish (a PUT is atomic; an unfinished multipart upload is aborted), nothing is deleted and the
@@ -32,8 +34,9 @@ from s3transfer.manager import TransferManager
 from steps.base import StepContext, StepError
 from steps.bucket.build_folder import BuildReader, Scan, open_build_folder, scan_build
 from steps.bucket.content_types import CachePolicy, content_type
-from steps.bucket.plan import LocalFile, Plan, RemoteObject, keys_needing_stored_md5, make_plan
+from steps.bucket.plan import LocalFile, Plan, keys_needing_stored_md5, make_plan
 from steps.bucket.report import DeployReport
+from steps.bucket.site import check_prefix, list_site, reserved_folder, site_url
 from supervisor.contract.codes import ErrorCode
 from supervisor.contract.config import Config
 
@@ -49,14 +52,16 @@ MD5_METADATA_KEY = "md5"  # x-amz-meta-md5 on every object we upload
 DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
 
 
-def deploy(ctx: StepContext, bucket: str) -> DeployReport:
+def deploy(ctx: StepContext, bucket: str, prefix: str = "") -> DeployReport:
     policy = CachePolicy.from_config(ctx.config)
     client = make_client(ctx.config)
 
     def fenced() -> None:  # the deletions come after every upload: a takeover may have come meanwhile
         ctx.check_lease("deleting stale objects")
 
-    return deploy_build(ctx.build_folder, bucket, client, policy, within=ctx.checkout, before_delete=fenced)
+    return deploy_build(
+        ctx.build_folder, bucket, client, policy, prefix=prefix, within=ctx.checkout, before_delete=fenced
+    )
 
 
 def make_client(config: Config) -> S3Client:
@@ -75,21 +80,24 @@ def deploy_build(
     client: S3Client,
     policy: CachePolicy,
     *,
+    prefix: str = "",
     force: bool = False,
     within: Path | None = None,
     before_delete: Callable[[], None] = lambda: None,
 ) -> DeployReport:
     """Plan, upload, delete; raise StepError on any failure, KeyboardInterrupt when interrupted.
 
+    `prefix` is the site: "" the bucket's shared site, `threads/{label}/` a thread's (site.py).
     `within` is the checkout: no part of build_dir below it may be a link (default: its parent).
     `before_delete` runs before each batch of deletions and raises to stop them (a lost lease: what
     another owner has deployed since our listing must not be deleted by us).
     """
     with open_build_folder(build_dir, within) as root:
-        plan, scan = plan_from(root, build_dir, bucket, client, force=force)
+        plan, scan = plan_from(root, build_dir, bucket, client, prefix=prefix, force=force)
         with s3_errors(bucket):
-            sent = upload_all(client, bucket, plan, policy, root)
-            deleted = delete_all(client, bucket, [action.key for action in plan.deletes], before_delete)
+            sent = upload_all(client, bucket, plan, policy, root, prefix)
+            stale = [prefix + action.key for action in plan.deletes]
+            deleted = delete_all(client, bucket, stale, before_delete)
     report = DeployReport(
         "hash",
         uploaded=len(plan.uploads),
@@ -99,8 +107,8 @@ def deploy_build(
         refused=len(scan.refused),
     )
     log.info(
-        "deploy to s3://%s: %d uploaded, %d skipped, %d deleted, %d refused, %d bytes sent",
-        bucket,
+        "deploy to %s: %d uploaded, %d skipped, %d deleted, %d refused, %d bytes sent",
+        site_url(bucket, prefix),
         report.uploaded,
         report.skipped,
         report.deleted,
@@ -118,22 +126,31 @@ def deploy_build(
 
 
 def plan_deploy(
-    build_dir: Path, bucket: str, client: S3Client, *, force: bool = False, within: Path | None = None
+    build_dir: Path,
+    bucket: str,
+    client: S3Client,
+    *,
+    prefix: str = "",
+    force: bool = False,
+    within: Path | None = None,
 ) -> Plan:
-    """Read-only: what a deploy of build_dir to bucket would do (also `bin/redeploy --dry-run`)."""
+    """Read-only: what a deploy of build_dir to the site would do (also `bin/redeploy --dry-run`)."""
     with open_build_folder(build_dir, within) as root:
-        return plan_from(root, build_dir, bucket, client, force=force)[0]
+        return plan_from(root, build_dir, bucket, client, prefix=prefix, force=force)[0]
 
 
-def plan_from(root: int, build_dir: Path, bucket: str, client: S3Client, *, force: bool) -> tuple[Plan, Scan]:
-    """The plan for the build folder opened as `root`, and what its scan found."""
+def plan_from(
+    root: int, build_dir: Path, bucket: str, client: S3Client, *, prefix: str, force: bool
+) -> tuple[Plan, Scan]:
+    """The plan for the build folder opened as `root` (keys relative to the site), and what its scan found."""
+    check_prefix(prefix)
     with ThreadPoolExecutor(max_workers=1) as lister:
-        listing = lister.submit(list_bucket, client, bucket)  # the bucket answers while we read the build
-        scan = scan_build(root, build_dir)
+        listing = lister.submit(list_site, client, bucket, prefix)  # the bucket answers while we read the build
+        scan = scan_build(root, build_dir, reserved_folder(prefix))
         with s3_errors(bucket):
             remote = listing.result()
             for key in keys_needing_stored_md5(scan.files, remote):
-                metadata = client.head_object(Bucket=bucket, Key=key).get("Metadata", {})
+                metadata = client.head_object(Bucket=bucket, Key=prefix + key).get("Metadata", {})
                 remote[key] = replace(remote[key], stored_md5=metadata.get(MD5_METADATA_KEY))
     return make_plan(scan.files, remote, force=force), scan
 
@@ -141,16 +158,8 @@ def plan_from(root: int, build_dir: Path, bucket: str, client: S3Client, *, forc
 # ---------------------------------------------------------------- reading the build
 
 
-def list_bucket(client: S3Client, bucket: str) -> dict[str, RemoteObject]:
-    objects: dict[str, RemoteObject] = {}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for item in page.get("Contents", []):
-            objects[item["Key"]] = RemoteObject(item["Key"], item["ETag"].strip('"'), item["Size"])
-    return objects
-
-
-def upload_all(client: S3Client, bucket: str, plan: Plan, policy: CachePolicy, root: int) -> int:
-    """Upload the plan's files, assets before pages; return the bytes sent.
+def upload_all(client: S3Client, bucket: str, plan: Plan, policy: CachePolicy, root: int, prefix: str = "") -> int:
+    """Upload the plan's files under `prefix`, assets before pages; return the bytes sent.
 
     s3transfer's manager is the bounded pool: leaving its block by an exception (KeyboardInterrupt, a
     failed upload) cancels every queued upload, lets those in flight finish (or aborts their multipart
@@ -168,7 +177,8 @@ def upload_all(client: S3Client, bucket: str, plan: Plan, policy: CachePolicy, r
         with TransferManager(client, transfer, osutil=reader) as manager:
             for wave in (plan.assets, plan.pages):  # a page goes up only once every asset is there
                 files = [action.file for action in wave if action.file]
-                futures = [manager.upload(f.key, bucket, f.key, upload_args(f, policy)) for f in files]
+                # The file is named by its key in the build; its object's key is under the site's prefix.
+                futures = [manager.upload(f.key, bucket, prefix + f.key, upload_args(f, policy)) for f in files]
                 for file, future in zip(files, futures, strict=True):
                     future.result()
                     done += 1

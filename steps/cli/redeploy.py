@@ -1,7 +1,8 @@
 """`bin/redeploy`: publish a workspace checkout's current build folder by hand, with the worker's own code.
 
 Same planner, same uploads, same order as the deploy step (steps.deploy_hash); `--dry-run` only lists
-the bucket and prints the plan.
+the bucket and prints the plan. With `--thread ID` (required when PREVIEW_MODE=thread, unless
+`--shared`) the build goes to that thread's preview, `threads/{label}/`, as the worker's deploy would.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from steps.base import StepError
 from steps.bucket import deploy_hash
 from steps.bucket.content_types import CachePolicy
 from steps.bucket.plan import Plan
+from steps.bucket.site import site_url
 from supervisor.common.logs import setup_logging
 from supervisor.contract.config import Config, ConfigError, load_config
+from supervisor.contract.invalid import CONTROL_CHARS, LONE_SURROGATE, MAX_ID_LENGTH
+from supervisor.contract.previews import THREAD, thread_prefix
 
 PROG = "redeploy"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -37,6 +41,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("checkout", type=Path, help="the site checkout, e.g. {WORKSPACE_PATH}/{clientId}/{userId}/{repo}")
     p.add_argument("--bucket", help="target bucket (default: S3_BUCKET with the client id substituted)")
     p.add_argument("--client-id", help="client id for the S3_BUCKET template (default: read from the checkout path)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--thread", metavar="ID", help="the chat thread whose preview (threads/{label}/) to redeploy")
+    where.add_argument("--shared", action="store_true", help="the shared site, also when PREVIEW_MODE=thread")
     p.add_argument("--dry-run", action="store_true", help="print the plan (upload/skip/delete and why), change nothing")
     p.add_argument("--force", action="store_true", help="upload every file, e.g. after a Cache-Control change")
     return p
@@ -54,6 +61,18 @@ def resolve_bucket(args: argparse.Namespace, config: Config, checkout: Path) -> 
     return config.bucket_for(client_id)
 
 
+def resolve_prefix(args: argparse.Namespace, config: Config) -> str:
+    """ "" for the shared site, `threads/{label}/` for --thread; PREVIEW_MODE=thread needs one of the two."""
+    if args.thread is not None:
+        thread = args.thread
+        if not thread or len(thread) > MAX_ID_LENGTH or CONTROL_CHARS.search(thread) or LONE_SURROGATE.search(thread):
+            raise UsageError(f"--thread must be a chat thread id (1 to {MAX_ID_LENGTH} characters, no control ones)")
+        return thread_prefix(args.thread)
+    if config.preview_mode == THREAD and not args.shared:
+        raise UsageError("PREVIEW_MODE is thread: name the thread whose preview to redeploy (--thread ID), or --shared")
+    return ""
+
+
 def client_id_from_path(checkout: Path, workspace: Path) -> str | None:
     try:
         parts = checkout.resolve().relative_to(workspace.resolve()).parts
@@ -62,9 +81,9 @@ def client_id_from_path(checkout: Path, workspace: Path) -> str | None:
     return parts[0] if len(parts) == 3 else None
 
 
-def print_plan(plan: Plan, build_dir: Path, bucket: str) -> None:
+def print_plan(plan: Plan, build_dir: Path, site: str) -> None:
     print(
-        f"plan for {build_dir} -> s3://{bucket}: {len(plan.uploads)} to upload ({plan.bytes_to_send} bytes), "
+        f"plan for {build_dir} -> {site}: {len(plan.uploads)} to upload ({plan.bytes_to_send} bytes), "
         f"{len(plan.skips)} unchanged, {len(plan.deletes)} to delete"
     )
     for action in plan.actions():
@@ -80,17 +99,20 @@ def run(args: argparse.Namespace) -> int:
     if not checkout.is_dir():
         raise UsageError(f"no such checkout: {checkout}")
     bucket = resolve_bucket(args, config, checkout)
+    prefix = resolve_prefix(args, config)
     build_dir = checkout / config.build_dir
     client = deploy_hash.make_client(config)
     if args.dry_run:
-        plan = deploy_hash.plan_deploy(build_dir, bucket, client, force=args.force, within=checkout)
-        print_plan(plan, build_dir, bucket)
+        plan = deploy_hash.plan_deploy(build_dir, bucket, client, prefix=prefix, force=args.force, within=checkout)
+        print_plan(plan, build_dir, site_url(bucket, prefix))
         return EXIT_OK
     policy = CachePolicy.from_config(config)
     # No part of BUILD_DIR below the checkout may be a link, as in the worker's deploy.
-    report = deploy_hash.deploy_build(build_dir, bucket, client, policy, force=args.force, within=checkout)
+    report = deploy_hash.deploy_build(
+        build_dir, bucket, client, policy, prefix=prefix, force=args.force, within=checkout
+    )
     print(
-        f"deployed {build_dir} to s3://{bucket}: {report.uploaded} uploaded, {report.skipped} unchanged, "
+        f"deployed {build_dir} to {site_url(bucket, prefix)}: {report.uploaded} uploaded, {report.skipped} unchanged, "
         f"{report.deleted} deleted, {report.bytes_sent} bytes sent"
     )
     return EXIT_OK
