@@ -1,4 +1,4 @@
-"""The supervisor's processes: starting workers (one spare ahead of need), waiting for them, and ending
+"""The supervisor's processes: starting workers (spares ahead of need), waiting for them, and ending
 their trees. Its threads only wait on something and post what happened to the loop.
 
 The one escalation ladder for a worker's tree is `proctree.end_tree`, run here: SIGINT to every process
@@ -62,6 +62,7 @@ class WorkerPool:
         run.tree = {pid: proctree.creation_time(pid)}
         self.unwaited.add(pid)
         threading.Thread(target=self._wait_for, args=(run, worker), name=f"wait-{pid}", daemon=True).start()
+        self.spares.replenish()  # after the job is handed over: its worker does not wait for these forks
 
     def _wait_for(self, run: Run, worker: WorkerProcess) -> None:
         self.post(WorkerExited(run, worker, worker.wait()))
