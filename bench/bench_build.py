@@ -1,0 +1,429 @@
+"""Benchmark: a one-page rebuild of a 1,000-page Astro site, cold (as the worker builds today) against warm.
+
+The site is examples/demo-site plus a content collection of --pages Markdown posts (~6 KB each: headings,
+paragraphs, a list, links to other posts) rendered by src/pages/posts/[slug].astro with getStaticPaths,
+and an index listing them all. It is copied three times (same path length, its own node_modules each,
+installed once with `npm ci` from the demo site's lockfile and copied), and every copy is built once in
+full before anything is timed. Then each round edits ONE post's body in every copy, the same edit, and
+each copy is rebuilt once, the order rotating from round to round:
+
+  (a)  cold: `npm run build` in a new process, exactly as steps/build.py runs BUILD_COMMAND's default
+       (the scrubbed environment, NODE_ENV=production, ASTRO_TELEMETRY_DISABLED=1, cwd the checkout);
+       no job identity and no sandbox here: their cost is *Containment*'s bench;
+  (a2) cold without npm: `node node_modules/astro/astro.js build`, the same new node + Astro CLI;
+  (c)  warm: one long-lived node process per copy that imported astro once and calls its programmatic
+       `build({ root })` for each rebuild (started before the rounds; its own first build not counted).
+
+And, --runs times each, what a cold build pays before rendering anything:
+  (b0) `node -e 0`, (b1) `node --input-type=module -e "await import('astro')"` (node + astro's modules),
+  (b2) `npm run startup`, a package script running b1 (npm + node + astro's modules): (a)'s start-up.
+
+Every build's dist/ is hashed file by file; the three copies must match in each round (same source), and
+what differs is printed. The figures are medians; the machine is noisy (2 shared cores): the load
+average is printed at the start and the end, and the modes are interleaved so drift hits all alike.
+
+Run: .venv/bin/python bench/bench_build.py [--pages 1000] [--runs 5]   (about 5 minutes; npm's registry or
+its cache is used once)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from steps.processes import shell  # noqa: E402
+
+DEMO_SITE = ROOT / "examples" / "demo-site"
+SEED = 20240521
+CHANGED = 500  # the post edited in every round
+BUILD_ENV = shell.scrubbed_env(NODE_ENV="production", ASTRO_TELEMETRY_DISABLED="1")  # steps/build.py's
+IMPORT_ASTRO = "await import('astro')"
+MARKER = "@@warm "
+
+CONTENT_CONFIG = """\
+import { defineCollection, z } from "astro:content";
+import { glob } from "astro/loaders";
+
+const posts = defineCollection({
+  loader: glob({ pattern: "**/*.md", base: "./src/content/posts" }),
+  schema: z.object({ title: z.string(), date: z.coerce.date(), summary: z.string(), tags: z.array(z.string()) }),
+});
+
+export const collections = { posts };
+"""
+
+POST_PAGE = """\
+---
+import { getCollection, render } from "astro:content";
+import Base from "../../layouts/Base.astro";
+
+export async function getStaticPaths() {
+  const posts = await getCollection("posts");
+  return posts.map((post) => ({ params: { slug: post.id }, props: { post } }));
+}
+
+const { post } = Astro.props;
+const { Content, headings } = await render(post);
+---
+<Base title={post.data.title}>
+  <article>
+    <h2>{post.data.title}</h2>
+    <p><time datetime={post.data.date.toISOString()}>{post.data.date.toDateString()}</time></p>
+    <nav><ul>{headings.map((h) => <li><a href={`#${h.slug}`}>{h.text}</a></li>)}</ul></nav>
+    <Content />
+    <p>Tags: {post.data.tags.join(", ")}</p>
+  </article>
+</Base>
+"""
+
+POSTS_INDEX = """\
+---
+import { getCollection } from "astro:content";
+import Base from "../../layouts/Base.astro";
+
+const posts = (await getCollection("posts")).sort((a, b) => a.id.localeCompare(b.id));
+---
+<Base title="Journal">
+  <h2>Journal</h2>
+  <ul>{posts.map((post) => <li><a href={`/posts/${post.id}/`}>{post.data.title}</a> {post.data.summary}</li>)}</ul>
+</Base>
+"""
+
+# The warm process: imports astro once (from the site's own node_modules), then one build per "build" line.
+WARM_SERVER = """\
+import { createRequire } from "node:module";
+import { createInterface } from "node:readline";
+import { pathToFileURL } from "node:url";
+
+const root = process.argv[2];
+const astro = createRequire(`${root}/package.json`).resolve("astro");
+const { build } = await import(pathToFileURL(astro).href);
+const say = (what) => process.stdout.write(`@@warm ${JSON.stringify(what)}\\n`);
+say({ ready: true });
+for await (const line of createInterface({ input: process.stdin })) {
+  if (line !== "build") continue;
+  const started = performance.now();
+  try {
+    await build({ root });
+    say({ ok: true, ms: performance.now() - started });
+  } catch (error) {
+    say({ ok: false, error: String(error?.stack ?? error) });
+  }
+}
+"""
+
+_VOCABULARY = (
+    "stamp rubber carve linoleum ink pad handle ornament border letter press paper card wedding invitation "
+    "studio order custom design proof sketch mirror image depth edge bevel mount wood cherry maple birch "
+    "gift workshop craft season label logo monogram flower leaf wave star pattern texture gouge blade"
+)
+WORDS = _VOCABULARY.split()
+
+
+def _sentence(rng: random.Random) -> str:
+    words = [rng.choice(WORDS) for _ in range(rng.randint(8, 18))]
+    return " ".join(words).capitalize() + "."
+
+
+def _paragraph(rng: random.Random) -> str:
+    return " ".join(_sentence(rng) for _ in range(rng.randint(4, 7)))
+
+
+def post_text(index: int, pages: int, edit: str | None = None) -> str:
+    """Post `index`'s Markdown (~6 KB); `edit` replaces its first paragraph (the one-page change)."""
+    rng = random.Random(SEED * 100_003 + index)
+    title = f"{rng.choice(WORDS).capitalize()} and {rng.choice(WORDS)}, part {index}"
+    tags = json.dumps(sorted({rng.choice(WORDS) for _ in range(3)}))
+    front = f'---\ntitle: "{title}"\ndate: 2024-{1 + index % 12:02d}-{1 + index % 28:02d}\n'
+    front += f'summary: "{_sentence(rng)}"\ntags: {tags}\n---\n\n'
+    sections = []
+    for number in range(1, 5):
+        body = [_paragraph(rng) for _ in range(2)]
+        if number == 2:
+            body.append("\n".join(f"- {_sentence(rng)}" for _ in range(5)))
+        if number == 3:
+            others = [rng.randrange(pages) for _ in range(3)]
+            body.append("See also " + ", ".join(f"[post {o}](/posts/post-{o:04d}/)" for o in others) + ".")
+        sections.append(f"## {rng.choice(WORDS).capitalize()} {number}\n\n" + "\n\n".join(body))
+    text = front + "\n\n".join(sections) + "\n"
+    if edit is not None:
+        first = text.index("\n\n", text.index("## ")) + 2
+        text = text[:first] + edit + text[text.index("\n\n", first) :]
+    return text
+
+
+def make_site(target: Path, pages: int) -> None:
+    shutil.copytree(DEMO_SITE, target, ignore=shutil.ignore_patterns("node_modules", "dist", ".astro"))
+    (target / "src" / "content.config.ts").write_text(CONTENT_CONFIG)
+    posts = target / "src" / "content" / "posts"
+    posts.mkdir(parents=True)
+    for index in range(pages):
+        (posts / f"post-{index:04d}.md").write_text(post_text(index, pages))
+    (target / "src" / "pages" / "posts").mkdir()
+    (target / "src" / "pages" / "posts" / "[slug].astro").write_text(POST_PAGE)
+    (target / "src" / "pages" / "posts" / "index.astro").write_text(POSTS_INDEX)
+    manifest = json.loads((target / "package.json").read_text())
+    manifest["scripts"]["startup"] = f'node --input-type=module -e "{IMPORT_ASTRO}"'  # (b2)
+    (target / "package.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def edit_page(site: Path, pages: int, edit: str) -> None:
+    (site / "src" / "content" / "posts" / f"post-{CHANGED:04d}.md").write_text(post_text(CHANGED, pages, edit))
+
+
+def hash_output(site: Path) -> dict[str, str]:
+    dist = site / "dist"
+    return {
+        str(path.relative_to(dist)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(dist.rglob("*"))
+        if path.is_file()
+    }
+
+
+def timed_run(argv: list[str], cwd: Path) -> tuple[float, str]:
+    """(wall seconds, stdout) of one new process run as steps/build.py runs the build."""
+    started = time.monotonic()
+    result = shell.run(argv, cwd=cwd, env=BUILD_ENV, log_output=False, timeout=900)
+    return time.monotonic() - started, result.stdout
+
+
+# Astro's own timings in its build log: "[types] Generated 1.57s", "[vite] ✓ built in 3.51s", the routes'
+# "✓ Completed in 1.27s." (no tag) and "[build] 603 page(s) built in 6.86s" (all of it from loading the config).
+PHASES = {
+    "content sync + types": re.compile(r"\[types\] Generated ([\d.]+m?s)"),
+    "Vite bundling": re.compile(r"\[vite\] ✓ built in ([\d.]+m?s)"),
+    "rendering the pages": re.compile(r"^\S+ ✓ Completed in ([\d.]+m?s)", re.MULTILINE),
+    "Astro's build in all": re.compile(r"\[build\] \d+ page\(s\) built in ([\d.]+m?s)"),
+}
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def phases(log: str) -> dict[str, float]:
+    """Seconds per phase Astro reports in `log` (a phase it did not report is left out)."""
+    text = ANSI.sub("", log)
+    found = {}
+    for name, pattern in PHASES.items():
+        match = pattern.search(text)
+        if match:
+            value = match.group(1)
+            found[name] = float(value[:-2]) / 1000 if value.endswith("ms") else float(value[:-1])
+    return found
+
+
+class WarmBuilder:
+    """One long-lived node process that imported astro once; `build()` asks it for one build."""
+
+    def __init__(self, site: Path, script: Path, log: Path):
+        self.site = site
+        self.log = log.open("w")
+        self.process = subprocess.Popen(
+            ["node", str(script), str(site)],
+            cwd=site,
+            env=BUILD_ENV,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
+        self._answer()  # ready
+
+    def _answer(self) -> tuple[dict, str]:
+        assert self.process.stdout is not None
+        lines = []
+        for line in self.process.stdout:  # Astro's own log lines come first
+            if line.startswith(MARKER):
+                return json.loads(line[len(MARKER) :]), "".join(lines)
+            lines.append(line)
+        raise RuntimeError(f"the warm process ended (exit {self.process.wait()}); see {self.log.name}")
+
+    def build(self) -> tuple[float, str]:
+        assert self.process.stdin is not None
+        started = time.monotonic()
+        self.process.stdin.write("build\n")
+        self.process.stdin.flush()
+        answer, log = self._answer()
+        if not answer.get("ok"):
+            raise RuntimeError(f"warm build failed: {answer.get('error')}")
+        return time.monotonic() - started, log
+
+    def rss_mib(self) -> float:
+        return psutil.Process(self.process.pid).memory_info().rss / 2**20
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+@dataclass
+class Mode:
+    name: str
+    site: Path
+    build: Callable[[], tuple[float, str]]
+    seconds: list[float] = field(default_factory=list)
+    phases: list[dict[str, float]] = field(default_factory=list)
+
+
+def median_ms(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1000:7.0f}"
+
+
+def spread_ms(values: list[float]) -> str:
+    return f"{min(values) * 1000:.0f}-{max(values) * 1000:.0f}"
+
+
+def differences(reference: dict[str, str], other: dict[str, str]) -> list[str]:
+    names = sorted(set(reference) | set(other))
+    return [name for name in names if reference.get(name) != other.get(name)]
+
+
+def install(work: Path, pages: int) -> tuple[Path, Path, Path]:
+    first = work / "a" / "site"
+    make_site(first, pages)
+    started = time.monotonic()
+    argv = ["npm", "ci", "--no-audit", "--no-fund", "--prefer-offline"]  # steps/processes/deps.py's
+    shell.run(argv, cwd=first, env=shell.scrubbed_env(), log_output=False, timeout=900)
+    print(f"npm ci: {time.monotonic() - started:.1f} s", flush=True)
+    copies = [first]
+    for name in ("b", "c"):  # a full copy each: a hard link would share node_modules/.astro's data store
+        copy = work / name / "site"
+        copy.parent.mkdir()
+        subprocess.run(["cp", "-a", str(first), str(copy)], check=True)
+        copies.append(copy)
+    return copies[0], copies[1], copies[2]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pages", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=5, help="one-page rebuilds per mode, and start-up runs")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (its path is printed)")
+    args = parser.parse_args()
+
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
+    work = Path(tempfile.mkdtemp(prefix="bench-build-"))
+    warm: WarmBuilder | None = None
+    try:
+        cold_site, cli_site, warm_site = install(work, args.pages)
+        script = work / "warm-build.mjs"
+        script.write_text(WARM_SERVER)
+        node_version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout
+        astro = json.loads((cold_site / "node_modules" / "astro" / "package.json").read_text())["version"]
+        print(f"node {node_version.strip()}, astro {astro}, {args.pages} posts + the demo's pages")
+
+        full, _ = timed_run(["npm", "run", "build"], cold_site)
+        timed_run(["node", "node_modules/astro/astro.js", "build"], cli_site)
+        started = time.monotonic()
+        warm = WarmBuilder(warm_site, script, work / "warm.log")
+        warm.build()
+        warm_first = time.monotonic() - started
+        files = hash_output(cold_site)
+        print(f"full builds: cold {full:.1f} s, warm process start + first build {warm_first:.1f} s", end="")
+        print(f"; {len(files)} files in dist/")
+
+        modes = [
+            Mode("(a) cold: npm run build", cold_site, lambda: timed_run(["npm", "run", "build"], cold_site)),
+            Mode(
+                "(a2) cold: node astro.js build",
+                cli_site,
+                lambda: timed_run(["node", "node_modules/astro/astro.js", "build"], cli_site),
+            ),
+            Mode("(c) warm: build() in one process", warm_site, warm.build),
+        ]
+        starts = {
+            "(b0) node -e 0": ["node", "-e", "0"],
+            "(b1) node + import('astro')": ["node", "--input-type=module", "-e", IMPORT_ASTRO],
+            "(b2) npm run + node + import('astro')": ["npm", "run", "--silent", "startup"],
+        }
+        start_seconds: dict[str, list[float]] = {name: [] for name in starts}
+        identical, rss = 0, []
+        for round_ in range(args.runs):
+            edit = f"Edited in round {round_ + 1}: {'new words ' * (round_ + 1)}end."
+            outputs: dict[str, dict[str, str]] = {}
+            for mode in modes[round_ % 3 :] + modes[: round_ % 3]:  # rotating order
+                edit_page(mode.site, args.pages, edit)
+                shutil.rmtree(mode.site / "dist", ignore_errors=True)  # as steps/build.py does, not timed
+                seconds, log = mode.build()
+                mode.seconds.append(seconds)
+                mode.phases.append(phases(log))
+                outputs[mode.name] = hash_output(mode.site)
+            for name, argv in starts.items():
+                start_seconds[name].append(timed_run(argv, cold_site)[0])
+            rss.append(warm.rss_mib())
+            reference = outputs[modes[0].name]
+            page = cold_site / "dist" / "posts" / f"post-{CHANGED:04d}" / "index.html"
+            changed = page.is_file() and edit.encode() in page.read_bytes()
+            diffs = {m.name: differences(reference, outputs[m.name]) for m in modes[1:]}
+            same = all(not d for d in diffs.values())
+            identical += same and changed
+            line = ", ".join(f"{m.seconds[-1]:.2f} s" for m in modes)
+            print(f"round {round_ + 1}: {line}; output identical: {same}; edit in the page: {changed}", flush=True)
+            for name, names in diffs.items():
+                if names:
+                    print(f"  {name} differs in {len(names)} files: {', '.join(names[:5])}")
+
+        print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(f"\none-page rebuild, {args.runs} runs each        median ms   min-max ms")
+        for mode in modes:
+            print(f"{mode.name:38} {median_ms(mode.seconds)}   {spread_ms(mode.seconds)}")
+        for name, values in start_seconds.items():
+            print(f"{name:38} {median_ms(values)}   {spread_ms(values)}")
+        print("\nwhere the time goes (Astro's own log; start-up = wall - Astro's build in all), median ms")
+        print(f"{'':38} " + " ".join(f"{m.name.split(':')[0]:>8}" for m in modes))
+        for phase in ("start-up", *PHASES):
+            cells = []
+            for mode in modes:
+                values = [
+                    wall - found["Astro's build in all"] if phase == "start-up" else found[phase]
+                    for wall, found in zip(mode.seconds, mode.phases, strict=True)
+                    if phase in found or (phase == "start-up" and "Astro's build in all" in found)
+                ]
+                cells.append(median_ms(values) if values else "       -")
+            print(f"{phase:38} " + " ".join(f"{cell:>8}" for cell in cells))
+        cold, warm_median = statistics.median(modes[0].seconds), statistics.median(modes[2].seconds)
+        startup = statistics.median(start_seconds["(b2) npm run + node + import('astro')"])
+        cli = statistics.median(modes[1].seconds)
+        print(f"\nwarm (c) vs cold (a): saves {(1 - warm_median / cold) * 100:.1f} % (goal to ship: >= 30 %)")
+        print(f"warm (c) vs cold without npm (a2): saves {(1 - warm_median / cli) * 100:.1f} %")
+        print(
+            f"(a) split: start-up (b2) {startup * 1000:.0f} ms = {startup / cold * 100:.1f} %, "
+            f"the rest (config, Vite, content, rendering, writing) {(cold - startup) * 1000:.0f} ms "
+            f"= {(1 - startup / cold) * 100:.1f} %"
+        )
+        print(f"output identical in {identical} of {args.runs} rounds (every file of dist/, the edit in the page)")
+        print(f"warm process RSS after each round: {', '.join(f'{r:.0f}' for r in rss)} MiB")
+        return 0 if identical == args.runs else 1
+    finally:
+        if warm is not None:
+            warm.close()
+        if args.keep:
+            print(f"kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
