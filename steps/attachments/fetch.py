@@ -12,10 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError
-
 from steps.attachments.sources import AttachmentRefused, Source
 from supervisor.contract.config import Config
 
@@ -36,6 +32,9 @@ class Fetched:
 
 
 def make_client(config: Config) -> S3Client:
+    import boto3  # here, not at the top (as the hash deploy does): few commands have attachments
+    from botocore.config import Config as BotoConfig
+
     return boto3.session.Session().client(
         "s3",
         region_name=config.aws_region,
@@ -50,6 +49,8 @@ def megabytes(size: int) -> str:
 
 def fetch(client: S3Client, source: Source, limit: int, into: Path) -> Fetched:
     """Download `source` to the file `into`; AttachmentRefused when it is missing, empty or too big."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     where = f"s3://{source.bucket}/{source.key}"
     try:
         head = client.head_object(Bucket=source.bucket, Key=source.key)
@@ -83,7 +84,8 @@ def _copy_at_most(body: Any, limit: int, into: Path) -> int:
     return read
 
 
-def _client_error(error: ClientError, where: str) -> Exception:
+def _client_error(error: Any, where: str) -> Exception:
+    """What a botocore ClientError means for this attachment."""
     code = str(error.response.get("Error", {}).get("Code", ""))
     status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     if code == "NoSuchBucket":
