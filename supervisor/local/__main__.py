@@ -2,12 +2,14 @@
 
 `bin/run-local` runs this. It sends one instruction, prints the progress and the response, and
 shows where the built preview is served. On a terminal it then reads more instructions; Ctrl-C or an
-empty line stops everything it started.
+empty line stops everything it started. With `--preview-mode thread` (or PREVIEW_MODE=thread) each chat
+thread deploys to its own folder and is served at `http://{label}.localhost:PORT/`.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import signal
@@ -20,11 +22,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
-from urllib.request import urlopen
 
 import boto3
 
 from steps.job.runner import find_containment
+from supervisor.contract.previews import PREVIEW_MODES, SHARED, THREADS_PREFIX, is_thread_label, thread_label
 from supervisor.local.orchestration import create_state_machine, execution_outcome, start_execution
 from supervisor.local.stack import REGION, ROOT, LocalStack, job_python, local_stack
 
@@ -33,16 +35,37 @@ SCRIPTED_AGENT = ROOT / "examples" / "scripted-agent" / "claude"
 CLIENT, USER, THREAD = "demo", "you", "local-demo"
 
 
+def site_key(path: str) -> str:
+    """A request path's key in a site, as a static host (and deploy/thread-preview-function.js) maps it:
+    `/about/` and `/about` → `about/index.html`, `/a.css` → `a.css`."""
+    key = unquote(urlsplit(path).path).lstrip("/")
+    if key == "" or key.endswith("/"):
+        return key + "index.html"
+    return key if "." in key.rsplit("/", 1)[-1] else key + "/index.html"
+
+
+def host_prefix(host: str) -> str | None:
+    """`{label}.localhost[:port]` → `threads/{label}/` (a thread's preview); any other host → "" (the
+    shared site); a first label that is no thread label → None (refused, as the CloudFront function does)."""
+    name = host.rsplit(":", 1)[0].lower() if host.count(":") == 1 else host.lower()
+    if not name.endswith(".localhost"):
+        return ""
+    label = name.removesuffix(".localhost")
+    return f"{THREADS_PREFIX}{label}/" if is_thread_label(label) else None
+
+
 class PreviewHandler(BaseHTTPRequestHandler):
-    """Serves the preview bucket the way a static host does: `/about/` → `about/index.html`."""
+    """Serves the preview bucket the way a static host does (site_key), a thread's by its host (host_prefix)."""
 
     s3: Any = None
     bucket = ""
 
     def do_GET(self) -> None:
-        key = unquote(urlsplit(self.path).path).lstrip("/")
-        if key == "" or key.endswith("/"):
-            key += "index.html"
+        prefix = host_prefix(self.headers.get("Host", ""))
+        if prefix is None:
+            self.send_error(404, "no such thread preview")
+            return
+        key = prefix + site_key(self.path)
         try:
             found = self.s3.get_object(Bucket=self.bucket, Key=key)
         except self.s3.exceptions.NoSuchKey:
@@ -97,14 +120,27 @@ def wait_for(sqs: Any, url: str, command_id: str, timeout: float = 600) -> dict[
     return None
 
 
+def fetch(url: str) -> tuple[int, bytes]:
+    """GET a preview of our loopback server: `*.localhost` names need no resolver (Python's may not know
+    them): the request goes to 127.0.0.1 with the URL's host in its Host header."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection("127.0.0.1", parts.port or 80, timeout=5)
+    try:
+        connection.request("GET", parts.path or "/", headers={"Host": parts.netloc})
+        reply = connection.getresponse()
+        return reply.status, reply.read()
+    finally:
+        connection.close()
+
+
 def show(response: dict[str, Any], preview: str) -> None:
     say("\nresponse:")
     say(json.dumps({k: v for k, v in response.items() if k != "steps"}, indent=2, ensure_ascii=False))
     steps = ", ".join(f"{step['name']} {step['status']} {step['durationMs']}ms" for step in response["steps"])
     say(f"steps: {steps}")
     try:
-        with urlopen(preview, timeout=5) as page:  # noqa: S310 - our own loopback server
-            say(f"\npreview: {preview}  (GET → {page.status}, {len(page.read())} bytes; served while this runs)")
+        status, body = fetch(preview)
+        say(f"\npreview: {preview}  (GET → {status}, {len(body)} bytes; served while this runs)")
     except OSError as error:
         say(f"\npreview: {preview}  (not served yet: {error})")
 
@@ -119,21 +155,49 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="send each instruction through a local Step Functions state machine (task token, heartbeats, callback)",
     )
+    parser.add_argument(
+        "--preview-mode",
+        choices=PREVIEW_MODES,
+        default=os.environ.get("PREVIEW_MODE", SHARED).strip().lower() or SHARED,
+        help="shared: one preview site; thread: one per chat thread, at http://{label}.localhost:PORT/ "
+        "(default: PREVIEW_MODE, else shared)",
+    )
+    parser.add_argument("--thread", default=THREAD, help=f"the chat thread the instructions belong to ({THREAD})")
     args = parser.parse_args(argv)
+    if args.preview_mode not in PREVIEW_MODES:
+        parser.error(f"PREVIEW_MODE must be one of {', '.join(PREVIEW_MODES)}, got {args.preview_mode!r}")
     state: Path = args.state.resolve()
     interactive = sys.stdin.isatty() and not args.once
 
     with local_stack(state) as stack:
-        return run_demo(stack, args.instruction, interactive, step_functions=args.step_functions)
+        return run_demo(
+            stack,
+            args.instruction,
+            interactive,
+            step_functions=args.step_functions,
+            preview_mode=args.preview_mode,
+            thread=args.thread,
+        )
 
 
-def run_demo(stack: LocalStack, instruction: str, interactive: bool, *, step_functions: bool = False) -> int:
+def run_demo(
+    stack: LocalStack,
+    instruction: str,
+    interactive: bool,
+    *,
+    step_functions: bool = False,
+    preview_mode: str = SHARED,
+    thread: str = THREAD,
+) -> int:
     bucket = stack.create_bucket(CLIENT)
     preview_server = start_preview_server(stack.s3, bucket)
-    preview = f"http://127.0.0.1:{preview_server.server_address[1]}/"
+    port = preview_server.server_address[1]
+    preview = f"http://127.0.0.1:{port}/"
     command, agent_label = agent_command()
     env = stack.supervisor_env(
         PREVIEW_URL=preview,
+        PREVIEW_MODE=preview_mode,
+        THREAD_PREVIEW_URL=f"http://{{threadId}}.localhost:{port}/",
         AGENT_COMMAND=command,
         PROGRESS_EVENTS="true",
         LOG_FORMAT="text",
@@ -145,6 +209,10 @@ def run_demo(stack: LocalStack, instruction: str, interactive: bool, *, step_fun
     say(f"site remote:      {remote}")
     say(f"agent:            {agent_label}")
     say(f"supervisor log:   {log_path}")
+    if preview_mode == SHARED:
+        say(f"preview:          {preview}")
+    else:  # the response's previewUrl is this thread's
+        say(f"previews:         one per thread, http://{{label}}.localhost:{port}/ (this one {thread_label(thread)})")
     layers = find_containment(env.get("SANDBOX", "auto")).layers()
     say("containment:      " + "; ".join(f"{name} {state}" for name, state in layers.items()))
     supervisor = stack.start_supervisor(env, log_path)
@@ -159,14 +227,14 @@ def run_demo(stack: LocalStack, instruction: str, interactive: bool, *, step_fun
             body = {
                 "instruction": instruction,
                 "commandId": command_id,
-                "chatThreadId": THREAD,
+                "chatThreadId": thread,
                 "clientId": CLIENT,
                 "userId": USER,
                 "timestamp": int(time.time() * 1000),
             }
             execution = None
             if machine:  # the anchor's newest shape, sent by the state machine with its task token
-                task = {"messageId": command_id, "text": instruction, "threadId": THREAD, "projectId": CLIENT}
+                task = {"messageId": command_id, "text": instruction, "threadId": thread, "projectId": CLIENT}
                 execution = start_execution(orchestrator, machine, {**task, "userId": USER})
             else:
                 sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(body))
@@ -176,7 +244,7 @@ def run_demo(stack: LocalStack, instruction: str, interactive: bool, *, step_fun
                 say(f"no response in time; see {log_path}")
                 code = 1
                 break
-            show(response, preview)
+            show(response, response.get("previewUrl") or preview)
             code = 0 if response["success"] else 1
             if execution:
                 outcome = execution_outcome(orchestrator, execution)
