@@ -18,8 +18,8 @@ from steps.claude.environment import AgentCredentialsError, agent_environment
 from steps.claude.invocation import agent_report, failure_reason, refused, run_cli
 from steps.claude.memory import AgentState
 from supervisor.common import proctree
+from supervisor.contract.actions import ACTION_UNDO
 from supervisor.contract.codes import ErrorCode
-from supervisor.contract.command import ACTION_UNDO
 
 log = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 2000

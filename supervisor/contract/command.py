@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from supervisor.contract.actions import ACTION_UNDO, UNDO_INSTRUCTION, check_undo, read_action
 from supervisor.contract.attachments import check_attachments, check_context
 from supervisor.contract.branches import branch_for_thread, branch_refusal
 from supervisor.contract.invalid import CONTROL_CHARS, LONE_SURROGATE, MAX_ID_LENGTH, InvalidMessage
@@ -32,11 +33,6 @@ SHAPE_TASK = "task"
 MESSAGE_SHAPES = frozenset({SHAPE_COMMAND, SHAPE_TASK})
 # The task shape's instruction may come under any one of these names.
 INSTRUCTION_FIELDS = ("instruction", "text", "content")
-# `action`: what to do instead of running the agent. "undo" takes back the thread's last command; so does
-# an instruction that is exactly UNDO_INSTRUCTION.
-ACTION_UNDO = "undo"
-ACTIONS = frozenset({ACTION_UNDO})
-UNDO_INSTRUCTION = "/undo"
 
 
 @dataclass(frozen=True)
@@ -209,20 +205,13 @@ def _instruction(body: dict[str, Any], shape: str, command_id: str) -> str:
 
 
 def _action(body: dict[str, Any], shape: str, command_id: str) -> tuple[str | None, str]:
-    """(action, instruction): `"action": "undo"` or an instruction that is exactly /undo is an undo; an undo
-    needs no instruction, and one that says anything else is refused rather than guessed at."""
-    action = body.get("action")
-    if action is not None and (not isinstance(action, str) or action not in ACTIONS):
-        raise InvalidMessage(f'action must be "undo" when present, got {str(action)[:40]!r}', command_id)
-    given = [name for name in INSTRUCTION_FIELDS if body.get(name) is not None]
-    if action == ACTION_UNDO and not any(isinstance(body[n], str) and body[n].strip() for n in given):
-        return ACTION_UNDO, UNDO_INSTRUCTION
-    instruction = _instruction(body, shape, command_id)
-    if instruction.strip() == UNDO_INSTRUCTION:
-        return ACTION_UNDO, UNDO_INSTRUCTION
-    if action == ACTION_UNDO:
-        raise InvalidMessage('an "undo" action takes no instruction (or exactly "/undo")', command_id)
-    return None, instruction
+    """(action, instruction); an undo needs no instruction (supervisor/contract/actions.py)."""
+    action = read_action(body, command_id)
+    blank = ("", None)  # a whitespace-only instruction beside "action": "undo" is no instruction
+    given = [name for name in INSTRUCTION_FIELDS if (v := body.get(name)) not in blank and str(v).strip()]
+    instruction = _instruction(body, shape, command_id) if given or action is None else None
+    action = check_undo(action, instruction, body.get("attachments"), command_id)
+    return action, UNDO_INSTRUCTION if action == ACTION_UNDO else str(instruction)
 
 
 def parse_command(raw: str | bytes, default_repo_url: str | None = None) -> Command:

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from supervisor.contract.command import ACTION_UNDO, UNDO_INSTRUCTION, Command, parse_command
+from supervisor.contract.actions import ACTION_UNDO, UNDO_INSTRUCTION
+from supervisor.contract.command import Command, parse_command
 from supervisor.contract.invalid import InvalidMessage
 
 OURS = {"commandId": "c1", "chatThreadId": "chat-1", "clientId": "acme", "userId": "u1"}
@@ -59,3 +60,11 @@ def test_an_undo_survives_the_job_round_trip():
     command = parse(**OURS, action="undo")
     assert Command(**json.loads(json.dumps(command.to_dict()))) == command
     assert Command(**{k: v for k, v in command.to_dict().items() if k != "action"}).action is None
+
+
+def test_an_undo_with_attachments_or_a_bad_instruction_field_is_refused():
+    with pytest.raises(InvalidMessage, match="takes no attachments"):
+        parse(**TASK, text="/undo", attachments=[{"key": "photo.png"}])
+    with pytest.raises(InvalidMessage, match="must be a string"):
+        parse(**TASK, action="undo", text=5)
+    assert parse(**TASK, action="undo", text="  ").action == ACTION_UNDO

@@ -9,8 +9,8 @@ from helpers import git, git_out
 
 from steps import commit, undo, workspace
 from steps.base import StepContext, StepError
+from supervisor.contract.actions import ACTION_UNDO
 from supervisor.contract.codes import ErrorCode
-from supervisor.contract.command import ACTION_UNDO
 
 
 @pytest.fixture
