@@ -53,7 +53,7 @@ def test_interrupt_during_the_agent_ends_every_process_and_commits_the_edits(
     start, prewarm, sqs, queues, site_remote, tmp_path
 ):
     checkout = prewarm()
-    _, watcher = start()
+    supervisor, watcher = start()
     pidfile, agent_pid = tmp_path / "grandchild.pid", tmp_path / "agent.pid"
     slow = "\n".join(
         [
@@ -71,6 +71,7 @@ def test_interrupt_during_the_agent_ends_every_process_and_commits_the_edits(
     tree = processes_in(checkout)  # agent, its grandchild (own session) and anything else in the checkout
     grandchild = int(pidfile.read_text())
     assert grandchild in tree and int(agent_pid.read_text()) in tree
+    started_before = {child.pid for child in psutil.Process(supervisor.process.pid).children()}
 
     send(sqs, queues, "cmd-b", "Make the header blue", thread="chat-b")
     old = watcher.response("cmd-a")
@@ -96,6 +97,11 @@ def test_interrupt_during_the_agent_ends_every_process_and_commits_the_edits(
     home = git_out(site_remote, "show", "thread-chat-b:src/pages/index.astro")
     assert marker(slow) not in home and marker("Make the header blue") in home
     assert "Rewrite the intro" not in git_out(site_remote, "show", "thread-chat-b:notes/instructions.txt")
+    # Both workers the interrupt took in a row (committing cmd-a's edits, then cmd-b's) were started before
+    # cmd-b arrived: neither waited for an interpreter to start and import (issue 21, interrupt latency).
+    lines = [line for line in supervisor.log_lines() if line.get("event") == "worker started"]
+    workers = {(line["commandId"], line["mode"]): line["pid"] for line in lines}
+    assert {workers["cmd-a", "interrupted"], workers["cmd-b", "run"]} <= started_before, (workers, started_before)
 
 
 def test_interrupt_during_the_build_ends_npm_node_and_astro(start, prewarm, sqs, queues, site_remote):
