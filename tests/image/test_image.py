@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -22,7 +23,9 @@ from helpers import OutputWatcher, bucket_keys, git, git_out
 from scripted_api import Text, ToolCall, steps
 
 IMAGE = os.environ.get("WEBORDINARY_IMAGE", "")
+IMAGE_AWSCLI = os.environ.get("WEBORDINARY_IMAGE_AWSCLI", "")  # built with PYTHON_EXTRAS=awscli
 FIGURES = os.environ.get("WEBORDINARY_IMAGE_FIGURES", "")
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.image, pytest.mark.skipif(not IMAGE, reason="bin/test-image runs this (WEBORDINARY_IMAGE)")]
 
 
@@ -85,31 +88,52 @@ def start_container(
     return name
 
 
-@pytest.fixture
-def container(supervisor_env, scripted_api, site_remote, workspace_root, make_bucket, tmp_path):
-    make_bucket("acme")
-    name = start_container(supervisor_env, scripted_api, site_remote, workspace_root)
-    yield name
-    (tmp_path / "container.log").write_text(docker("logs", name, check=False, stderr=True))
-    docker("rm", "--force", name, check=False)
+def first_receive_seconds(sqs: Any, queue_url: str, since: float, timeout: float = 60) -> float:
+    """Seconds from `since` until the message waiting in the queue is taken: the supervisor's first
+    receive, as the queue sees it (nothing else receives from it)."""
+    while time.monotonic() - since < timeout:
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+        if attributes["Attributes"]["ApproximateNumberOfMessages"] == "0":
+            return round(time.monotonic() - since, 2)
+        time.sleep(0.05)
+    raise AssertionError("the supervisor never received the waiting message")
+
+
+def write_figures(**figures: Any) -> None:
+    if FIGURES:
+        path = Path(FIGURES)
+        known = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps({**known, **figures}))
+
+
+def shell_facts(image: str, script: str) -> dict[str, str]:
+    """`name=value` lines printed by `script` run with sh in a throwaway container of `image`."""
+    out = docker("run", "--rm", "--network", "host", "--entrypoint", "sh", image, "-c", script)
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
 def test_the_image_serves_both_message_shapes_stops_cleanly_and_keeps_interrupted_work(
-    container, sqs, queues, s3, bucket_prefix, site_remote, scripted_api
+    supervisor_env, scripted_api, site_remote, workspace_root, make_bucket, sqs, queues, s3, bucket_prefix, tmp_path
 ):
-    # tini is PID 1, and the health check turns healthy while the supervisor's loop runs.
-    assert docker("exec", container, "ps", "-o", "comm=", "-p", "1") == "tini"
-    wait_until(lambda: docker("inspect", "-f", "{{.State.Health.Status}}", container) == "healthy", 90, "healthy")
-
+    make_bucket("acme")
+    first = {
+        "instruction": "Change the title to From The Image",
+        "commandId": "img-1",
+        "chatThreadId": "chat-img",
+        "clientId": "acme",
+        "userId": "u1",
+    }
+    # The first command waits in the queue before the container starts: its receive ends the start time.
+    sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(first))
+    started = time.monotonic()
+    container = start_container(supervisor_env, scripted_api, site_remote, workspace_root)
     watcher = OutputWatcher(sqs, queues["output"])
     try:
-        first = {
-            "instruction": "Change the title to From The Image",
-            "commandId": "img-1",
-            "chatThreadId": "chat-img",
-            "clientId": "acme",
-            "userId": "u1",
-        }
+        write_figures(startSeconds=first_receive_seconds(sqs, queues["input"], started))
+        # tini is PID 1, and the health check turns healthy while the supervisor's loop runs.
+        assert docker("exec", container, "ps", "-o", "comm=", "-p", "1") == "tini"
+        wait_until(lambda: docker("inspect", "-f", "{{.State.Health.Status}}", container) == "healthy", 90, "healthy")
+
         second = {
             "instruction": "Add a page called contact",
             "commandId": "img-2",
@@ -119,7 +143,6 @@ def test_the_image_serves_both_message_shapes_stops_cleanly_and_keeps_interrupte
             "repoUrl": str(site_remote),
             "type": "work",
         }
-        sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(first))
         one = watcher.response("img-1", timeout=600)  # the first command installs the site's dependencies
         sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps(second))
         two = watcher.response("img-2", timeout=300)
@@ -143,13 +166,14 @@ def test_the_image_serves_both_message_shapes_stops_cleanly_and_keeps_interrupte
         exit_code = int(docker("inspect", "-f", "{{.State.ExitCode}}", container))
     finally:
         watcher.stop()
+        (tmp_path / "container.log").write_text(docker("logs", container, check=False, stderr=True))
+        docker("rm", "--force", container, check=False)
     assert exit_code == 0 and stop_seconds < 30
     pushed = git_out(site_remote, "log", "-1", "--format=%B", "thread-chat-slow")
     assert "Command-Id: img-3" in pushed and "src/pages/slow.astro" in pushed
     back = sqs.receive_message(QueueUrl=queues["input"], WaitTimeSeconds=5, MaxNumberOfMessages=10)
     assert [json.loads(m["Body"])["commandId"] for m in back.get("Messages", [])] == ["img-3"]
-    if FIGURES:
-        Path(FIGURES).write_text(json.dumps({"stopSeconds": round(stop_seconds, 1), "stopExitCode": exit_code}))
+    write_figures(stopSeconds=round(stop_seconds, 1), stopExitCode=exit_code)
 
 
 def test_through_the_image_a_hostile_agent_and_build_reach_no_secret_no_git_of_ours_no_other_tenant(
@@ -214,3 +238,40 @@ def test_through_the_image_a_hostile_agent_and_build_reach_no_secret_no_git_of_o
     )
     layers = next(json.loads(line) for line in logs.splitlines() if '"containment: ' in line)
     assert layers["jobIdentity"] == "on" and layers["kernelSandbox"].startswith("off: ")
+
+
+def test_the_image_holds_what_the_service_runs_and_nothing_it_was_built_with():
+    pinned = re.search(r'claude-code-version = "([^"]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
+    facts = shell_facts(
+        IMAGE,
+        """
+        for tool in node npm git tini ps bwrap claude python aws pip pip3 gcc cc make; do
+          echo "$tool=$(command -v $tool || echo absent)"
+        done
+        echo "claudeVersion=$(claude --version)"
+        echo "imports=$(python -c 'import boto3, psutil, sh, watchfiles; print("ok")' 2>&1)"
+        echo "venvPip=$(ls /opt/venv/lib/python3.11/site-packages | grep -ciE '^(pip|setuptools|wheel)([-_.]|$)')"
+        echo "compiled=$(ls /app/supervisor/__pycache__ | grep -c '^loop\\.cpython-311\\.pyc$')"
+        echo "aptLists=$(find /var/lib/apt/lists -type f | wc -l)"
+        echo "debs=$(find /var/cache/apt -name '*.deb' -o -name '*.bin' | wc -l)"
+        echo "npmCache=$(find /root/.npm /root/.cache -mindepth 1 2>/dev/null | wc -l)"
+        echo "claudeCopies=$(find / -xdev -type f -size +100M -name 'claude*' | wc -l)"
+        """,
+    )
+    for tool in ("node", "npm", "git", "tini", "ps", "bwrap", "claude", "python"):
+        assert facts[tool] != "absent", f"{tool} is missing from the image"
+    for tool in ("aws", "pip", "pip3", "gcc", "cc", "make"):
+        assert facts[tool] == "absent", f"{tool} is in the image: {facts[tool]}"
+    assert facts["claudeVersion"].split()[0] == pinned
+    assert facts["imports"] == "ok"
+    assert facts["venvPip"] == "0", "pip, setuptools or wheel is in the venv"
+    assert facts["compiled"] == "1", "the code is not compiled in the image"
+    assert facts["aptLists"] == facts["debs"] == facts["npmCache"] == "0"
+    assert facts["claudeCopies"] == "1", "the CLI's native binary is in the image more than once"
+
+
+@pytest.mark.skipif(not IMAGE_AWSCLI, reason="bin/test-image builds the awscli variant (WEBORDINARY_IMAGE_AWSCLI)")
+def test_the_awscli_variant_adds_the_aws_cli_for_the_aws_cli_strategy():
+    facts = shell_facts(IMAGE_AWSCLI, 'echo "aws=$(aws --version 2>&1)"; echo "where=$(command -v aws)"')
+    assert facts["aws"].startswith("aws-cli/"), facts["aws"]
+    assert facts["where"] == "/opt/venv/bin/aws"
