@@ -2,28 +2,30 @@
 
 The site is examples/demo-site plus a content collection of --pages Markdown posts (~6 KB each: headings,
 paragraphs, a list, links to other posts) rendered by src/pages/posts/[slug].astro with getStaticPaths,
-and an index listing them all. It is copied three times (same path length, its own node_modules each,
-installed once with `npm ci` from the demo site's lockfile and copied), and every copy is built once in
-full before anything is timed. Then each round edits ONE post's body in every copy, the same edit, and
-each copy is rebuilt once, the order rotating from round to round:
+and an index listing them all. It is installed once with `npm ci` from the demo site's lockfile and copied,
+one copy per mode (same path length, node_modules copied, not linked), and every copy is built once in full
+before anything is timed. Then each round edits ONE post's body in every copy, the same edit, and each
+copy is rebuilt once, the order rotating from round to round:
 
   (a)  cold: `npm run build` in a new process, exactly as steps/build.py runs BUILD_COMMAND's default
        (the scrubbed environment, NODE_ENV=production, ASTRO_TELEMETRY_DISABLED=1, cwd the checkout);
        no job identity and no sandbox here: their cost is *Containment*'s bench;
   (a2) cold without npm: `node node_modules/astro/astro.js build`, the same new node + Astro CLI;
+  (a3) with node >= 22 only: (a) with NODE_COMPILE_CACHE, node's on-disk cache of compiled modules;
   (c)  warm: one long-lived node process per copy that imported astro once and calls its programmatic
        `build({ root })` for each rebuild (started before the rounds; its own first build not counted).
 
-And, --runs times each, what a cold build pays before rendering anything:
+And, --runs times each, what a cold build pays before Astro does anything:
   (b0) `node -e 0`, (b1) `node --input-type=module -e "await import('astro')"` (node + astro's modules),
   (b2) `npm run startup`, a package script running b1 (npm + node + astro's modules): (a)'s start-up.
+Astro's own log splits each build further (content sync, Vite's bundling, rendering the pages).
 
-Every build's dist/ is hashed file by file; the three copies must match in each round (same source), and
-what differs is printed. The figures are medians; the machine is noisy (2 shared cores): the load
-average is printed at the start and the end, and the modes are interleaved so drift hits all alike.
+Every build's dist/ is hashed file by file; all copies must match in each round (same source), and what
+differs is printed. The figures are medians; the machine is noisy (2 shared cores): the load average is
+printed at the start and the end, and the modes are interleaved so drift hits all alike.
 
-Run: .venv/bin/python bench/bench_build.py [--pages 1000] [--runs 5]   (about 5 minutes; npm's registry or
-its cache is used once)
+Run: .venv/bin/python bench/bench_build.py [--pages 1000] [--runs 5] [--node PATH]   (about 5 minutes;
+npm's registry or its cache is used once)
 """
 
 from __future__ import annotations
@@ -54,7 +56,10 @@ from steps.processes import shell  # noqa: E402
 DEMO_SITE = ROOT / "examples" / "demo-site"
 SEED = 20240521
 CHANGED = 500  # the post edited in every round
-BUILD_ENV = shell.scrubbed_env(NODE_ENV="production", ASTRO_TELEMETRY_DISABLED="1")  # steps/build.py's
+# steps/build.py's environment; --node puts another node first on its PATH.
+ENV = shell.scrubbed_env(NODE_ENV="production", ASTRO_TELEMETRY_DISABLED="1")
+WARM = "warm: build() in one process"
+NPM_STARTUP = "(b2) npm run + node + import('astro')"
 IMPORT_ASTRO = "await import('astro')"
 MARKER = "@@warm "
 
@@ -198,10 +203,10 @@ def hash_output(site: Path) -> dict[str, str]:
     }
 
 
-def timed_run(argv: list[str], cwd: Path) -> tuple[float, str]:
-    """(wall seconds, stdout) of one new process run as steps/build.py runs the build."""
+def timed_run(argv: list[str], cwd: Path, **env: str) -> tuple[float, str]:
+    """(wall seconds, stdout) of one new process run as steps/build.py runs the build, `env` added."""
     started = time.monotonic()
-    result = shell.run(argv, cwd=cwd, env=BUILD_ENV, log_output=False, timeout=900)
+    result = shell.run(argv, cwd=cwd, env={**ENV, **env}, log_output=False, timeout=900)
     return time.monotonic() - started, result.stdout
 
 
@@ -237,7 +242,7 @@ class WarmBuilder:
         self.process = subprocess.Popen(
             ["node", str(script), str(site)],
             cwd=site,
-            env=BUILD_ENV,
+            env=ENV,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,
@@ -300,70 +305,115 @@ def differences(reference: dict[str, str], other: dict[str, str]) -> list[str]:
     return [name for name in names if reference.get(name) != other.get(name)]
 
 
-def install(work: Path, pages: int) -> tuple[Path, Path, Path]:
-    first = work / "a" / "site"
+def install(work: Path, pages: int, names: list[str]) -> list[Path]:
+    """The site installed once, then copied: one copy per mode, all at paths of the same length."""
+    first = work / names[0] / "site"
     make_site(first, pages)
     started = time.monotonic()
     argv = ["npm", "ci", "--no-audit", "--no-fund", "--prefer-offline"]  # steps/processes/deps.py's
-    shell.run(argv, cwd=first, env=shell.scrubbed_env(), log_output=False, timeout=900)
+    shell.run(argv, cwd=first, env={**shell.scrubbed_env(), "PATH": ENV["PATH"]}, log_output=False, timeout=900)
     print(f"npm ci: {time.monotonic() - started:.1f} s", flush=True)
     copies = [first]
-    for name in ("b", "c"):  # a full copy each: a hard link would share node_modules/.astro's data store
+    for name in names[1:]:  # a full copy each: a hard link would share node_modules/.astro's data store
         copy = work / name / "site"
         copy.parent.mkdir()
         subprocess.run(["cp", "-a", str(first), str(copy)], check=True)
         copies.append(copy)
-    return copies[0], copies[1], copies[2]
+    return copies
+
+
+def cold_mode(name: str, site: Path, argv: list[str], **env: str) -> Mode:
+    return Mode(name, site, lambda: timed_run(argv, site, **env))
+
+
+def print_figures(modes: list[Mode], start_seconds: dict[str, list[float]], runs: int) -> None:
+    print(f"\none-page rebuild, {runs} runs each        median ms   min-max ms")
+    for mode in modes:
+        print(f"{mode.name:40} {median_ms(mode.seconds)}   {spread_ms(mode.seconds)}")
+    for name, values in start_seconds.items():
+        print(f"{name:40} {median_ms(values)}   {spread_ms(values)}")
+    print("\nwhere the time goes (Astro's own log; start-up = wall - Astro's build in all), median ms")
+    print(f"{'':40} " + " ".join(f"{m.name.split(':')[0]:>8}" for m in modes))
+    for phase in ("start-up", *PHASES):
+        cells = []
+        for mode in modes:
+            values = [
+                wall - found["Astro's build in all"] if phase == "start-up" else found[phase]
+                for wall, found in zip(mode.seconds, mode.phases, strict=True)
+                if phase in found or (phase == "start-up" and "Astro's build in all" in found)
+            ]
+            cells.append(median_ms(values) if values else "       -")
+        print(f"{phase:40} " + " ".join(f"{cell:>8}" for cell in cells))
+    cold = statistics.median(modes[0].seconds)
+    print()
+    for mode in modes[1:]:
+        saving = (1 - statistics.median(mode.seconds) / cold) * 100
+        print(
+            f"{mode.name.split(':')[0]} vs (a): saves {saving:.1f} %"
+            + (" (goal to ship: >= 30 %)" if WARM in mode.name else "")
+        )
+    startup = statistics.median(start_seconds[NPM_STARTUP])
+    print(
+        f"(a) split: start-up (b2) {startup * 1000:.0f} ms = {startup / cold * 100:.1f} %, "
+        f"the rest (config, content, Vite, rendering, writing) {(cold - startup) * 1000:.0f} ms "
+        f"= {(1 - startup / cold) * 100:.1f} %"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pages", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5, help="one-page rebuilds per mode, and start-up runs")
+    parser.add_argument("--node", type=Path, help="the node binary to use (default: the one on PATH)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (its path is printed)")
     args = parser.parse_args()
+    if args.node:
+        ENV["PATH"] = f"{args.node.resolve().parent}{os.pathsep}{ENV.get('PATH', '')}"
 
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
+    node_version = subprocess.run(["node", "--version"], env=ENV, capture_output=True, text=True, check=True).stdout
+    compile_cache = int(node_version.strip().lstrip("v").split(".")[0]) >= 22  # NODE_COMPILE_CACHE: 22.1
     work = Path(tempfile.mkdtemp(prefix="bench-build-"))
     warm: WarmBuilder | None = None
     try:
-        cold_site, cli_site, warm_site = install(work, args.pages)
+        sites = install(work, args.pages, ["a", "b", "c", "d"][: 4 if compile_cache else 3])
         script = work / "warm-build.mjs"
         script.write_text(WARM_SERVER)
-        node_version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout
-        astro = json.loads((cold_site / "node_modules" / "astro" / "package.json").read_text())["version"]
+        astro = json.loads((sites[0] / "node_modules" / "astro" / "package.json").read_text())["version"]
         print(f"node {node_version.strip()}, astro {astro}, {args.pages} posts + the demo's pages")
 
-        full, _ = timed_run(["npm", "run", "build"], cold_site)
-        timed_run(["node", "node_modules/astro/astro.js", "build"], cli_site)
-        started = time.monotonic()
-        warm = WarmBuilder(warm_site, script, work / "warm.log")
-        warm.build()
-        warm_first = time.monotonic() - started
-        files = hash_output(cold_site)
-        print(f"full builds: cold {full:.1f} s, warm process start + first build {warm_first:.1f} s", end="")
-        print(f"; {len(files)} files in dist/")
-
         modes = [
-            Mode("(a) cold: npm run build", cold_site, lambda: timed_run(["npm", "run", "build"], cold_site)),
-            Mode(
-                "(a2) cold: node astro.js build",
-                cli_site,
-                lambda: timed_run(["node", "node_modules/astro/astro.js", "build"], cli_site),
-            ),
-            Mode("(c) warm: build() in one process", warm_site, warm.build),
+            cold_mode("(a) cold: npm run build", sites[0], ["npm", "run", "build"]),
+            cold_mode("(a2) cold: node astro.js build", sites[1], ["node", "node_modules/astro/astro.js", "build"]),
         ]
+        if compile_cache:
+            cache = str(work / "compile-cache")
+            modes.append(
+                cold_mode(
+                    "(a3) cold: + NODE_COMPILE_CACHE", sites[3], ["npm", "run", "build"], NODE_COMPILE_CACHE=cache
+                )
+            )
+        for mode in modes:  # the first, full build: not counted (it fills Astro's caches, and node's)
+            mode.build()
+        started = time.monotonic()
+        warm = WarmBuilder(sites[2], script, work / "warm.log")
+        warm.build()
+        print(f"full build: warm process start + first build {time.monotonic() - started:.1f} s; ", end="")
+        print(f"{len(hash_output(sites[2]))} files in dist/")
+        modes.insert(2, Mode(f"(c) {WARM}", sites[2], warm.build))
+
         starts = {
             "(b0) node -e 0": ["node", "-e", "0"],
             "(b1) node + import('astro')": ["node", "--input-type=module", "-e", IMPORT_ASTRO],
-            "(b2) npm run + node + import('astro')": ["npm", "run", "--silent", "startup"],
+            NPM_STARTUP: ["npm", "run", "--silent", "startup"],
         }
         start_seconds: dict[str, list[float]] = {name: [] for name in starts}
         identical, rss = 0, []
         for round_ in range(args.runs):
             edit = f"Edited in round {round_ + 1}: {'new words ' * (round_ + 1)}end."
             outputs: dict[str, dict[str, str]] = {}
-            for mode in modes[round_ % 3 :] + modes[: round_ % 3]:  # rotating order
+            turn = round_ % len(modes)
+            for mode in modes[turn:] + modes[:turn]:  # rotating order
                 edit_page(mode.site, args.pages, edit)
                 shutil.rmtree(mode.site / "dist", ignore_errors=True)  # as steps/build.py does, not timed
                 seconds, log = mode.build()
@@ -371,48 +421,22 @@ def main() -> int:
                 mode.phases.append(phases(log))
                 outputs[mode.name] = hash_output(mode.site)
             for name, argv in starts.items():
-                start_seconds[name].append(timed_run(argv, cold_site)[0])
+                start_seconds[name].append(timed_run(argv, sites[0])[0])
             rss.append(warm.rss_mib())
             reference = outputs[modes[0].name]
-            page = cold_site / "dist" / "posts" / f"post-{CHANGED:04d}" / "index.html"
+            page = sites[0] / "dist" / "posts" / f"post-{CHANGED:04d}" / "index.html"
             changed = page.is_file() and edit.encode() in page.read_bytes()
             diffs = {m.name: differences(reference, outputs[m.name]) for m in modes[1:]}
             same = all(not d for d in diffs.values())
             identical += same and changed
-            line = ", ".join(f"{m.seconds[-1]:.2f} s" for m in modes)
+            line = ", ".join(f"{m.name.split(':')[0]} {m.seconds[-1]:.2f} s" for m in modes)
             print(f"round {round_ + 1}: {line}; output identical: {same}; edit in the page: {changed}", flush=True)
             for name, names in diffs.items():
                 if names:
                     print(f"  {name} differs in {len(names)} files: {', '.join(names[:5])}")
 
         print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        print(f"\none-page rebuild, {args.runs} runs each        median ms   min-max ms")
-        for mode in modes:
-            print(f"{mode.name:38} {median_ms(mode.seconds)}   {spread_ms(mode.seconds)}")
-        for name, values in start_seconds.items():
-            print(f"{name:38} {median_ms(values)}   {spread_ms(values)}")
-        print("\nwhere the time goes (Astro's own log; start-up = wall - Astro's build in all), median ms")
-        print(f"{'':38} " + " ".join(f"{m.name.split(':')[0]:>8}" for m in modes))
-        for phase in ("start-up", *PHASES):
-            cells = []
-            for mode in modes:
-                values = [
-                    wall - found["Astro's build in all"] if phase == "start-up" else found[phase]
-                    for wall, found in zip(mode.seconds, mode.phases, strict=True)
-                    if phase in found or (phase == "start-up" and "Astro's build in all" in found)
-                ]
-                cells.append(median_ms(values) if values else "       -")
-            print(f"{phase:38} " + " ".join(f"{cell:>8}" for cell in cells))
-        cold, warm_median = statistics.median(modes[0].seconds), statistics.median(modes[2].seconds)
-        startup = statistics.median(start_seconds["(b2) npm run + node + import('astro')"])
-        cli = statistics.median(modes[1].seconds)
-        print(f"\nwarm (c) vs cold (a): saves {(1 - warm_median / cold) * 100:.1f} % (goal to ship: >= 30 %)")
-        print(f"warm (c) vs cold without npm (a2): saves {(1 - warm_median / cli) * 100:.1f} %")
-        print(
-            f"(a) split: start-up (b2) {startup * 1000:.0f} ms = {startup / cold * 100:.1f} %, "
-            f"the rest (config, Vite, content, rendering, writing) {(cold - startup) * 1000:.0f} ms "
-            f"= {(1 - startup / cold) * 100:.1f} %"
-        )
+        print_figures(modes, start_seconds, args.runs)
         print(f"output identical in {identical} of {args.runs} rounds (every file of dist/, the edit in the page)")
         print(f"warm process RSS after each round: {', '.join(f'{r:.0f}' for r in rss)} MiB")
         return 0 if identical == args.runs else 1
