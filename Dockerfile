@@ -11,7 +11,8 @@
 ARG BASE_IMAGE=node:22-bookworm-slim
 
 # ---- runtime: the base plus the Debian packages the service runs with (Node and npm come with the base:
-# the sites' `npm ci` and `npm run build` run in the container).
+# the sites' `npm ci` and `npm run build` run in the container). procps: Claude Code runs `ps` to find and
+# end the processes its tools start. git brings Perl (46 MB): Debian's git depends on it.
 FROM ${BASE_IMAGE} AS runtime
 # bin/test-image removes its own unnamed earlier builds by this label.
 LABEL webordinary.image=edit
