@@ -400,6 +400,10 @@ def main() -> int:
         parser.error("--trees takes polite, rude or both")
     if args.commands < 10 and not args.interrupts_only:
         parser.error("--commands must be at least 10 (the RSS is read after 10)")
+    if args.logs:
+        args.logs = args.logs.resolve()
+        if any((args.logs / name).exists() for name in ("interrupts.log", "overhead.log", "in-process.log")):
+            parser.error(f"{args.logs} holds the logs of an earlier run (they are read back): name an empty folder")
     # The ladder is measured, not the sandbox (bench_containment.py): the fake agent's pid files must be the
     # host's, in a folder its job uid may write.
     os.environ["SANDBOX"] = "off"
@@ -407,7 +411,7 @@ def main() -> int:
         os.chmod(folder, 0o1777)
         stack.create_bucket("bench")
         state = Path(folder)
-        logs = args.logs.resolve() if args.logs else state
+        logs = args.logs or state
         logs.mkdir(parents=True, exist_ok=True)
         latency = interrupt_latency(stack, args.runs, logs / "interrupts.log", manners)
         print_latency(latency, args.runs)
