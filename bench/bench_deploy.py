@@ -1,8 +1,11 @@
 """Benchmark: the content-hash deploy (`bin/redeploy`, the worker's code) vs `aws s3 sync --delete`.
 
 A generated Astro-like site (1,000 HTML pages, 300 content-hashed assets under _astro/, ~50 MB) is
-deployed once by each tool to its own bucket on moto's server; then the site is rebuilt (every file
-written again, so every mtime is fresh) with one page's content changed, and each tool deploys again.
+deployed once by each tool to its own bucket on moto's server; then the site is rebuilt (emptied and every
+file written again, as Astro does: new inodes, fresh mtimes) with one page's content changed, and each tool
+deploys again, ROUNDS times. Three tools: the hash deploy with its digest cache (the checkout has its
+repository beside it, as in a workspace), the same without one (no repository beside the checkout), and
+`aws s3 sync --delete`. At the end every bucket must hold the same objects (keys and ETags).
 
 How it measures, the same way for both tools:
 - Each tool runs as its own process (`bin/redeploy <checkout> --bucket B`, `.venv/bin/aws s3 sync`),
@@ -16,7 +19,7 @@ How it measures, the same way for both tools:
 moto keeps objects in memory and closes the connection after each response, so absolute times are
 those of a local stand-in, not of S3; the ratio is what the comparison is about.
 
-Run: .venv/bin/python bench/bench_deploy.py   (a few minutes on 2 cores)
+Run: .venv/bin/python bench/bench_deploy.py [ROUNDS]   (ROUNDS one-page rebuilds, default 3; about a minute)
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import logging
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,7 +90,7 @@ class Run:
     seconds: float
 
 
-def generate_site(dist: Path, changed: bool) -> int:
+def generate_site(dist: Path, changed: int | None) -> int:
     """Write the whole build (fresh mtimes, as after `npm run build`); return its size in bytes."""
     shutil.rmtree(dist, ignore_errors=True)
     (dist / "_astro").mkdir(parents=True)
@@ -106,7 +110,7 @@ def generate_site(dist: Path, changed: bool) -> int:
             f'<link rel="stylesheet" href="/{r}">' if r.endswith(".css") else f'<script src="/{r}"></script>'
             for r in refs[:2]
         )
-        text = "This page was edited." if changed and page == CHANGED_PAGE else filler
+        text = f"This page was edited ({page})." if page == changed else filler
         body = f'<h1>Page {page}</h1><img src="/{refs[2]}"><p>{text}</p>'
         html = f"<!DOCTYPE html><html><head>{head}</head><body>{body}</body></html>"
         path = dist / ("index.html" if page == 0 else f"page/{page}/index.html")
@@ -128,7 +132,12 @@ def timed(meter: Meter, scenario: str, tool: str, argv: list[str], env: dict[str
         return Run(scenario, tool, sum(meter.requests.values()), detail, meter.objects, meter.bytes, seconds)
 
 
+SYNC_OPTIONS = ("--delete", "--no-progress")
+HASH, HASH_NO_CACHE, SYNC = "hash (bin/redeploy)", "hash, no digest cache", "aws s3 sync --delete"
+
+
 def main() -> int:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -150,31 +159,35 @@ def main() -> int:
     s3 = boto3.client(
         "s3", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="bench", aws_secret_access_key="bench"
     )
-    for bucket in ("bench-hash", "bench-sync"):
-        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    # The worker's layout: the checkout, and beside it the repository (ours) where the digest cache lives.
     checkout = work / "site"
+    (work / ".site.git").mkdir(mode=0o700, parents=True)
+    bare = work / "no-repository" / "site"  # the same build with no repository beside it: no cache
+    redeploy = [sys.executable, str(ROOT / "bin/redeploy")]
     tools = {
-        # The venv's interpreter runs both, as the aws script's own shebang does (no shim, no re-exec).
-        "hash (bin/redeploy)": [sys.executable, str(ROOT / "bin/redeploy"), str(checkout), "--bucket", "bench-hash"],
-        "aws s3 sync --delete": [
-            str(ROOT / ".venv" / "bin" / "aws"),
-            "s3",
-            "sync",
-            str(checkout / "dist"),
-            "s3://bench-sync",
-            "--delete",
-            "--no-progress",
-        ],
+        # The venv's interpreter runs every tool, as the aws script's own shebang does (no shim, no re-exec).
+        HASH: ([*redeploy, str(checkout), "--bucket", "bench-hash"], "bench-hash"),
+        HASH_NO_CACHE: ([*redeploy, str(bare), "--bucket", "bench-nocache"], "bench-nocache"),
+        SYNC: (
+            [str(ROOT / ".venv/bin/aws"), "s3", "sync", str(checkout / "dist"), "s3://bench-sync", *SYNC_OPTIONS],
+            "bench-sync",
+        ),
     }
+    for _, bucket in tools.values():
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    runs: list[Run] = []
     try:
-        size = generate_site(checkout / "dist", changed=False)
+        size = generate_site(checkout / "dist", changed=None)
+        generate_site(bare / "dist", changed=None)
+        os.sync()
         print(f"site: {PAGES} pages + {ASSETS} assets, {size / 1e6:.1f} MB; moto server at {endpoint}", flush=True)
-        runs = [timed(meter, "first deploy", tool, argv, env) for tool, argv in tools.items()]
-        generate_site(checkout / "dist", changed=True)  # the rebuild: one page differs, every mtime is new
-        runs += [timed(meter, "one-page rebuild", tool, argv, env) for tool, argv in tools.items()]
-        for bucket in ("bench-hash", "bench-sync"):  # both buckets must now hold the rebuilt site
-            listing = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-            assert sum(p.get("KeyCount", 0) for p in listing) == PAGES + ASSETS, bucket
+        runs += [timed(meter, "first deploy", tool, argv, env) for tool, (argv, _) in tools.items()]
+        for round_ in range(rounds):  # each rebuild: one page differs from the last, every file written anew
+            generate_site(checkout / "dist", changed=CHANGED_PAGE + round_)
+            generate_site(bare / "dist", changed=CHANGED_PAGE + round_)
+            os.sync()  # the rebuild's writes reach the disk before any tool is timed, not during the first one
+            runs += [timed(meter, "one-page rebuild", tool, argv, env) for tool, (argv, _) in tools.items()]
+        same_objects(s3, [bucket for _, bucket in tools.values()])
     finally:
         shutil.rmtree(work, ignore_errors=True)
         server.stop()
@@ -182,18 +195,33 @@ def main() -> int:
     return 0
 
 
+def same_objects(s3: Any, buckets: list[str]) -> None:
+    """Every bucket holds the rebuilt site: the same keys with the same content (ETag: MD5, single part)."""
+    held = []
+    for bucket in buckets:
+        listing = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        held.append({o["Key"]: o["ETag"] for page in listing for o in page.get("Contents", [])})
+    assert len(held[0]) == PAGES + ASSETS, len(held[0])
+    assert all(h == held[0] for h in held), "the buckets differ"
+
+
 def print_table(runs: list[Run]) -> None:
     columns = ("scenario", "tool", "requests", "objects up", "bytes up", "wall s", "requests by method")
-    print("\n{:<17} {:<21} {:>8} {:>10} {:>11} {:>7}  {}".format(*columns))
+    print("\n{:<17} {:<22} {:>8} {:>10} {:>11} {:>7}  {}".format(*columns))
     for r in runs:
         row = (r.scenario, r.tool, r.requests, r.objects, f"{r.bytes:,}", f"{r.seconds:.2f}", r.detail)
-        print("{:<17} {:<21} {:>8} {:>10} {:>11} {:>7}  {}".format(*row))
-    ours, sync = runs[2], runs[3]
-    ratio = sync.seconds / ours.seconds
+        print("{:<17} {:<22} {:>8} {:>10} {:>11} {:>7}  {}".format(*row))
+    rebuild = {
+        tool: [r.seconds for r in runs if r.tool == tool and r.scenario != "first deploy"]
+        for tool in (HASH, HASH_NO_CACHE, SYNC)
+    }
+    median = {tool: statistics.median(seconds) for tool, seconds in rebuild.items()}
+    ratio = median[SYNC] / median[HASH]
     print(
-        f"\none-page rebuild: sync time / hash time = {ratio:.1f}x "
-        f"({'meets' if ratio >= 5 else 'MISSES'} the 5x goal); "
-        f"hash uploaded {ours.objects} object(s), sync {sync.objects}"
+        f"\none-page rebuild, median of {len(rebuild[HASH])}: hash {median[HASH]:.3f} s, without the digest cache "
+        f"{median[HASH_NO_CACHE]:.3f} s, sync {median[SYNC]:.3f} s\n"
+        f"sync / hash = {ratio:.1f}x ({'meets' if ratio >= 20 else 'MISSES'} the 20x goal); "
+        f"no cache / cache = {median[HASH_NO_CACHE] / median[HASH]:.1f}x; all buckets hold the same objects"
     )
 
 

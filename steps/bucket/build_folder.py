@@ -9,7 +9,6 @@ followed, not even one pointing inside the build. O_NONBLOCK: a FIFO never hangs
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 import stat
@@ -22,6 +21,7 @@ from typing import BinaryIO
 from s3transfer.utils import OSUtils
 
 from steps.base import StepError
+from steps.bucket.digests import DigestCache
 from steps.bucket.plan import LocalFile
 from supervisor.contract.codes import ErrorCode
 
@@ -105,14 +105,16 @@ def open_below(folder: int, parts: Sequence[str], flags: int) -> int:
             os.close(fd)
 
 
-def scan_build(root: int, build_dir: Path, reserved: str | None = None) -> Scan:
+def scan_build(root: int, build_dir: Path, reserved: str | None = None, digests: DigestCache | None = None) -> Scan:
     """Every regular file of the build, hashed, by its key in the site; StepError when there is none.
 
     Folders are read from an explicit stack, so a hostile depth cannot exhaust Python's recursion.
     `reserved` is a top folder of the bucket the build may not publish into (`threads/`, the thread
     previews, when the shared site is deployed): refused like a link, with one warning.
+    `digests` finds the MD5 of content seen before without computing it (steps/bucket/digests.py).
     """
     scan = Scan()
+    digests = digests if digests is not None else DigestCache(None)
     pending: list[tuple[str, ...]] = [()]
     try:
         while pending:
@@ -120,7 +122,7 @@ def scan_build(root: int, build_dir: Path, reserved: str | None = None) -> Scan:
             folder = open_below(root, parts, FOLDER_FLAGS)
             try:
                 for name in sorted(os.listdir(folder)):
-                    scan_entry(folder, (*parts, name), build_dir, scan, pending, reserved)
+                    scan_entry(folder, (*parts, name), build_dir, scan, pending, reserved, digests)
             finally:
                 os.close(folder)
     except OSError as error:
@@ -138,6 +140,7 @@ def scan_entry(
     scan: Scan,
     pending: list[tuple[str, ...]],
     reserved: str | None = None,
+    digests: DigestCache | None = None,
 ) -> None:
     """Queue a folder, hash a regular file, refuse anything else (one warning each)."""
     key = "/".join(parts)
@@ -147,7 +150,7 @@ def scan_entry(
         pending.append(parts)
         return
     if problem is None:
-        built = read_built_file(folder, parts[-1], key, build_dir)
+        built = read_built_file(folder, parts[-1], key, build_dir, digests)
         if isinstance(built, BuiltFile):
             scan.files[key] = built
             return
@@ -184,14 +187,18 @@ def kind_problem(mode: int) -> str | None:
     return f"{kind}, only regular files are published"
 
 
-def read_built_file(folder: int, name: str, key: str, build_dir: Path) -> BuiltFile | str:
+def read_built_file(
+    folder: int, name: str, key: str, build_dir: Path, digests: DigestCache | None = None
+) -> BuiltFile | str:
     """Hash the file through the very descriptor whose fstat says it is regular; else why not."""
     fd = os.open(name, FILE_FLAGS, dir_fd=folder)
-    with os.fdopen(fd, "rb") as stream:
+    try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):  # swapped after the listing said it was one
             return "not a regular file when opened, only regular files are published"
-        digest = hashlib.file_digest(stream, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+        digest = (digests if digests is not None else DigestCache(None)).md5(fd, key, identity(info))
+    finally:
+        os.close(fd)
     return BuiltFile(key, build_dir / key, info.st_size, digest, identity(info))
 
 

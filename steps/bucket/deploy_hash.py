@@ -34,6 +34,7 @@ from s3transfer.manager import TransferManager
 from steps.base import StepContext, StepError
 from steps.bucket.build_folder import BuildReader, Scan, open_build_folder, scan_build
 from steps.bucket.content_types import CachePolicy, content_type
+from steps.bucket.digests import DigestCache, cache_folder_for
 from steps.bucket.plan import LocalFile, Plan, keys_needing_stored_md5, make_plan
 from steps.bucket.report import DeployReport
 from steps.bucket.site import check_prefix, list_site, reserved_folder, site_url
@@ -59,8 +60,16 @@ def deploy(ctx: StepContext, bucket: str, prefix: str = "") -> DeployReport:
     def fenced() -> None:  # the deletions come after every upload: a takeover may have come meanwhile
         ctx.check_lease("deleting stale objects")
 
+    digests = DigestCache.load(cache_folder_for(ctx.checkout))
     return deploy_build(
-        ctx.build_folder, bucket, client, policy, prefix=prefix, within=ctx.checkout, before_delete=fenced
+        ctx.build_folder,
+        bucket,
+        client,
+        policy,
+        prefix=prefix,
+        within=ctx.checkout,
+        before_delete=fenced,
+        digests=digests,
     )
 
 
@@ -84,6 +93,7 @@ def deploy_build(
     force: bool = False,
     within: Path | None = None,
     before_delete: Callable[[], None] = lambda: None,
+    digests: DigestCache | None = None,
 ) -> DeployReport:
     """Plan, upload, delete; raise StepError on any failure, KeyboardInterrupt when interrupted.
 
@@ -91,9 +101,10 @@ def deploy_build(
     `within` is the checkout: no part of build_dir below it may be a link (default: its parent).
     `before_delete` runs before each batch of deletions and raises to stop them (a lost lease: what
     another owner has deployed since our listing must not be deleted by us).
+    `digests`: the MD5s of content seen before (steps/bucket/digests.py); None computes every one.
     """
     with open_build_folder(build_dir, within) as root:
-        plan, scan = plan_from(root, build_dir, bucket, client, prefix=prefix, force=force)
+        plan, scan = plan_from(root, build_dir, bucket, client, prefix=prefix, force=force, digests=digests)
         with s3_errors(bucket):
             sent = upload_all(client, bucket, plan, policy, root, prefix)
             stale = [prefix + action.key for action in plan.deletes]
@@ -120,6 +131,7 @@ def deploy_build(
             "deleted": deleted,
             "refused": report.refused,
             "bytesSent": sent,
+            **({"md5": vars(digests.counts)} if digests is not None else {}),
         },
     )
     return report
@@ -133,20 +145,30 @@ def plan_deploy(
     prefix: str = "",
     force: bool = False,
     within: Path | None = None,
+    digests: DigestCache | None = None,
 ) -> Plan:
     """Read-only: what a deploy of build_dir to the site would do (also `bin/redeploy --dry-run`)."""
     with open_build_folder(build_dir, within) as root:
-        return plan_from(root, build_dir, bucket, client, prefix=prefix, force=force)[0]
+        return plan_from(root, build_dir, bucket, client, prefix=prefix, force=force, digests=digests)[0]
 
 
 def plan_from(
-    root: int, build_dir: Path, bucket: str, client: S3Client, *, prefix: str, force: bool
+    root: int,
+    build_dir: Path,
+    bucket: str,
+    client: S3Client,
+    *,
+    prefix: str,
+    force: bool,
+    digests: DigestCache | None = None,
 ) -> tuple[Plan, Scan]:
     """The plan for the build folder opened as `root` (keys relative to the site), and what its scan found."""
     check_prefix(prefix)
     with ThreadPoolExecutor(max_workers=1) as lister:
         listing = lister.submit(list_site, client, bucket, prefix)  # the bucket answers while we read the build
-        scan = scan_build(root, build_dir, reserved_folder(prefix))
+        scan = scan_build(root, build_dir, reserved_folder(prefix), digests)
+        if digests is not None:
+            digests.save()  # facts about content (BLAKE3 → MD5), true whatever the deploy does next
         with s3_errors(bucket):
             remote = listing.result()
             for key in keys_needing_stored_md5(scan.files, remote):

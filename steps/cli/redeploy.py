@@ -16,6 +16,7 @@ from pathlib import Path
 from steps.base import StepError
 from steps.bucket import deploy_hash
 from steps.bucket.content_types import CachePolicy
+from steps.bucket.digests import DigestCache, cache_folder_for
 from steps.bucket.plan import Plan
 from steps.bucket.site import site_url
 from supervisor.common.logs import setup_logging
@@ -102,14 +103,17 @@ def run(args: argparse.Namespace) -> int:
     prefix = resolve_prefix(args, config)
     build_dir = checkout / config.build_dir
     client = deploy_hash.make_client(config)
+    digests = DigestCache.load(cache_folder_for(checkout))  # the worker's cache, when the checkout is ours
     if args.dry_run:
-        plan = deploy_hash.plan_deploy(build_dir, bucket, client, prefix=prefix, force=args.force, within=checkout)
+        plan = deploy_hash.plan_deploy(
+            build_dir, bucket, client, prefix=prefix, force=args.force, within=checkout, digests=digests
+        )
         print_plan(plan, build_dir, site_url(bucket, prefix))
         return EXIT_OK
     policy = CachePolicy.from_config(config)
     # No part of BUILD_DIR below the checkout may be a link, as in the worker's deploy.
     report = deploy_hash.deploy_build(
-        build_dir, bucket, client, policy, prefix=prefix, force=args.force, within=checkout
+        build_dir, bucket, client, policy, prefix=prefix, force=args.force, within=checkout, digests=digests
     )
     print(
         f"deployed {build_dir} to {site_url(bucket, prefix)}: {report.uploaded} uploaded, {report.skipped} unchanged, "
