@@ -73,6 +73,7 @@ def run_step(name: str, step: Step, ctx: StepContext, report: Reporter) -> StepR
 def run_pipeline(ctx: StepContext, report: Reporter) -> dict[str, Any]:
     """Run every step under the policy and return the final response body."""
     started = time.monotonic()
+    deploy.prepare(ctx)
     results: dict[str, StepResult] = {}
     for name, step in STEPS:
         if any(results.get(stop) and results[stop].status == "failed" for stop in STOPS_PIPELINE):

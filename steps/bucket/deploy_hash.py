@@ -17,8 +17,9 @@ reached without following any link, and a build folder that is itself a link is 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -55,7 +56,7 @@ DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
 
 def deploy(ctx: StepContext, bucket: str, prefix: str = "") -> DeployReport:
     policy = CachePolicy.from_config(ctx.config)
-    client = make_client(ctx.config)
+    client = client_for(ctx.config)
 
     def fenced() -> None:  # the deletions come after every upload: a takeover may have come meanwhile
         ctx.check_lease("deleting stale objects")
@@ -71,6 +72,33 @@ def deploy(ctx: StepContext, bucket: str, prefix: str = "") -> DeployReport:
         before_delete=fenced,
         digests=digests,
     )
+
+
+_early: tuple[Config, Future[S3Client]] | None = None  # one worker runs one command, with one config
+
+
+def make_client_early(config: Config) -> None:
+    """Start making the client for `config` on a daemon thread; client_for() takes it when it is wanted."""
+    global _early
+    if _early is not None and _early[0] is config:
+        return
+    made: Future[S3Client] = Future()
+    _early = (config, made)
+
+    def make() -> None:
+        try:
+            made.set_result(make_client(config))
+        except BaseException as error:  # handed to whoever takes the client, raised there
+            made.set_exception(error)
+
+    threading.Thread(target=make, name="s3-client", daemon=True).start()
+
+
+def client_for(config: Config) -> S3Client:
+    """The client made early for this config, or a new one."""
+    global _early
+    early, _early = _early, None
+    return early[1].result() if early is not None and early[0] is config else make_client(config)
 
 
 def make_client(config: Config) -> S3Client:
