@@ -12,7 +12,11 @@ from typing import Any
 HEARTBEAT_SECONDS = 60
 
 
-def create_state_machine(stepfunctions: Any, queue_url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS) -> str:
+def create_state_machine(
+    stepfunctions: Any, queue_url: str, heartbeat_seconds: int = HEARTBEAT_SECONDS, *, attachments: bool = False
+) -> str:
+    """With `attachments`, the message carries the execution input's `attachments` too (every input must
+    then hold that list, empty or not)."""
     body = {
         "taskToken.$": "$$.Task.Token",
         "messageId.$": "$.messageId",
@@ -20,6 +24,7 @@ def create_state_machine(stepfunctions: Any, queue_url: str, heartbeat_seconds: 
         "threadId.$": "$.threadId",
         "projectId.$": "$.projectId",
         "userId.$": "$.userId",
+        **({"attachments.$": "$.attachments"} if attachments else {}),
     }
     task = {
         "Type": "Task",
@@ -36,7 +41,7 @@ def create_state_machine(stepfunctions: Any, queue_url: str, heartbeat_seconds: 
     )["stateMachineArn"]
 
 
-def start_execution(stepfunctions: Any, machine: str, command: dict[str, str]) -> str:
+def start_execution(stepfunctions: Any, machine: str, command: dict[str, Any]) -> str:
     name = f"{command['messageId']}-{uuid.uuid4().hex[:6]}"
     return stepfunctions.start_execution(stateMachineArn=machine, name=name, input=json.dumps(command))["executionArn"]
 

@@ -1,4 +1,4 @@
-"""Everything the system needs, on this machine: moto's server (SQS, S3), queues, a bucket, a git remote.
+"""Everything the system needs, on this machine: moto's server (SQS, S3), queues, buckets, a git remote.
 
 Used by the local run (`bin/run-local`) and the benchmarks; the tests build the same from fixtures.
 """
@@ -24,6 +24,8 @@ DEMO_SITE = ROOT / "examples" / "demo-site"
 REGION = "us-west-2"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 BUCKET_TEMPLATE = "edit.{clientId}.webordinary.com"
+# Where the local run stores the files a person attaches (ATTACHMENTS_BUCKET), as a chat backend would.
+ATTACHMENTS_BUCKET_TEMPLATE = "attachments.{clientId}.webordinary.com"
 
 
 def job_python() -> str:
@@ -67,8 +69,9 @@ class LocalStack:
     remote: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def create_bucket(self, client_id: str) -> str:
-        name = BUCKET_TEMPLATE.replace("{clientId}", client_id)
+    def create_bucket(self, client_id: str, template: str = BUCKET_TEMPLATE) -> str:
+        """The client's edit bucket (or the bucket `template` names for it), created once."""
+        name = template.replace("{clientId}", client_id)
         with contextlib.suppress(self.s3.exceptions.BucketAlreadyOwnedByYou):
             self.s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
         return name
