@@ -11,88 +11,32 @@ chat thread deploys to its own folder and is served at `http://{label}.localhost
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urljoin, urlsplit
+from urllib.parse import quote, urljoin
 
 import boto3
 
 from steps.job.runner import find_containment
 from supervisor.contract.actions import is_undo_instruction
-from supervisor.contract.previews import PREVIEW_MODES, SHARED, THREADS_PREFIX, is_thread_label, thread_label
+from supervisor.contract.previews import PREVIEW_MODES, SHARED, thread_label
 from supervisor.local.attachments import attach_problem, upload_attachments
 from supervisor.local.orchestration import create_state_machine, execution_outcome, start_execution
+from supervisor.local.preview_server import fetch, start_preview_server
 from supervisor.local.stack import ATTACHMENTS_BUCKET_TEMPLATE, REGION, ROOT, LocalStack, job_python, local_stack
 
 STATE = ROOT / ".local"
 SCRIPTED_AGENT = ROOT / "examples" / "scripted-agent" / "claude"
 CLIENT, USER, THREAD = "demo", "you", "local-demo"
 DEFAULT_INSTRUCTION = "Make the header blue"
-
-
-def site_key(path: str) -> str:
-    """A request path's key in a site, as a static host (and deploy/thread-preview-function.js) maps it:
-    `/about/` and `/about` → `about/index.html`, `/a.css` → `a.css`."""
-    key = unquote(urlsplit(path).path).lstrip("/")
-    if key == "" or key.endswith("/"):
-        return key + "index.html"
-    return key if "." in key.rsplit("/", 1)[-1] else key + "/index.html"
-
-
-def host_prefix(host: str) -> str | None:
-    """`{label}.localhost[:port]` → `threads/{label}/` (a thread's preview); any other host → "" (the
-    shared site); a first label that is no thread label → None (refused, as the CloudFront function does)."""
-    name = host.rsplit(":", 1)[0].lower() if host.count(":") == 1 else host.lower()
-    if not name.endswith(".localhost"):
-        return ""
-    label = name.removesuffix(".localhost")
-    return f"{THREADS_PREFIX}{label}/" if is_thread_label(label) else None
-
-
-class PreviewHandler(BaseHTTPRequestHandler):
-    """Serves the preview bucket the way a static host does (site_key), a thread's by its host (host_prefix)."""
-
-    s3: Any = None
-    bucket = ""
-
-    def do_GET(self) -> None:
-        prefix = host_prefix(self.headers.get("Host", ""))
-        if prefix is None:
-            self.send_error(404, "no such thread preview")
-            return
-        key = prefix + site_key(self.path)
-        try:
-            found = self.s3.get_object(Bucket=self.bucket, Key=key)
-        except self.s3.exceptions.NoSuchKey:
-            self.send_error(404, f"{key} is not in s3://{self.bucket}")
-            return
-        body = found["Body"].read()
-        self.send_response(200)
-        self.send_header("Content-Type", found.get("ContentType", "application/octet-stream"))
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-def start_preview_server(s3: Any, bucket: str) -> ThreadingHTTPServer:
-    handler = type("Handler", (PreviewHandler,), {"s3": s3, "bucket": bucket})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, name="preview", daemon=True).start()
-    return server
 
 
 def say(text: str) -> None:
@@ -124,19 +68,6 @@ def wait_for(sqs: Any, url: str, command_id: str, timeout: float = 600) -> dict[
             else:
                 return body
     return None
-
-
-def fetch(url: str) -> tuple[int, bytes]:
-    """GET a preview of our loopback server: `*.localhost` names need no resolver (Python's may not know
-    them): the request goes to 127.0.0.1 with the URL's host in its Host header."""
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection("127.0.0.1", parts.port or 80, timeout=5)
-    try:
-        connection.request("GET", parts.path or "/", headers={"Host": parts.netloc})
-        reply = connection.getresponse()
-        return reply.status, reply.read()
-    finally:
-        connection.close()
 
 
 def served(url: str) -> str:
