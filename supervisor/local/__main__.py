@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         "(default: PREVIEW_MODE, else shared)",
     )
     parser.add_argument("--thread", default=THREAD, help=f"the chat thread the instructions belong to ({THREAD})")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # instructions may come before and after options
     if args.preview_mode not in PREVIEW_MODES:
         parser.error(f"PREVIEW_MODE must be one of {', '.join(PREVIEW_MODES)}, got {args.preview_mode!r}")
     instructions = [text.strip() for text in args.instructions] or [DEFAULT_INSTRUCTION]
