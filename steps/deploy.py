@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from steps.base import StepContext, StepError, StepResult, ok, skipped
 from steps.bucket import deploy_awscli
@@ -11,6 +12,7 @@ from steps.bucket.report import DeployReport
 from steps.bucket.site import site_url
 from steps.processes import shell
 from supervisor.contract.codes import ErrorCode
+from supervisor.contract.config import Config
 
 Strategy = Callable[[StepContext, str, str], DeployReport]  # (ctx, bucket, prefix)
 
@@ -21,6 +23,16 @@ def _strategy(name: str) -> Strategy:
     from steps.bucket import deploy_hash  # boto3 is imported only when this strategy runs
 
     return deploy_hash.deploy
+
+
+def unusable_strategy(config: Config) -> str | None:
+    """Why DEPLOY_STRATEGY cannot work here, checked at start rather than failing every command's deploy."""
+    if config.deploy_strategy == "aws-cli" and not Path(deploy_awscli.aws_executable()).is_absolute():
+        return (
+            "DEPLOY_STRATEGY=aws-cli, but no aws CLI is installed here (the image has it only when built with "
+            "--build-arg PYTHON_EXTRAS=awscli); use DEPLOY_STRATEGY=hash or install the aws CLI"
+        )
+    return None
 
 
 def prepare(ctx: StepContext) -> None:

@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 
+from steps.deploy import unusable_strategy
 from steps.job.runner import find_containment
 from supervisor.common.logs import setup_logging
 from supervisor.common.proctree import become_subreaper, hide_environment
@@ -32,6 +33,10 @@ def main() -> int:
             f"SANDBOX=required, but the kernel sandbox cannot run here: {containment.sandbox_off_reason}",
             file=sys.stderr,
         )
+        return SupervisorExit.CONFIG
+    unusable = unusable_strategy(config)
+    if unusable:
+        print(unusable, file=sys.stderr)
         return SupervisorExit.CONFIG
     supervisor = Supervisor(config)
     supervisor.containment_layers = layers
