@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,17 +210,43 @@ class JobRunner:
         uid = self.identity.uid
         found: dict[int, float] = {}
         names: list[str] = []
-        for pid in proc_scan.pids_of_uid(uid):
+        for proc in _still_there(uid, proc_scan.pids_of_uid(uid)):
             with contextlib.suppress(psutil.Error):
-                proc = psutil.Process(pid)
-                uids = proc.uids()
-                if uid not in (uids.real, uids.effective, uids.saved):
-                    continue  # the pid was reused since the scan
-                if proc.status() == psutil.STATUS_ZOMBIE:
-                    continue  # already gone (bwrap's helpers wait for init to reap them)
                 found[proc.pid] = proc.create_time()
                 names.append(" ".join(proc.cmdline()[:3])[:80] or proc.name() or str(proc.pid))
         if found:
             log.warning("ending processes the job left running", extra={"processes": names[:20]})
             proctree.end_tree(found, grace=1.0, first_signal=signal.SIGTERM, term_grace=1.0, reap_except=set)
         return names
+
+
+EXITING_WAIT_SECONDS = 0.5
+
+
+def _still_there(uid: int, pids: list[int]) -> list[psutil.Process]:
+    """The processes of `uid` among pids that are not on their way out.
+
+    A zombie is gone already (bwrap's helpers wait for init to reap them). A process with no command line
+    is exiting (the kernel has released its memory): the sandbox's own bwrap, a moment after the command
+    it ran returned. It is given EXITING_WAIT_SECONDS to finish before it counts as left running."""
+    alive: list[psutil.Process] = []
+    exiting: list[psutil.Process] = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            uids = proc.uids()
+            if uid not in (uids.real, uids.effective, uids.saved) or proc.status() == psutil.STATUS_ZOMBIE:
+                continue  # the pid was reused since the scan, or it is a zombie
+            (alive if proc.cmdline() else exiting).append(proc)
+    deadline = time.monotonic() + EXITING_WAIT_SECONDS
+    while exiting and time.monotonic() < deadline:
+        time.sleep(0.01)
+        exiting = [proc for proc in exiting if _running(proc)]
+    return alive + exiting
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
