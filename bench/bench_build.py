@@ -346,10 +346,11 @@ def print_figures(modes: list[Mode], start_seconds: dict[str, list[float]], runs
         print(f"{phase:40} " + " ".join(f"{cell:>8}" for cell in cells))
     cold = statistics.median(modes[0].seconds)
     print()
-    for mode in modes[1:]:
+    for mode in modes[1:]:  # the minimums too: under load, the fastest run is the one least disturbed
         saving = (1 - statistics.median(mode.seconds) / cold) * 100
+        fastest = (1 - min(mode.seconds) / min(modes[0].seconds)) * 100
         print(
-            f"{mode.name.split(':')[0]} vs (a): saves {saving:.1f} %"
+            f"{mode.name.split(':')[0]} vs (a): saves {saving:.1f} % (medians), {fastest:.1f} % (minimums)"
             + (" (goal to ship: >= 30 %)" if WARM in mode.name else "")
         )
     startup = statistics.median(start_seconds[NPM_STARTUP])
