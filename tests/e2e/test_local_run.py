@@ -105,6 +105,7 @@ def test_local_run_attaches_a_photo_then_undoes_it_and_leaves_nothing_running(tm
     assert re.search(rf"taken back: {upload} → \S+  \(GET → 404", out), out[-3000:]
     pages = [int(size) for size in re.findall(r"^preview: \S+  \(GET → 200, (\d+) bytes", out, re.MULTILINE)]
     assert len(pages) == 2 and pages[1] < pages[0]  # the <img> is gone from the served page
+    assert "warnings" not in first, first  # the sandbox wrapper, exiting, is not taken for a leftover
     assert _ours_still_running(before, state) == []
 
 
