@@ -13,6 +13,7 @@ request: supervisor.contract.command.is_command_branch), and the running command
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -90,7 +91,9 @@ class Ledger:
         return seen if isinstance(seen, dict) else {}
 
     def record_origin(self, url: str, config_identity: list[int]) -> None:
-        self._write("origin.json", {"url": url, "config": config_identity})
+        """A cache: when it cannot be written (a full disk), git is asked again next time, nothing more."""
+        with contextlib.suppress(OSError):
+            self._write("origin.json", {"url": url, "config": config_identity})
 
     # The command in progress --------------------------------------------------------------------
 
