@@ -1,5 +1,5 @@
-"""`/undo` from a message to a live page (issue 20): real workers, git, Astro builds and deploys; the agent
-never runs for it."""
+"""`/undo` from a message to a live page (issue 20): real workers, git and deploys; the agent never runs for
+it. The build is tests/quick_build.mjs (the pages' text into dist/): the subject is what goes live, not Astro."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 from fake_agent_marker import marker
-from helpers import ROOT, WORKER_HARNESS, agent_runs, bucket_keys, git_out, message, run_worker
+from helpers import QUICK_BUILD, ROOT, WORKER_HARNESS, agent_runs, bucket_keys, git_out, message, run_worker
 
 from supervisor.contract.command import parse_command
 
@@ -33,6 +33,7 @@ def test_undo_takes_back_the_last_command_then_the_one_before_and_the_page_follo
 ):
     checkout = prewarm()
     bucket = make_bucket("acme")
+    base_env = {**base_env, "BUILD_COMMAND": QUICK_BUILD}
 
     def page() -> str:
         return bucket_keys(s3, bucket)["index.html"].decode()
