@@ -106,6 +106,15 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
+def running(process: psutil.Process) -> bool:
+    """The same process (not a reused pid) still running. A zombie is not: it is dead, only its exit status
+    waits to be collected (by the supervisor, which reaps what it inherits on its next tick)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def log_events(log_path: Path, event: str) -> list[dict[str, Any]]:
     found = []
     for line in log_path.read_text(errors="replace").splitlines():
@@ -182,16 +191,17 @@ def interrupt_latency(
             rude = "\n@fake ignore-sigint" if manner == "rude" else ""
             send(stack, old, f"Slow\n@fake grandchild {pidfile} {manner}{rude}\n@fake sleep 60", f"{manner}-a")
             output.wait(old, "progress", "agent")
-            while not pidfile.exists():
+            while not pidfile.exists() or not pidfile.read_text().strip():
                 time.sleep(0.01)
+            grandchild = psutil.Process(int(pidfile.read_text()))
             sent = send(stack, new, "@fake no-change", f"{manner}-b")
             first_step = stamp(output.wait(new, "progress", "workspace"))
             latencies.append(first_step - sent)
             spans.append((old, new, sent, first_step))
             output.wait(old)
             output.wait(new)
-            if psutil.pid_exists(int(pidfile.read_text())):
-                raise SystemExit(f"{old}: the grandchild survived the interrupt")
+            if running(grandchild):
+                raise SystemExit(f"{old}: the grandchild survived the interrupt ({grandchild.status()})")
         ended = [r["tookMs"] / 1000 for r in log_events(log_path, "worker tree ended")[-runs:]]
         results[manner] = {
             "p50": statistics.median(latencies),
