@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -395,3 +397,14 @@ def backdate_objects(bucket: str, prefix: str, days: float) -> int:
             keys[name].last_modified -= timedelta(days=days)
             changed += 1
     return changed
+
+
+def tiny_png(width: int = 2, height: int = 2) -> bytes:
+    """A valid PNG of red pixels: attachments are told by their bytes, so a test needs a real one."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")

@@ -7,25 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import struct
-import zlib
 
 import pytest
-from helpers import QUICK_BUILD, agent_runs, commits_for, git, git_out, message, run_worker
+from helpers import QUICK_BUILD, agent_runs, commits_for, git, git_out, message, run_worker, tiny_png
 from scripted_api import Text, ToolCall, steps
 
 pytestmark = pytest.mark.e2e
-
-
-def tiny_png() -> bytes:
-    """A valid 2x2 PNG (red), as a phone would never send, but every decoder reads."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(2))
-    header = struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 @pytest.fixture

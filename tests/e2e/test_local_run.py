@@ -7,16 +7,14 @@ import hashlib
 import json
 import os
 import re
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-from helpers import ROOT, commits_for, git_out, prewarm_checkout
+from helpers import ROOT, commits_for, git_out, prewarm_checkout, tiny_png
 
 from supervisor.local.stack import demo_remote
 
@@ -45,17 +43,6 @@ def prewarmed_state(tmp_path: Path, installed_site: Path) -> Path:
     state = tmp_path / "state"
     prewarm_checkout(state / "workspace", demo_remote(state), installed_site, "demo", "you")
     return state
-
-
-def tiny_png() -> bytes:
-    """A valid 2x2 PNG: the worker goes by the bytes, so it must be a real one."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = b"".join(b"\x00" + b"\x00\x80\xff" * 2 for _ in range(2))
-    header = struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 def printed_responses(out: str) -> list[dict[str, Any]]:

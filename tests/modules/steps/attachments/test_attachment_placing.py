@@ -8,11 +8,10 @@ import os
 import stat
 import struct
 import subprocess
-import zlib
 from pathlib import Path
 
 import pytest
-from helpers import GIT_ENV, message
+from helpers import GIT_ENV, message, tiny_png
 
 from steps.attachments import fetch as fetching
 from steps.attachments.note import with_attachment_note
@@ -22,18 +21,6 @@ from steps.base import StepContext, StepError
 from steps.git.repo import Git
 from supervisor.contract.command import parse_command
 from supervisor.contract.config import load_config
-
-
-def tiny_png(width: int = 2, height: int = 2) -> bytes:
-    """A valid PNG, red pixels."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
-
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 64
 GIF = b"GIF89a" + b"\x01\x00\x01\x00\x00\x00\x00;"

@@ -6,11 +6,12 @@ import hashlib
 import json
 import re
 import shutil
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
-from helpers import REGION, message
+from helpers import REGION, ROOT, message
 
 from steps.base import StepContext
 from steps.bucket import deploy_hash
@@ -126,3 +127,8 @@ def broken_references(bodies: dict[str, bytes]) -> list[str]:
         for ref in ASSET_REF.findall(body.decode())
         if ref not in bodies
     ]
+
+
+def shell(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """An operator's command line (bin/redeploy, bin/previews) as a shell runs it, from the project root."""
+    return subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

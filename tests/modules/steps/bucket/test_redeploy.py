@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,17 +14,13 @@ from bucket_helpers import (
     REGION,
     bucket_bodies,
     new_bucket,
+    shell,
     site,
     snapshot,
     write_build,
 )
-from helpers import ROOT
 
 # ---------------------------------------------------------------- bin/redeploy, from a shell
-
-
-def shell(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import os
 import shlex
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from bucket_helpers import POLICY, bucket_bodies, context, site, snapshot, write_build
-from helpers import REGION, ROOT, backdate_objects
+from bucket_helpers import POLICY, bucket_bodies, context, shell, site, snapshot, write_build
+from helpers import REGION, backdate_objects
 
 from steps.base import StepError
 from steps.bucket import deploy_awscli, deploy_hash
@@ -123,10 +122,6 @@ def test_the_aws_cli_strategy_follows_the_same_rules(config, s3, bucket, tmp_pat
 
 
 # ---------------------------------------------------------------- bin/redeploy --thread, bin/previews
-
-
-def shell(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture
