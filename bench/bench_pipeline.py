@@ -110,7 +110,7 @@ def sandbox_of(state: Path) -> str:
     for line in (state / "supervisor.log").read_text().splitlines():
         if "containment:" in line:
             try:
-                return str(json.loads(line).get("message", "")).removeprefix("containment: ")
+                return str(json.loads(line).get("event", "")).removeprefix("containment: ")
             except ValueError:
                 continue
     return "unknown"

@@ -36,8 +36,9 @@ def unusable_strategy(config: Config) -> str | None:
 
 
 def prepare(ctx: StepContext) -> None:
-    """Called as the command starts: the hash deploy's S3 client is made meanwhile, on a thread of its own
-    (botocore loads its models: tens of ms the deploy would otherwise wait for at its start)."""
+    """Called as the build starts: the hash deploy's S3 client is made meanwhile, on a thread of its own
+    (botocore loads its models: tens of ms the deploy would otherwise wait for). Not earlier: that is Python
+    work, and beside the workspace step's it would slow that step by as much (the GIL)."""
     if ctx.config.deploy_strategy != "aws-cli":
         from steps.bucket import deploy_hash
 

@@ -73,7 +73,6 @@ def run_step(name: str, step: Step, ctx: StepContext, report: Reporter) -> StepR
 def run_pipeline(ctx: StepContext, report: Reporter) -> dict[str, Any]:
     """Run every step under the policy and return the final response body."""
     started = time.monotonic()
-    deploy.prepare(ctx)
     results: dict[str, StepResult] = {}
     for name, step in STEPS:
         if any(results.get(stop) and results[stop].status == "failed" for stop in STOPS_PIPELINE):
@@ -83,6 +82,8 @@ def run_pipeline(ctx: StepContext, report: Reporter) -> dict[str, Any]:
         if ended:
             results[name] = StepResult("skipped", 0, {"reason": f"{ended} failed before changing anything"})
             continue
+        if name == "build":  # made while the build runs in its own process: the GIL is free then
+            deploy.prepare(ctx)
         results[name] = run_step(name, step, ctx, report)
 
     if ctx.checkout.is_dir():

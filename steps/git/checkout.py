@@ -79,7 +79,16 @@ def fetch(ctx: StepContext) -> bool:
     """Fetch; False (and a warning) when the remote cannot be reached: the command can still work here."""
     point_origin_at_the_repository(ctx)
     try:
-        ctx.git.run("fetch", "--quiet", "--prune", "origin", credentials=True, timeout=NETWORK_TIMEOUT_SECONDS)
+        # No auto maintenance here: it would start another git after every fetch (commits still run it).
+        ctx.git.run(
+            "fetch",
+            "--quiet",
+            "--prune",
+            "--no-auto-maintenance",
+            "origin",
+            credentials=True,
+            timeout=NETWORK_TIMEOUT_SECONDS,
+        )
     except (CommandFailed, CommandTimedOut) as error:
         ctx.warnings.append(f"could not fetch from the remote ({error}); working on the local checkout")
         log.warning("fetch failed; going on with the local checkout: %s", error)

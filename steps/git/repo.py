@@ -143,7 +143,11 @@ class Git:
         return self.run("show-ref", "--verify", "--quiet", ref, ok_codes=(0, 1)).exit_code == 0
 
     def ref_names(self, *refs: str) -> dict[str, str]:
-        """{full ref name: object name} of those of `refs` that exist, in one git run."""
+        """{full ref name: object name} of those of `refs` that exist: read from their loose files when every
+        one has one (a loose ref is what git reads first), else from one git run (packed or missing ones)."""
+        loose = {ref: self._loose_ref(ref) for ref in refs}
+        if all(loose.values()):
+            return {ref: sha for ref, sha in loose.items() if sha}
         raw = self.run("for-each-ref", "--format=%(objectname) %(refname)", *refs).stdout
         wanted = set(refs)
         found = {}
@@ -152,6 +156,15 @@ class Git:
             if name in wanted:  # for-each-ref also matches refs below a given name
                 found[name] = sha
         return found
+
+    def _loose_ref(self, ref: str) -> str | None:
+        if not ref.startswith("refs/") or ".." in ref.split("/"):
+            return None
+        try:
+            sha = (self.git_dir / ref).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return sha if OBJECT_NAME.fullmatch(sha) else None
 
     def may_have_stashes(self) -> bool:
         """False only when surely no stash exists (no refs/stash, loose or packed): `stash list` is skipped."""
@@ -166,7 +179,8 @@ class Git:
 
     def status_paths(self) -> list[str]:
         """Every changed, deleted or untracked path (untracked folders listed file by file)."""
-        raw = self.run("status", "--porcelain=v1", "-z", "--untracked-files=all").stdout
+        # No optional locks: status may run beside a fetch (workspace step), and must not write the index.
+        raw = self.run("--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all").stdout
         paths: list[str] = []
         entries = iter(raw.split("\0"))
         for entry in entries:

@@ -113,12 +113,14 @@ def restore_session(git: Git, branch: str) -> Restore:
     return result
 
 
-def settle_leftovers(ctx: StepContext, ledger: Ledger) -> dict[str, str]:
-    """Uncommitted changes found before a command starts stay with the session they belong to."""
+def settle_leftovers(ctx: StepContext, ledger: Ledger, dirty: bool | None = None) -> dict[str, str]:
+    """Uncommitted changes found before a command starts stay with the session they belong to.
+
+    `dirty`: whether the work tree has changes, when the caller already asked git."""
     git = ctx.git
     unfinished = ledger.unfinished_command()
     ledger.end_command()
-    if not git.is_dirty():
+    if not (git.is_dirty() if dirty is None else dirty):
         return {}
     branch = git.current_branch() or f"detached-{(git.head() or 'none')[:8]}"
     if unfinished and unfinished.branch == branch:
