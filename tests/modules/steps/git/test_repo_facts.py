@@ -85,3 +85,15 @@ def test_head_is_the_commit_git_names_loose_packed_and_detached(harness):
     assert ctx.git.head() == ctx.commit
     git(harness.checkout, "checkout", "--quiet", "--detach", "HEAD~1")
     assert ctx.git.head() == git_out(harness.checkout, "rev-parse", "HEAD") != ctx.commit
+
+
+def test_ref_names_read_loose_or_packed_agree(harness):
+    ctx = harness.start("t1")
+    harness.finish(ctx)
+    wanted = ("refs/heads/thread-t1", "refs/remotes/origin/thread-t1")
+    loose = ctx.git.ref_names(*wanted)
+    assert (ctx.git.git_dir / "refs" / "heads" / "thread-t1").is_file() and set(loose) == set(wanted)
+    git(harness.checkout, "pack-refs", "--all")
+    assert not (ctx.git.git_dir / "refs" / "heads" / "thread-t1").exists()
+    assert ctx.git.ref_names(*wanted) == loose
+    assert ctx.git.ref_names("refs/heads/none", "refs/heads/thread-t1") == {"refs/heads/thread-t1": loose[wanted[0]]}
