@@ -74,4 +74,6 @@ def run(ctx: StepContext) -> StepResult:
         details["dependencies"] = _install(ctx)
     except (CommandFailed, CommandTimedOut) as error:
         raise StepError(ErrorCode.INTERNAL, f"workspace: {error}") from None
+    except OSError as error:  # the volume full or read-only: the machine's failure, said once, not a crash
+        raise StepError(ErrorCode.INTERNAL, f"workspace: {error}") from None
     return ok(started, cloned=cloned, **{k: v for k, v in details.items() if v})
