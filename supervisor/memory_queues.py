@@ -74,9 +74,11 @@ class MemoryQueues:
 
     # The Queues interface -------------------------------------------------------------------------
 
-    def receive(self, max_messages: int = 1, wait_seconds: float = 1.0, queue_url: str | None = None) -> list[Received]:
+    def receive(
+        self, max_messages: int = 1, wait_seconds: float | None = None, queue_url: str | None = None
+    ) -> list[Received]:
         assert queue_url is None, "in-memory queues have no inboxes"
-        deadline = time.monotonic() + wait_seconds
+        deadline = time.monotonic() + (1.0 if wait_seconds is None else wait_seconds)
         with self._lock:
             while True:
                 now = self.clock()

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from supervisor.delivery import Delivery
 from supervisor.events import LoopEvent, MessageReceived
-from supervisor.queues import LONG_POLL_SECONDS, Queues
+from supervisor.queues import Queues
 from supervisor.visibility import VisibilityKeeper
 
 log = logging.getLogger("supervisor.poller")
@@ -67,7 +67,7 @@ class Poller(threading.Thread):
         """Seconds to wait before the next receive: a backlog waits BACKOFF_SECONDS, failures longer."""
         return min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2 ** max(0, self.failures - 1))
 
-    def poll_once(self, max_messages: int = RECEIVE_BATCH, wait_seconds: int = LONG_POLL_SECONDS) -> int | None:
+    def poll_once(self, max_messages: int = RECEIVE_BATCH, wait_seconds: int | None = None) -> int | None:
         """One receive; the number of messages taken, or None when it backed off (an error, or a
         backlog: the loop holds MAX_HELD messages already, and SQS keeps the rest for us or others)."""
         if len(self.visibility.held()) >= MAX_HELD:

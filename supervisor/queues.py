@@ -15,9 +15,6 @@ from botocore.config import Config as BotoConfig
 from supervisor.contract.config import Config
 
 log = logging.getLogger("supervisor.queues")
-# A stop waits for the receive in flight, so that what it brings is handed back at once: a short long
-# poll keeps that wait short (an idle container then makes 12 receives a minute instead of 3).
-LONG_POLL_SECONDS = 5
 # SQS's limits on one message and on one batch request (moto's 256 KiB; AWS now takes 1 MiB for both).
 MAX_MESSAGE_BYTES = MAX_BATCH_BYTES = 256 * 1024
 ATTRIBUTE_ROOM = 512  # our message attributes: names, types and values (reasons are cut to 256)
@@ -38,7 +35,9 @@ def sqs_client(config: Config) -> Any:
         region_name=config.aws_region,
         endpoint_url=config.aws_endpoint_url,
         # The read timeout must outlast the long poll.
-        config=BotoConfig(read_timeout=LONG_POLL_SECONDS + 10, retries={"mode": "standard", "max_attempts": 5}),
+        config=BotoConfig(
+            read_timeout=config.receive_wait_seconds + 10, retries={"mode": "standard", "max_attempts": 5}
+        ),
     )
 
 
@@ -99,13 +98,13 @@ class Queues:
         self.client = client or sqs_client(config)
 
     def receive(
-        self, max_messages: int = 1, wait_seconds: int = LONG_POLL_SECONDS, queue_url: str | None = None
+        self, max_messages: int = 1, wait_seconds: int | None = None, queue_url: str | None = None
     ) -> list[Received]:
-        """From the input queue, or from `queue_url` (an inbox)."""
+        """From the input queue, or from `queue_url` (an inbox); `wait_seconds` default RECEIVE_WAIT_SECONDS."""
         reply = self.client.receive_message(
             QueueUrl=queue_url or self.config.input_queue_url,
             MaxNumberOfMessages=max(1, min(10, max_messages)),
-            WaitTimeSeconds=wait_seconds,
+            WaitTimeSeconds=self.config.receive_wait_seconds if wait_seconds is None else wait_seconds,
             # Our lease from the first moment: even a receive whose reply never reaches us (a killed
             # supervisor's long poll) holds a message no longer than this, not the queue's default.
             VisibilityTimeout=self.config.visibility_timeout_seconds,

@@ -243,6 +243,8 @@ def supervisor_env(base_env: dict[str, str], queues: dict[str, str]) -> dict[str
         "OUTPUT_QUEUE_URL": queues["output"],
         "DLQ_URL": queues["dlq"],
         "SHUTDOWN_GRACE_SECONDS": "3",
+        # A stop waits for the receive in flight (up to the grace): a short one keeps each test's stop short.
+        "RECEIVE_WAIT_SECONDS": "1",
     }
 
 

@@ -60,3 +60,12 @@ def test_lease_settings_are_checked_at_start_up():
         load_config({**base, "LEASE_TABLE": "no spaces/allowed"})
     with pytest.raises(ConfigError, match="LEASE_SECONDS must be at least 5"):
         load_config({**base, "LEASE_TABLE": "edit-leases", "LEASE_SECONDS": "4"})
+
+
+def test_receive_wait_seconds_is_a_long_poll_sqs_allows():
+    queue = {"INPUT_QUEUE_URL": "http://sqs.test/q"}
+    assert load_config(queue).receive_wait_seconds == 5
+    assert load_config({**queue, "RECEIVE_WAIT_SECONDS": "20"}).receive_wait_seconds == 20
+    for bad in ("0", "21", "1.5", "soon"):
+        with pytest.raises(ConfigError, match="RECEIVE_WAIT_SECONDS"):
+            load_config({**queue, "RECEIVE_WAIT_SECONDS": bad})
