@@ -61,6 +61,19 @@ def responses(sqs, url: str, want: int, timeout: float = 180) -> list[dict]:
     return [r for r in found if r["type"] == "response"]
 
 
+def agent_started(sqs, url: str, command_id: str, timeout: float = 60) -> None:
+    """Wait for the command's agent step to start (its progress message); no response may come first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            body = json.loads(message["Body"])
+            assert body["type"] == "progress", body
+            if body["commandId"] == command_id and body.get("step") == "agent" and body.get("status") == "started":
+                return
+    raise AssertionError(f"{command_id}'s agent did not start within {timeout:g} s")
+
+
 def test_two_containers_on_fifo_queues_answer_each_command_once_and_take_interrupts(
     sqs, aws_env, base_env, make_bucket, workspace_root, site_remote, installed_site, fifo_queues, tmp_path
 ):
@@ -82,6 +95,7 @@ def test_two_containers_on_fifo_queues_answer_each_command_once_and_take_interru
         "SHUTDOWN_GRACE_SECONDS": "3",
         "INTERRUPT_GRACE_SECONDS": "1",
         "BUILD_COMMAND": QUICK_BUILD,
+        "PROGRESS_EVENTS": "true",  # the slow command's agent start says an interrupt has something to stop
     }
     supervisors = [SupervisorProcess(env, tmp_path / f"supervisor-{i}.log") for i in range(2)]
     try:
@@ -111,7 +125,7 @@ def test_two_containers_on_fifo_queues_answer_each_command_once_and_take_interru
             assert len(commits_for(site_remote, command_id)) <= 1
         # An interrupt through the interrupt queue (standard: never held behind the running command).
         send(sqs, fifo_queues, "acme-slow", "Slow\n@fake sleep 30", "acme")
-        time.sleep(4)  # it runs somewhere by now
+        agent_started(sqs, fifo_queues["output"], "acme-slow")  # it runs somewhere now: something to stop
         stop = {"type": "interrupt", "projectId": "acme", "userId": "u1", "reason": "stop please"}
         sqs.send_message(QueueUrl=fifo_queues["interrupts"], MessageBody=json.dumps(stop))
         (slow,) = responses(sqs, fifo_queues["output"], want=1, timeout=60)
@@ -123,5 +137,5 @@ def test_two_containers_on_fifo_queues_answer_each_command_once_and_take_interru
         for process in supervisors:
             if process.process.poll() is None:
                 process.process.send_signal(signal.SIGTERM)
-        for process in supervisors:
-            assert process.stop() == 0
+        codes = [process.stop() for process in supervisors]  # every one stopped, then judged
+        assert codes == [0, 0]
