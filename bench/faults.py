@@ -285,6 +285,9 @@ def scenario_disk(stack: LocalStack, state: Path) -> dict[str, Any]:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
+SCENARIOS = frozenset({"sqs", "s3", "remote", "disk"})
+
+
 def run_all(args: argparse.Namespace, state: Path) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with local_stack(state) as stack:
@@ -299,6 +302,8 @@ def run_all(args: argparse.Namespace, state: Path) -> dict[str, Any]:
             ("remote", lambda: scenario_remote(stack, state)),
             ("disk", lambda: scenario_disk(stack, state)),
         ):
+            if args.only and name not in args.only:
+                continue
             started = time.monotonic()
             try:
                 results[name] = scenario()
@@ -322,7 +327,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer commands per scenario (the suite's variant)")
     parser.add_argument("--installed", type=Path, help="the demo site with node_modules installed")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument(
+        "--only", type=lambda text: set(text.split(",")), help="these scenarios only, e.g. sqs,s3 (default: all)"
+    )
     args = parser.parse_args()
+    if args.only and not args.only <= SCENARIOS:
+        parser.error(f"--only takes {', '.join(sorted(SCENARIOS))}, got {', '.join(sorted(args.only))}")
     if not args.installed:
         from soak import installed_site
 
