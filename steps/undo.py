@@ -89,11 +89,13 @@ def revert_into_work_tree(git: Git, taken_back: TakenBack) -> None:
     git.run("revert", "--abort", ok_codes=range(256))
     git.run("reset", "--hard", "--quiet", "HEAD")  # in case the abort had nothing to go back to
     conflicted = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("CONFLICT")]
-    detail = "; ".join(conflicted[:5]) or result.stderr.strip()[-300:] or f"git revert exited {result.exit_code}"
+    if conflicted:
+        why = f"later changes touch the same lines ({'; '.join(conflicted[:5])})"
+    else:  # not a conflict git named: say what git said
+        why = f"git revert failed ({result.stderr.strip()[-300:] or f'exit {result.exit_code}'})"
     raise StepError(
         ErrorCode.UNDO_CONFLICT,
-        f"command {taken_back.command_id} cannot be taken back: later changes touch the same lines ({detail}); "
-        "nothing was changed",
+        f"command {taken_back.command_id} cannot be taken back: {why}; nothing was changed",
         ends_command=True,
         commandId=taken_back.command_id,
     )

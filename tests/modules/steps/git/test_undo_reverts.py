@@ -107,7 +107,7 @@ def test_a_conflicting_revert_changes_nothing(harness):
     with pytest.raises(StepError) as refused:
         undo.run(ctx)
     assert refused.value.error_code == ErrorCode.UNDO_CONFLICT and refused.value.ends_command
-    assert "cannot be taken back" in str(refused.value)
+    assert "cannot be taken back: later changes touch the same lines (CONFLICT" in str(refused.value)
     assert git_out(harness.checkout, "rev-parse", "HEAD") == head
     assert git_out(harness.checkout, "status", "--porcelain") == ""
     assert shared(harness) == "blue\n"
