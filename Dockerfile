@@ -10,20 +10,43 @@
 #   CLAUDE_CODE_VERSION  the Claude Code CLI shipped (pyproject.toml [tool.webordinary]; tests/deploy checks)
 ARG BASE_IMAGE=node:22-bookworm-slim
 
+# ---- git: Debian's git, without the Perl it depends on (47 MB) for commands we never run (send-email,
+# svn, cvs), and without its servers (daemon, http-backend, shell), mail and WebDAV push, and scalar
+# (13 MB). Its programs, helpers and templates are copied into the image; git-libraries names the Debian
+# libraries they link, which the runtime installs from apt. dpkg's own database does not list git (its
+# Perl is missing: apt would call the system broken), but status.d does, as distroless images do, so
+# image scanners (Trivy, Grype, ECR's) still see Debian's git and its version.
+FROM ${BASE_IMAGE} AS git
+COPY deploy/build-ca/ /usr/local/share/ca-certificates/build/
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git \
+ && mkdir -p /out/usr/bin /out/usr/lib /out/usr/share/git-core /out/var/lib/dpkg/status.d \
+ && dpkg-query -s git >/out/var/lib/dpkg/status.d/git \
+ && cp -a /usr/lib/git-core /out/usr/lib/ \
+ && cp -a /usr/share/git-core/templates /out/usr/share/git-core/ \
+ && cd /out/usr/lib/git-core \
+ && rm git-daemon git-http-backend git-http-push git-imap-send git-shell scalar \
+ && for name in git git-receive-pack git-upload-pack git-upload-archive; do ln -s ../lib/git-core/git /out/usr/bin/$name; done \
+ && dpkg-query -W -f='${Depends}' git | tr ',' '\n' | sed -e 's/|.*//' -e 's/(.*)//' -e 's/ //g' \
+      | grep -vxE 'libc6|perl|liberror-perl|git-man' >/git-libraries \
+ && /out/usr/bin/git --version
+
 # ---- runtime: the base plus the Debian packages the service runs with (Node and npm come with the base:
 # the sites' `npm ci` and `npm run build` run in the container). procps: Claude Code runs `ps` to find and
-# end the processes its tools start. git brings Perl (46 MB): Debian's git depends on it.
+# end the processes its tools start.
 FROM ${BASE_IMAGE} AS runtime
 # bin/test-image removes its own unnamed earlier builds by this label.
 LABEL webordinary.image=edit
 # Extra CA certificates for a build behind a TLS-intercepting proxy (empty in the repository).
 COPY deploy/build-ca/ /usr/local/share/ca-certificates/build/
+COPY --from=git /git-libraries /tmp/
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 git ca-certificates tini procps bubblewrap \
+ && apt-get install -y --no-install-recommends python3 ca-certificates tini procps bubblewrap $(cat /tmp/git-libraries) \
  && update-ca-certificates \
  && apt-get clean \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old \
+ && rm -rf /tmp/git-libraries /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old \
       /var/log/apt /var/log/dpkg.log /var/log/alternatives.log
+COPY --from=git /out/ /
 ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
 
 # ---- requirements: what pip installs, read from pyproject.toml. A file of its own, so that an edit to
@@ -40,6 +63,7 @@ print('\n'.join(p['dependencies'] + [d for e in extras for d in p['optional-depe
 # pip compiles what it installs: the .pyc files stay (every worker process imports boto3; without them
 # each would compile it again, 1.5 s more per start measured here).
 FROM runtime AS python
+ARG PYTHON_EXTRAS=""
 RUN apt-get update && apt-get install -y --no-install-recommends python3-venv
 COPY --from=requirements /requirements.txt /tmp/
 RUN python3 -m venv --without-pip /opt/venv \
@@ -47,6 +71,16 @@ RUN python3 -m venv --without-pip /opt/venv \
  && PIP_CERT=/etc/ssl/certs/ca-certificates.crt /tmp/pip/bin/pip --python /opt/venv/bin/python install \
       --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt \
  && /opt/venv/bin/python -c "import boto3, psutil, sh, watchfiles"
+# botocore's models of the 400-odd AWS services take 28 MB; our code uses the few listed in
+# deploy/botocore-services.txt (tests/deploy checks the list against the code). The aws CLI of the awscli
+# variant keeps them all: an operator may run any of its commands.
+COPY deploy/botocore-services.txt /tmp/
+RUN case ",$PYTHON_EXTRAS," in *,awscli,*) exit 0 ;; esac; \
+    data=$(echo /opt/venv/lib/python3.*/site-packages/botocore/data) \
+ && for service in "$data"/*/; do \
+      grep -qxF "$(basename "$service")" /tmp/botocore-services.txt || rm -r "$service"; \
+    done \
+ && /opt/venv/bin/python -c "import boto3; boto3.session.Session(region_name='us-east-1').client('s3')"
 
 # ---- claude: the CLI from npm. Its package installs the one native binary of this platform (an optional
 # dependency per platform) and hard-links it over bin/claude.exe; only that copy goes on.

@@ -256,8 +256,17 @@ def test_the_image_holds_what_the_service_runs_and_nothing_it_was_built_with():
         echo "debs=$(find /var/cache/apt -name '*.deb' -o -name '*.bin' | wc -l)"
         echo "npmCache=$(find /root/.npm /root/.cache -mindepth 1 2>/dev/null | wc -l)"
         echo "claudeCopies=$(find / -xdev -type f -size +100M -name 'claude*' | wc -l)"
+        echo "perl=$(dpkg-query -W -f='${db:Status-Status}' perl 2>/dev/null | grep -cx installed)"
+        echo "gitUnlinked=$(find /usr/lib/git-core -type f -exec ldd {} + 2>/dev/null | grep -c 'not found')"
+        echo "gitHttps=$(git remote-https 2>&1 | grep -c 'usage: git remote-curl')"
+        echo "gitListed=$(grep -x 'Version: .*' /var/lib/dpkg/status.d/git | cut -d' ' -f2)"
+        echo "gitVersion=$(git --version | cut -d' ' -f3)"
+        echo "aptCheck=$(apt-get check -qq >/dev/null 2>&1; echo $?)"
+        echo "botocore=$(cd /opt/venv/lib/python3.*/site-packages/botocore/data && ls -d */ | tr -d / | sort | xargs)"
         """,
     )
+    listed = (line.strip() for line in (ROOT / "deploy/botocore-services.txt").read_text().splitlines())
+    kept = sorted(line for line in listed if line and not line.startswith("#"))
     for tool in ("node", "npm", "git", "tini", "ps", "bwrap", "claude", "python"):
         assert facts[tool] != "absent", f"{tool} is missing from the image"
     for tool in ("aws", "pip", "pip3", "gcc", "cc", "make"):
@@ -268,6 +277,14 @@ def test_the_image_holds_what_the_service_runs_and_nothing_it_was_built_with():
     assert facts["compiled"] == "1", "the code is not compiled in the image"
     assert facts["aptLists"] == facts["debs"] == facts["npmCache"] == "0"
     assert facts["claudeCopies"] == "1", "the CLI's native binary is in the image more than once"
+    # git without Debian's Perl: every program of git's links, and HTTPS remotes still work.
+    assert facts["perl"] == "0", "Debian's perl package is in the image"
+    assert facts["gitUnlinked"] == "0", "a program of git's misses a library"
+    assert facts["gitHttps"] == "1", "git's HTTPS helper is missing"
+    # Debian's version, e.g. 1:2.39.5-0+deb12u2 for git 2.39.5: scanners read it from status.d.
+    assert re.fullmatch(rf"(\d+:)?{re.escape(facts['gitVersion'])}-\S+", facts["gitListed"]), facts
+    assert facts["aptCheck"] == "0", "apt-get check: dpkg's database has unmet dependencies"
+    assert facts["botocore"] == " ".join(kept), "botocore keeps other models than deploy/botocore-services.txt"
 
 
 @pytest.mark.skipif(not IMAGE_AWSCLI, reason="bin/test-image builds the awscli variant (WEBORDINARY_IMAGE_AWSCLI)")
