@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 
 import pytest
 
@@ -37,3 +38,16 @@ def test_a_failure_to_make_it_early_is_raised_where_it_is_taken(monkeypatch):
     deploy_hash.make_client_early(config)
     with pytest.raises(ValueError, match="no region"):
         deploy_hash.client_for(config)
+
+
+def test_the_deploy_client_keeps_timestamps_as_text_and_bin_previews_gets_them_parsed(config, s3, bucket):
+    """The deploy reads no timestamp, so its client skips parsing them (a quarter of a large listing);
+    bin/previews compares LastModified, so its client parses them."""
+    s3.put_object(Bucket=bucket, Key="index.html", Body=b"<p>hi</p>")
+    deploy_client = deploy_hash.make_client(config)
+    previews_client = deploy_hash.make_client(config, parse_timestamps=True)
+    listed = deploy_client.list_objects_v2(Bucket=bucket)["Contents"][0]
+    assert isinstance(listed["LastModified"], str) and listed["ETag"].strip('"')
+    assert isinstance(deploy_client.head_object(Bucket=bucket, Key="index.html")["LastModified"], str)
+    parsed = previews_client.list_objects_v2(Bucket=bucket)["Contents"][0]["LastModified"]
+    assert isinstance(parsed, datetime) and parsed.tzinfo is not None
