@@ -60,8 +60,9 @@ def run(ctx: StepContext) -> StepResult:
     except AgentCredentialsError as error:
         raise StepError(ErrorCode.AGENT_FAILED, str(error)) from None
     remembered = state.session_of(ctx.command.branch)
+    undone = state.undone_since_last_run(ctx.command.branch)  # told in the prompt (steps/claude/undo_note.py)
     with state.lent_to(ctx.jobs.identity):
-        outcome = run_cli(ctx, state, env, remembered)
+        outcome = run_cli(ctx, state, env, remembered, undone)
         if outcome.resume_failed:
             log.warning(
                 "could not resume the thread's conversation; starting a new one", extra={"reason": outcome.stderr_tail}
@@ -70,7 +71,9 @@ def run(ctx: StepContext) -> StepResult:
                 f"the chat's earlier conversation could not be resumed ({outcome.stderr_tail or 'no transcript'}); "
                 "the agent started a new one"
             )
-            outcome = run_cli(ctx, state, env, None)
+            outcome = run_cli(ctx, state, env, None, undone)
+    if undone and outcome.stream.started:  # the conversation has the note now
+        state.forget_undone(ctx.command.branch)
     # Not on an interrupt: then the supervisor ends the whole tree, and one ladder is enough.
     _end_leftovers(ctx)
 

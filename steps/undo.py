@@ -27,6 +27,7 @@ log = logging.getLogger("steps.undo")
 
 COMMAND_TRAILER = "Command-Id"
 UNDOES_TRAILER = "Undoes-Command-Id"
+WIP_PREFIX = "WIP: "  # an interrupted run's commit (steps/git/commit_message.py)
 # How far back an undo looks for the thread's commands; older ones are out of its reach.
 HISTORY_LIMIT = 500
 
@@ -37,6 +38,7 @@ class TakenBack:
 
     command_id: str
     commits: tuple[str, ...]
+    subject: str = ""  # its first commit's subject, from its instruction (steps/git/commit_message.py)
 
     def as_details(self, files: list[str]) -> dict[str, Any]:
         return {"commandId": self.command_id, "commits": list(self.commits), "files": files}
@@ -55,7 +57,7 @@ def command_to_take_back(git: Git, own_command_id: str, default_branch: str | No
         f"-{HISTORY_LIMIT}",
         "--no-merges",
         f"--format=%H%x00%(trailers:key={COMMAND_TRAILER},valueonly,separator=%x01)"
-        f"%x00%(trailers:key={UNDOES_TRAILER},valueonly,separator=%x01)",
+        f"%x00%(trailers:key={UNDOES_TRAILER},valueonly,separator=%x01)%x00%s",
         "HEAD",
         *exclude,
         "--",
@@ -64,9 +66,11 @@ def command_to_take_back(git: Git, own_command_id: str, default_branch: str | No
     undone: set[str] = set()
     target: str | None = None
     commits: list[str] = []
+    subject = ""
     for line in raw.splitlines():
         sha, _, rest = line.partition("\0")
-        command_values, _, undoes_values = rest.partition("\0")
+        command_values, _, rest = rest.partition("\0")
+        undoes_values, _, line_subject = rest.partition("\0")
         command_id, undoes = _trailer(command_values), _trailer(undoes_values)
         if undoes:  # an undo's own commit: never taken back itself, and what it took back is gone
             undone.add(undoes)
@@ -76,7 +80,8 @@ def command_to_take_back(git: Git, own_command_id: str, default_branch: str | No
         target = target or command_id
         if command_id == target:
             commits.append(sha)
-    return TakenBack(target, tuple(commits)) if target else None
+            subject = line_subject.removeprefix(WIP_PREFIX)  # newest first: the last seen is its first
+    return TakenBack(target, tuple(commits), subject) if target else None
 
 
 def revert_into_work_tree(git: Git, taken_back: TakenBack) -> None:

@@ -4,6 +4,7 @@ and what it amounted to (the response's `agent` object, or why it failed)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from steps.base import StepContext
 from steps.claude.command_line import agent_argv
 from steps.claude.memory import AgentState
 from steps.claude.stream import AgentStream, ToolUse
+from steps.claude.undo_note import UndoneChange, with_undo_note
 from steps.job.runner import model_endpoints
 from steps.processes import shell
 
@@ -37,7 +39,13 @@ class AgentRun:
         return self.resumed and self.exit_code != 0 and not self.stream.started
 
 
-def run_cli(ctx: StepContext, state: AgentState, env: dict[str, str], resume: str | None) -> AgentRun:
+def run_cli(
+    ctx: StepContext,
+    state: AgentState,
+    env: dict[str, str],
+    resume: str | None,
+    undone: Sequence[UndoneChange] = (),
+) -> AgentRun:
     session_id = resume or str(uuid.uuid4())
     branch, command_id = ctx.command.branch, ctx.command.command_id
 
@@ -47,8 +55,8 @@ def run_cli(ctx: StepContext, state: AgentState, env: dict[str, str], resume: st
     # Remembered as soon as the session exists, so an interrupted or killed run is resumed next time.
     stream = AgentStream(ctx.checkout, on_tool, lambda sid: state.remember(branch, sid, command_id))
     run = AgentRun(stream, session_id, resumed=resume is not None)
-    # The attachments are named in the prompt only; the command's instruction stays the sender's.
-    prompt = with_attachment_note(ctx.command.instruction, ctx.attachments)
+    # Undos and attachments are named in the prompt only; the command's instruction stays the sender's.
+    prompt = with_attachment_note(with_undo_note(ctx.command.instruction, undone), ctx.attachments)
     argv = agent_argv(ctx.config.agent, prompt, session_id=session_id, resume=run.resumed)
     try:
         ctx.jobs.run(

@@ -3,7 +3,8 @@
 `{WORKSPACE_PATH}/.agent/{clientId}/{userId}/{repo}/` holds
 - `threads/{branch}/claude/`: the thread's CLAUDE_CONFIG_DIR, where the CLI keeps its transcript (so
   `--resume` finds it), and `threads/{branch}/tmp/`: its CLAUDE_CODE_TMPDIR;
-- `sessions/{branch}.json`: the Claude session id of the thread's last command (our record).
+- `sessions/{branch}.json`: the Claude session id of the thread's last command (our record);
+  `sessions/{branch}.undone.json`: what `/undo` took back since the thread's agent last ran (undo_note.py).
 It is outside every checkout (client ids cannot start with "."), so it is never committed or deployed,
 and lives as long as the workspace volume does: a restart keeps every chat's memory.
 
@@ -27,12 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from steps.claude.undo_note import UndoneChange
 from steps.job.access import PASS_THROUGH
 from steps.job.identity import JobIdentity
 from supervisor.common.files import write_atomic
 from supervisor.contract.command import Command
 
 log = logging.getLogger("steps.claude.memory")
+UNDONE_KEPT = 20  # undos noted for one thread's next run; the oldest go first
 
 
 def file_name(branch: str) -> str:
@@ -87,6 +90,27 @@ class AgentState:
     def remember(self, branch: str, session_id: str, command_id: str) -> None:
         record = {"sessionId": session_id, "commandId": command_id, "updatedAt": time.time()}
         write_atomic(self._session_file(branch), json.dumps(record))
+
+    def _undone_file(self, branch: str) -> Path:
+        return self.root / "sessions" / f"{file_name(branch)}.undone.json"
+
+    def note_undone(self, branch: str, change: UndoneChange) -> None:
+        """Keep, for the thread's next agent run, that an undo took back one of its changes (undo_note.py)."""
+        kept = self.undone_since_last_run(branch)[-(UNDONE_KEPT - 1) :]
+        folder = self.root / "sessions"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_atomic(self._undone_file(branch), json.dumps([c.to_record() for c in (*kept, change)]))
+
+    def undone_since_last_run(self, branch: str) -> list[UndoneChange]:
+        try:
+            records = json.loads(self._undone_file(branch).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        changes = (UndoneChange.from_record(r) for r in records) if isinstance(records, list) else ()
+        return [change for change in changes if change is not None]
+
+    def forget_undone(self, branch: str) -> None:
+        self._undone_file(branch).unlink(missing_ok=True)
 
     def _carry_over_shared_transcript(self) -> None:
         """Copy this thread's transcript from the folder all threads once shared (its first use since)."""

@@ -79,3 +79,19 @@ def test_undo_takes_back_the_last_command_then_the_one_before_and_the_page_follo
     assert [s["status"] for s in nothing["steps"]] == ["ok", "failed", "skipped", "skipped", "skipped", "skipped"]
     assert git_out(site_remote, "rev-parse", "thread-chat-1") == head and page() == live
     assert agent_runs(agent_log, "/undo") == 0 and agent_runs(agent_log, first) == 1
+
+    # The thread's agent is told what was taken back since it last ran (its conversation remembers making
+    # those changes), once: in the next prompt after the instruction, not in the one after.
+    def prompts() -> list[str]:
+        argvs = [json.loads(line)["argv"] for line in agent_log.read_text().splitlines()]
+        return [argv[argv.index("-p") + 1] for argv in argvs if "-p" in argv]
+
+    assert run_worker(message(instruction="Make the footer green", commandId="c5"), base_env)["success"]
+    told = prompts()[-1]
+    assert told.startswith("Make the footer green\n\n") and "/undo to take back 3 changes of yours" in told
+    for subject in ('"Add a banner"', '"Make the header blue"', '"Rewrite the intro"'):  # WIP: prefix dropped
+        assert subject in told, told
+    assert "notes/instructions.txt" in told
+    assert run_worker(message(instruction="Make the footer red", commandId="c6"), base_env)["success"]
+    assert prompts()[-1] == "Make the footer red"
+    assert "used /undo" not in git_out(site_remote, "log", "-1", "--format=%B", "thread-chat-1")  # the prompt only
