@@ -1,6 +1,7 @@
 """The image keeps botocore's models only of the services in deploy/botocore-services.txt (Dockerfile): every
-service our code makes a client for must be on that list, or the image fails at run time with
-UnknownServiceError where the tests, run from the full venv, pass."""
+service our code makes a client for, and every one botocore's credential chain makes a client for, must be on
+that list, or the image fails at run time with UnknownServiceError where the tests, run from the full venv,
+pass."""
 
 from __future__ import annotations
 
@@ -42,3 +43,15 @@ def test_every_kept_service_is_one_botocore_knows():
     models = Path(botocore.__file__).parent / "data"
     unknown = sorted(service for service in kept_services() if not (models / service).is_dir())
     assert not unknown, f"no botocore model named {unknown}"
+
+
+def test_the_services_botocores_credential_chain_calls_keep_their_models_too():
+    """A profile or container whose credentials come from an assumed role, SSO or `aws login` makes botocore
+    create a client of its own; a newer botocore may add a provider."""
+    creating = re.compile(r"(?:_client_creator|create_nested_client)\(\s*(?:self\._session,\s*)?['\"]([a-z0-9-]+)['\"]")
+    package = Path(botocore.__file__).parent
+    used = {
+        name for module in ("credentials.py", "tokens.py") for name in creating.findall((package / module).read_text())
+    }
+    assert {"sts", "sso"} <= used, used  # the scan still finds what we know is there
+    assert used <= kept_services(), f"add to {LIST.relative_to(ROOT)}: {sorted(used - kept_services())}"
