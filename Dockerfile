@@ -1,5 +1,6 @@
 # The edit worker for ECS: Node 22 for the Astro builds and Claude Code, Debian's Python 3.11 for the
-# supervisor. BASE_IMAGE lets a build without Docker Hub use a locally made base (bin/test-image).
+# supervisor, on a slim Debian. BASE_IMAGE (Node) and DEBIAN_IMAGE let a build without Docker Hub use
+# locally made bases (bin/test-image).
 # Multi-stage: pip, python3-venv and npm's download cache stay in the build stages; the final image
 # holds what the service runs and nothing it was built with. Layers go from the least often changed
 # (base, Debian packages) to the most (the code), so a new release rebuilds and pushes only its top.
@@ -8,7 +9,26 @@
 #   PYTHON_EXTRAS        optional dependencies of pyproject.toml to add, comma-separated: `awscli` for
 #                        DEPLOY_STRATEGY=aws-cli (the default image deploys with `hash` and has no aws CLI)
 #   CLAUDE_CODE_VERSION  the Claude Code CLI shipped (pyproject.toml [tool.webordinary]; tests/deploy checks)
+#   BASE_IMAGE           where Node and npm come from (only they are taken from it)
+#   DEBIAN_IMAGE         the image's system: the Debian the Node base is made on
 ARG BASE_IMAGE=node:22-bookworm-slim
+ARG DEBIAN_IMAGE=debian:bookworm-slim
+
+# ---- node: Node and npm from the Node base, and nothing else of it (no yarn, corepack or C headers).
+# Node's binary loses its symbol tables (18 MB): JavaScript stack traces are the same, a native crash
+# report shows addresses where it showed C++ names (Debian's own nodejs ships stripped too).
+FROM ${BASE_IMAGE} AS node
+COPY deploy/build-ca/ /usr/local/share/ca-certificates/build/
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends binutils \
+ && mkdir -p /out/usr/local/bin /out/usr/local/lib/node_modules \
+ && strip --strip-unneeded -o /out/usr/local/bin/node "$(readlink -f /usr/local/bin/node)" \
+ && cp -a /usr/local/lib/node_modules/npm /out/usr/local/lib/node_modules/ \
+ && rm -rf /out/usr/local/lib/node_modules/npm/docs /out/usr/local/lib/node_modules/npm/man \
+ && ln -s ../lib/node_modules/npm/bin/npm-cli.js /out/usr/local/bin/npm \
+ && ln -s ../lib/node_modules/npm/bin/npx-cli.js /out/usr/local/bin/npx \
+ && /out/usr/local/bin/node -e "process.exit(process.version === '$(node --version)' ? 0 : 1)" \
+ && PATH=/out/usr/local/bin:$PATH npm --version
 
 # ---- git: Debian's git, without the Perl it depends on (47 MB) for commands we never run (send-email,
 # svn, cvs), and without its servers (daemon, http-backend, shell), mail and WebDAV push, and scalar
@@ -16,7 +36,7 @@ ARG BASE_IMAGE=node:22-bookworm-slim
 # libraries they link, which the runtime installs from apt. dpkg's own database does not list git (its
 # Perl is missing: apt would call the system broken), but status.d does, as distroless images do, so
 # image scanners (Trivy, Grype, ECR's) still see Debian's git and its version.
-FROM ${BASE_IMAGE} AS git
+FROM ${DEBIAN_IMAGE} AS git
 COPY deploy/build-ca/ /usr/local/share/ca-certificates/build/
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git \
@@ -31,12 +51,13 @@ RUN apt-get update \
       | grep -vxE 'libc6|perl|liberror-perl|git-man' >/git-libraries \
  && /out/usr/bin/git --version
 
-# ---- runtime: the base plus the Debian packages the service runs with (Node and npm come with the base:
-# the sites' `npm ci` and `npm run build` run in the container). procps: Claude Code runs `ps` to find and
-# end the processes its tools start.
-FROM ${BASE_IMAGE} AS runtime
+# ---- runtime: Debian, Node and npm (the sites' `npm ci` and `npm run build` run in the container), and the
+# Debian packages the service runs with. procps: Claude Code runs `ps` to find and end the processes its
+# tools start.
+FROM ${DEBIAN_IMAGE} AS runtime
 # bin/test-image removes its own unnamed earlier builds by this label.
 LABEL webordinary.image=edit
+COPY --from=node /out/ /
 # Extra CA certificates for a build behind a TLS-intercepting proxy (empty in the repository).
 COPY deploy/build-ca/ /usr/local/share/ca-certificates/build/
 COPY --from=git /git-libraries /tmp/

@@ -245,7 +245,7 @@ def test_the_image_holds_what_the_service_runs_and_nothing_it_was_built_with():
     facts = shell_facts(
         IMAGE,
         """
-        for tool in node npm git tini ps bwrap claude python aws pip pip3 gcc cc make; do
+        for tool in node npm git tini ps bwrap claude python aws pip pip3 gcc cc make yarn corepack strip; do
           echo "$tool=$(command -v $tool || echo absent)"
         done
         echo "claudeVersion=$(claude --version)"
@@ -269,7 +269,7 @@ def test_the_image_holds_what_the_service_runs_and_nothing_it_was_built_with():
     kept = sorted(line for line in listed if line and not line.startswith("#"))
     for tool in ("node", "npm", "git", "tini", "ps", "bwrap", "claude", "python"):
         assert facts[tool] != "absent", f"{tool} is missing from the image"
-    for tool in ("aws", "pip", "pip3", "gcc", "cc", "make"):
+    for tool in ("aws", "pip", "pip3", "gcc", "cc", "make", "yarn", "corepack", "strip"):
         assert facts[tool] == "absent", f"{tool} is in the image: {facts[tool]}"
     assert facts["claudeVersion"].split()[0] == pinned
     assert facts["imports"] == "ok"
