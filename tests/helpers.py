@@ -371,15 +371,17 @@ def commits_for(remote: Path, command_id: str) -> list[tuple[str, str]]:
     return found
 
 
-def agent_runs(agent_log: Path, instruction: str) -> int:
-    """How many times the fake agent was started with this instruction as its prompt (FAKE_CLAUDE_LOG)."""
+def agent_prompts(agent_log: Path) -> list[str]:
+    """The prompt of each start of the fake agent, in order (FAKE_CLAUDE_LOG)."""
     if not agent_log.exists():
-        return 0
-    runs = 0
-    for line in agent_log.read_text().splitlines():
-        argv = json.loads(line)["argv"]
-        runs += "-p" in argv and argv[argv.index("-p") + 1] == instruction
-    return runs
+        return []
+    argvs = [json.loads(line)["argv"] for line in agent_log.read_text().splitlines()]
+    return [argv[argv.index("-p") + 1] for argv in argvs if "-p" in argv]
+
+
+def agent_runs(agent_log: Path, instruction: str) -> int:
+    """How many times the fake agent was started with this instruction as its prompt."""
+    return agent_prompts(agent_log).count(instruction)
 
 
 def backdate_objects(bucket: str, prefix: str, days: float) -> int:

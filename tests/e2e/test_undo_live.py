@@ -9,7 +9,17 @@ import sys
 
 import pytest
 from fake_agent_marker import marker
-from helpers import QUICK_BUILD, ROOT, WORKER_HARNESS, agent_runs, bucket_keys, git_out, message, run_worker
+from helpers import (
+    QUICK_BUILD,
+    ROOT,
+    WORKER_HARNESS,
+    agent_prompts,
+    agent_runs,
+    bucket_keys,
+    git_out,
+    message,
+    run_worker,
+)
 
 from supervisor.contract.command import parse_command
 
@@ -82,16 +92,12 @@ def test_undo_takes_back_the_last_command_then_the_one_before_and_the_page_follo
 
     # The thread's agent is told what was taken back since it last ran (its conversation remembers making
     # those changes), once: in the next prompt after the instruction, not in the one after.
-    def prompts() -> list[str]:
-        argvs = [json.loads(line)["argv"] for line in agent_log.read_text().splitlines()]
-        return [argv[argv.index("-p") + 1] for argv in argvs if "-p" in argv]
-
     assert run_worker(message(instruction="Make the footer green", commandId="c5"), base_env)["success"]
-    told = prompts()[-1]
+    told = agent_prompts(agent_log)[-1]
     assert told.startswith("Make the footer green\n\n") and "/undo to take back 3 changes of yours" in told
     for subject in ('"Add a banner"', '"Make the header blue"', '"Rewrite the intro"'):  # WIP: prefix dropped
         assert subject in told, told
     assert "notes/instructions.txt" in told
     assert run_worker(message(instruction="Make the footer red", commandId="c6"), base_env)["success"]
-    assert prompts()[-1] == "Make the footer red"
+    assert agent_prompts(agent_log)[-1] == "Make the footer red"
     assert "used /undo" not in git_out(site_remote, "log", "-1", "--format=%B", "thread-chat-1")  # the prompt only
