@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -10,7 +11,11 @@ from pathlib import Path
 from steps.base import StepContext, StepError, StepResult, ok
 from steps.job.untrusted import is_regular
 from steps.processes import deps, shell
+from steps.warm import client as warm
+from steps.warm.site import why_not_warm
 from supervisor.contract.codes import ErrorCode
+
+log = logging.getLogger("steps.build")
 
 
 def _npm_reason(error: shell.CommandFailed) -> str:
@@ -76,11 +81,31 @@ def run(ctx: StepContext) -> StepResult:
         _remove_old_output(ctx.checkout, ctx.config.build_dir)
         # The build runs code the agent may have written: it gets no credentials.
         env = shell.scrubbed_env(NODE_ENV="production", ASTRO_TELEMETRY_DISABLED="1")
-        # The build needs no registry (dependencies are installed): in the sandbox, only SANDBOX_ALLOWED_DOMAINS.
-        ctx.jobs.run(list(ctx.config.build_command), env=env, npm=False, timeout=ctx.config.build_timeout_seconds)
-    except (shell.CommandFailed, shell.CommandTimedOut) as error:
+        mode = "warm" if ctx.config.build_mode == "warm" and _built_warm(ctx) else "cold"
+        if mode == "cold":
+            # The build needs no registry (dependencies are installed): in the sandbox, only SANDBOX_ALLOWED_DOMAINS.
+            timeout = ctx.config.build_timeout_seconds
+            ctx.jobs.run(list(ctx.config.build_command), env=env, npm=False, timeout=timeout)
+    except (shell.CommandFailed, shell.CommandTimedOut, warm.WarmTimedOut) as error:
         raise StepError(ErrorCode.BUILD_FAILED, f"build: {error}") from None
     _check_output(ctx.checkout, ctx.config.build_dir)
     files = _regular_files(output)
     ctx.build_ok = True
-    return ok(started, files=files, dependencies=installed)
+    return ok(started, files=files, dependencies=installed, mode=mode)
+
+
+def _built_warm(ctx: StepContext) -> bool:
+    """Build in the workspace's warm server (steps/warm); False: it could not, build cold."""
+    context = {"commandId": ctx.command.command_id, "sessionId": ctx.command.session_id}
+    reason = why_not_warm(ctx.checkout, ctx.config.build_command)
+    if reason is None:
+        try:
+            done = warm.build(ctx.checkout, ctx.config.build_timeout_seconds, context)
+        except warm.WarmUnavailable as error:
+            reason = str(error)
+        else:
+            log.info("built warm", extra={**context, "step": "build", "serverStarted": done.server_started})
+            return True
+    _remove_old_output(ctx.checkout, ctx.config.build_dir)  # whatever a failed warm build left
+    log.info("building cold: %s", reason[:300], extra={**context, "step": "build"})
+    return False

@@ -43,6 +43,7 @@ from supervisor.status import publish_status, status_path
 from supervisor.stop_requests import StopRequests
 from supervisor.task_tokens import TaskHeartbeats
 from supervisor.visibility import VisibilityKeeper
+from supervisor.warm_builds import WarmBuilds
 
 log = logging.getLogger("supervisor")
 TICK_SECONDS = 0.5
@@ -74,7 +75,9 @@ class Supervisor:
         self.events: queue.Queue[LoopEvent] = queue.Queue()
         self.router = Router(config.max_workers)
         self.shutdown = Shutdown.of(config)
+        self.warm_builds = WarmBuilds(config)  # before the pool starts workers: they find it in their environment
         self.pool = pool(self.events.put)
+        self.pool.services = self.warm_builds.pids
         self.sharing = sharing_for(config)(config, self.queues, self.delivery, self.visibility, self.events.put)
         self.stop_requests = StopRequests(self.router, self.responder, self.delivery, self.sharing, self._interrupt)
         self.intake = Intake(
@@ -237,6 +240,7 @@ class Supervisor:
             return
         self._next_tick = now + TICK_SECONDS
         runs = list(self.router.running.values())
+        self.warm_builds.check(now)
         self.pool.track(runs)
         for run in runs:
             if run.phase == "running":
@@ -278,6 +282,7 @@ class Supervisor:
         self.visibility.stop()
         self.heartbeats.stop()
         self.pool.close()
+        self.warm_builds.close()
         self.delivery.close(timeout=max(1.0, self.shutdown.time_left(self.clock())))
         self.sharing.close(timeout=max(1.0, self.shutdown.time_left(self.clock())))
         publish_status(self._status_file, self)

@@ -38,6 +38,8 @@ class WorkerPool:
         # Workers whose exit status their own waiter collects: the loop's reaping leaves them alone.
         # Changed by the loop only (start, and forget once it has handled the exit).
         self.unwaited: set[int] = set()
+        # Our own long-lived children that are not workers (the warm build manager): never leftovers.
+        self.services: Callable[[], set[int]] = set
 
     def start(self, run: Run, *, mode: str, extra: dict[str, Any] | None = None) -> None:
         """Start the run's worker. When no process can be had, its exit is posted at once with
@@ -87,7 +89,7 @@ class WorkerPool:
     def end_leftovers(self, run: Run) -> list[int]:
         """After a worker exited: end what is left of its tree and any orphan re-parented to us (workers
         are subreapers themselves, so an orphan of ours can only come from a worker that died)."""
-        keep = self.unwaited | self.spares.pids()
+        keep = self.unwaited | self.spares.pids() | self.services()
         leftovers = {**run.tree, **proctree.adopted_orphans(keep=keep)}
         survivors = proctree.alive(leftovers)
         if survivors:
@@ -100,7 +102,7 @@ class WorkerPool:
         for run in runs:
             if run.worker is not None and not isinstance(run.worker, NotStarted) and run.phase != "interrupting":
                 run.tree.update(proctree.snapshot(run.worker.pid))
-        proctree.reap_orphans(keep=self.unwaited)
+        proctree.reap_orphans(keep=self.unwaited | self.services())
 
     def close(self) -> None:
         self.spares.close()

@@ -103,3 +103,12 @@ def identity_for(checkout: Path, workspace_path: str, id_range: tuple[int, int])
             log.info("new job identity for the workspace", extra={"uid": uid})
     home = Path(workspace_path, ".jobs", str(uid))
     return JobIdentity(uid=uid, gid=uid, home=home)
+
+
+def build_identity_for(job: JobIdentity, workspace_path: str, id_range: tuple[int, int]) -> JobIdentity:
+    """The identity of the workspace's warm build server (steps/warm): the job's group, so it reads and
+    writes the checkout as the build would, and a uid of its own, in the range just above JOB_UID_RANGE,
+    so the job can neither signal nor trace it, and ending the job's processes leaves it alone."""
+    first, last = id_range
+    uid = job.uid + (last - first + 1)
+    return JobIdentity(uid=uid, gid=job.gid, home=Path(workspace_path, ".jobs", str(uid)))

@@ -16,9 +16,10 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,40 @@ class JobRunner:
         if end_leftovers:
             self.end_leftovers()
         return result
+
+    @contextlib.contextmanager
+    def spawned(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        network: Sequence[str] = (),
+        launch: Callable[[Callable[[], Any]], Any] = lambda start: start(),
+        **popen: Any,
+    ) -> Iterator[subprocess.Popen[bytes]]:
+        """argv started as the job and left running for the block (a warm build server); its sandbox's
+        egress lasts as long. On leaving, whatever of it is left is killed. `launch` runs the start on a
+        thread that lives as long as the process: bwrap dies with the thread that started it
+        (--die-with-parent is PR_SET_PDEATHSIG, which follows the thread, not the process)."""
+        job_env = self.environment(env)
+        preexec = self.identity.preexec() if self.identity is not None else None
+        allowed = (*network, *self.allowed_domains)
+        with self._sandboxed(argv, allowed, ()) as (wrapped, sandbox_env):
+            process = launch(
+                lambda: subprocess.Popen(
+                    wrapped,
+                    cwd=self.checkout,
+                    env={**job_env, **sandbox_env},
+                    preexec_fn=preexec,
+                    start_new_session=True,  # its own session: ending it never reaches whoever started it
+                    **popen,
+                )
+            )
+            try:
+                yield process
+            finally:
+                proctree.end_tree(proctree.snapshot(process.pid), grace=0, first_signal=signal.SIGKILL)
+                process.wait()
 
     @contextlib.contextmanager
     def _sandboxed(

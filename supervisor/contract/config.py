@@ -31,6 +31,7 @@ __all__ = ["Config", "ConfigError", "load_config", "load_config_or_exit"]
 
 DEPLOY_STRATEGIES = ("hash", "aws-cli")
 SANDBOX_SETTINGS = ("auto", "required", "off")
+BUILD_MODES = ("cold", "warm")
 DOMAIN = re.compile(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,252})(:\d{1,5})?")
 LOG_FORMATS = ("json", "text")
 SQS_MAX_VISIBILITY_SECONDS = 43200
@@ -91,6 +92,10 @@ class Config:
     # A preview per chat thread (supervisor/contract/previews.py): "shared" (one site a client) or "thread".
     preview_mode: str = SHARED
     thread_preview_url: str = DEFAULT_THREAD_PREVIEW_URL
+    # "warm": Astro builds in a long-lived server per workspace (steps/warm); "cold": `BUILD_COMMAND` each time.
+    build_mode: str = "cold"
+    warm_idle_seconds: float = 600.0  # a warm server unused this long is ended
+    warm_memory_mib: int = 1536  # a warm server bigger than this after a build is ended
 
     def __repr__(self) -> str:
         fields = asdict(self)
@@ -238,6 +243,9 @@ def load_config(env: Mapping[str, str] | None = None, *, require_input_queue: bo
         attachments=load_attachments_config(env),
         preview_mode=ev.choice(env, "PREVIEW_MODE", SHARED, PREVIEW_MODES),
         thread_preview_url=_thread_preview_url(env),
+        build_mode=ev.choice(env, "BUILD_MODE", "cold", BUILD_MODES),
+        warm_idle_seconds=ev.number(env, "BUILD_WARM_IDLE_SECONDS", 600, minimum=1, integer=False),
+        warm_memory_mib=ev.number(env, "BUILD_WARM_MEMORY_MIB", 1536, minimum=64, integer=True),
     )
 
 

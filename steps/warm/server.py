@@ -1,0 +1,208 @@
+"""One warm build server: `node server.mjs` in a checkout, run as the build identity in the job's sandbox.
+
+It runs the site's code (its config, its integrations), so it is the job's code: between builds every
+process of it is stopped (SIGSTOP), so it can do nothing while the agent or anyone else works; it is
+ended (SIGKILL) whenever a build fails, times out, is abandoned or leaves it too big.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import psutil
+
+from steps.job.runner import JobRunner
+from steps.processes import shell
+from supervisor.common import proc_scan, proctree
+
+log = logging.getLogger("steps.warm")
+
+SERVER_SCRIPT = Path(__file__).resolve().with_name("server.mjs")
+READY_SECONDS = 60.0
+ANSWER_LIMIT = 64 * 1024
+LOG_TAIL_BYTES = 4096
+
+
+Launch = Callable[[Callable[[], Any]], Any]
+
+
+def _now(start: Callable[[], Any]) -> Any:
+    return start()
+
+
+class ServerFailed(Exception):
+    """The server could not start, or died: the caller builds cold."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    error: str = ""
+    timed_out: bool = False
+    abandoned: bool = False  # the worker went away mid-build (interrupted)
+
+
+class WarmServer:
+    def __init__(self, runner: JobRunner, fingerprint: str, log_path: Path, launch: Launch = _now):
+        self.checkout = runner.checkout
+        self.fingerprint = fingerprint
+        self.uid = runner.identity.uid if runner.identity is not None else None
+        self.last_used = time.monotonic()
+        self.builds = 0
+        self._log_path = log_path
+        self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 (kept for the server's life)
+        self._buffer = b""
+        self._stack = contextlib.ExitStack()
+        env = shell.scrubbed_env(NODE_ENV="production", ASTRO_TELEMETRY_DISABLED="1")
+        node = shutil.which("node") or "node"
+        try:
+            self.process = self._stack.enter_context(
+                runner.spawned(
+                    [node, str(SERVER_SCRIPT)],
+                    env=env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=self._log,
+                    launch=launch,
+                )
+            )
+            answer = self._answer(time.monotonic() + READY_SECONDS)
+            if not isinstance(answer, dict) or answer.get("ready") is not True:
+                raise ServerFailed(f"the warm server did not start: {self._describe(answer)}")
+        except BaseException:
+            self.close()
+            raise
+        self.pause()
+
+    # Building --------------------------------------------------------------------------------------
+
+    def build(self, timeout: float, client: socket.socket) -> Outcome:
+        """One build; `client` is the worker's connection: when it closes, the build is abandoned."""
+        self.last_used = time.monotonic()
+        self.builds += 1
+        os.ftruncate(self._log.fileno(), 0)  # the server appends: its next line starts the file again
+        self.resume()
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(b"build\n")
+            self.process.stdin.flush()
+        except OSError:
+            return Outcome(False, f"the warm server is gone: {self.tail()}")
+        try:
+            answer = self._answer(time.monotonic() + timeout, client)
+        except TimeoutError:
+            return Outcome(False, f"did not finish within {timeout:g} s", timed_out=True)
+        except ConnectionAbortedError:
+            return Outcome(False, "abandoned", abandoned=True)
+        except ServerFailed as error:
+            return Outcome(False, str(error))
+        finally:
+            self.last_used = time.monotonic()
+        if isinstance(answer, dict) and answer.get("ok") is True:
+            self.pause()
+            return Outcome(True)
+        return Outcome(False, self._describe(answer))
+
+    def _answer(self, deadline: float, client: socket.socket | None = None) -> Any:
+        """The server's next answer line. TimeoutError at the deadline, ConnectionAbortedError when the
+        client hung up, ServerFailed when the server ended."""
+        assert self.process.stdout is not None
+        stdout = self.process.stdout.fileno()
+        with selectors.DefaultSelector() as selector:
+            selector.register(stdout, selectors.EVENT_READ, "server")
+            if client is not None:
+                selector.register(client, selectors.EVENT_READ, "client")
+            while b"\n" not in self._buffer:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                for key, _ in selector.select(left):
+                    if key.data == "client":
+                        if not client.recv(1, socket.MSG_PEEK):  # type: ignore[union-attr]
+                            raise ConnectionAbortedError
+                        client.recv(4096)  # type: ignore[union-attr]  # nothing more is expected: dropped
+                        continue
+                    chunk = os.read(stdout, 65536)
+                    if not chunk:
+                        raise ServerFailed(f"the warm server ended: {self.tail()}")
+                    self._buffer += chunk
+                    if len(self._buffer) > ANSWER_LIMIT:
+                        raise ServerFailed("the warm server's answer is too long")
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        try:
+            return json.loads(line)
+        except ValueError:
+            raise ServerFailed("the warm server's answer is not JSON") from None
+
+    def _describe(self, answer: Any) -> str:
+        error = answer.get("error") if isinstance(answer, dict) else None
+        return str(error)[:2000] if error else self.tail()
+
+    def tail(self) -> str:
+        """The end of what the last build printed (its error, usually)."""
+        try:
+            with open(self._log_path, "rb") as log_file:
+                log_file.seek(max(0, os.path.getsize(self._log_path) - LOG_TAIL_BYTES))
+                return log_file.read().decode(errors="replace").strip()[-LOG_TAIL_BYTES:]
+        except OSError:
+            return ""
+
+    # Its processes ---------------------------------------------------------------------------------
+
+    def processes(self) -> list[psutil.Process]:
+        """Every process of the server: its tree, and with an identity every process of that uid
+        (one that escaped the tree still is the server's: nothing else runs as it)."""
+        pids = set(proctree.snapshot(self.process.pid))
+        if self.uid is not None:
+            pids.update(proc_scan.pids_of_uid(self.uid))
+        found = []
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                found.append(psutil.Process(pid))
+        return found
+
+    def _signal_all(self, sig: signal.Signals) -> None:
+        for proc in self.processes():
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(sig)
+
+    def pause(self) -> None:
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def rss_mib(self) -> float:
+        total = 0
+        for proc in self.processes():
+            with contextlib.suppress(psutil.Error):
+                total += proc.memory_info().rss
+        return total / 2**20
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def close(self) -> None:
+        """Kill every process of the server (stopped ones too) and end its sandbox's egress."""
+        leftovers = {}
+        if hasattr(self, "process"):
+            for proc in self.processes():
+                with contextlib.suppress(psutil.Error):
+                    leftovers[proc.pid] = proc.create_time()
+        self._stack.close()
+        if leftovers:
+            proctree.end_tree(leftovers, grace=0, first_signal=signal.SIGKILL)
+        self._log.close()
