@@ -17,6 +17,7 @@ from steps.git.ledger import Ledger
 from steps.git.remote import push_pending
 from steps.git.repair import repair
 from steps.git.sessions import restore_session, settle_leftovers
+from steps.job.identity import build_uids
 from steps.processes import deps
 from steps.processes.shell import CommandFailed, CommandTimedOut
 from steps.processes.strays import end_strays
@@ -42,7 +43,7 @@ def run(ctx: StepContext) -> StepResult:
     started = time.monotonic()
     try:
         details: dict[str, object] = {}
-        if ctx.checkout.is_dir() and (strays := end_strays(ctx.checkout)):
+        if ctx.checkout.is_dir() and (strays := end_strays(ctx.checkout, build_uids(ctx.config.job_uid_range))):
             details["endedStrays"] = strays
         if ctx.checkout.is_dir():
             details["adopted"] = adopt_inner_git_dir(ctx.checkout, ctx.git.git_dir)

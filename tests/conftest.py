@@ -207,7 +207,7 @@ def base_env(
     npm_cache: Path,
 ) -> dict[str, str]:
     """Environment for a supervisor or worker under test: everything local, nothing real."""
-    first_uid = 300_000 + random.randrange(100_000) * 1000
+    first_uid = 300_000 + random.randrange(100_000) * 2000  # the uids above the range: warm build servers'
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INPUT_", "OUTPUT_", "DLQ_"))}
     env.update(aws_env)
     env.update(

@@ -105,10 +105,16 @@ def identity_for(checkout: Path, workspace_path: str, id_range: tuple[int, int])
     return JobIdentity(uid=uid, gid=uid, home=home)
 
 
+def build_uids(id_range: tuple[int, int]) -> range:
+    """The uids of warm build servers (steps/warm): a range as large as JOB_UID_RANGE, just above it."""
+    first, last = id_range
+    count = last - first + 1
+    return range(last + 1, last + 1 + count)
+
+
 def build_identity_for(job: JobIdentity, workspace_path: str, id_range: tuple[int, int]) -> JobIdentity:
     """The identity of the workspace's warm build server (steps/warm): the job's group, so it reads and
-    writes the checkout as the build would, and a uid of its own, in the range just above JOB_UID_RANGE,
-    so the job can neither signal nor trace it, and ending the job's processes leaves it alone."""
-    first, last = id_range
-    uid = job.uid + (last - first + 1)
+    writes the checkout as the build would, and a uid of its own (build_uids), so the job can neither
+    signal nor trace it, and ending the job's processes leaves it alone."""
+    uid = build_uids(id_range)[job.uid - id_range[0]]
     return JobIdentity(uid=uid, gid=job.gid, home=Path(workspace_path, ".jobs", str(uid)))

@@ -12,6 +12,7 @@ returns nothing of the job is left running: with an identity, every process of t
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
@@ -33,6 +34,7 @@ from steps.processes import shell
 from supervisor.common import proc_scan, proctree
 
 log = logging.getLogger("steps.job")
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -188,11 +190,17 @@ class JobRunner:
         **popen: Any,
     ) -> Iterator[subprocess.Popen[bytes]]:
         """argv started as the job and left running for the block (a warm build server); its sandbox's
-        egress lasts as long. On leaving, whatever of it is left is killed. `launch` runs the start on a
-        thread that lives as long as the process: bwrap dies with the thread that started it
-        (--die-with-parent is PR_SET_PDEATHSIG, which follows the thread, not the process)."""
+        egress lasts as long. On leaving, whatever of it is left is killed. It dies with the thread that
+        started it (PR_SET_PDEATHSIG, as bwrap's --die-with-parent: it follows the thread, not the
+        process), so `launch` runs the start on a thread that lives as long as the process should."""
         job_env = self.environment(env)
-        preexec = self.identity.preexec() if self.identity is not None else None
+        become = self.identity.preexec() if self.identity is not None else None
+
+        def preexec() -> None:  # it dies with the thread that started it, sandbox or not
+            if become is not None:
+                become()
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
         allowed = (*network, *self.allowed_domains)
         with self._sandboxed(argv, allowed, ()) as (wrapped, sandbox_env):
             process = launch(

@@ -25,8 +25,9 @@ def _ours() -> set[int]:
     return {me.pid, *(p.pid for p in me.parents()), *(p.pid for p in me.children(recursive=True))}
 
 
-def end_strays(checkout: Path) -> list[str]:
-    """End every process working in `checkout` that is neither ours nor on a terminal; their names."""
+def end_strays(checkout: Path, spared_uids: range = range(0)) -> list[str]:
+    """End every process working in `checkout` that is neither ours nor on a terminal, nor of
+    `spared_uids` (warm build servers: their manager ends them); their names."""
     root = str(checkout.resolve())
     working_here = proc_scan.pids_working_in(root)
     if not working_here:
@@ -39,6 +40,8 @@ def end_strays(checkout: Path) -> list[str]:
             proc = psutil.Process(pid)
             cwd = proc.cwd()
             if pid in ours or not (cwd == root or cwd.startswith(root + os.sep)) or proc.terminal():
+                continue
+            if proc.uids().real in spared_uids:
                 continue
             strays[proc.pid] = proc.create_time()
             names.append(" ".join(proc.cmdline()[:3])[:80] or str(proc.pid))

@@ -203,6 +203,9 @@ class WarmServer:
                 with contextlib.suppress(psutil.Error):
                     leftovers[proc.pid] = proc.create_time()
         self._stack.close()
+        for pipe in (getattr(self, "process", None) and (self.process.stdin, self.process.stdout)) or ():
+            if pipe is not None:
+                pipe.close()
         if leftovers:
             proctree.end_tree(leftovers, grace=0, first_signal=signal.SIGKILL)
         self._log.close()

@@ -25,8 +25,9 @@ MANIFEST_LIMIT = 1 << 20
 # Files Node can import natively: a change to one of them restarts the server.
 SCRIPT_SUFFIXES = frozenset({".js", ".mjs", ".cjs", ".ts", ".mts", ".cts", ".jsx", ".tsx", ".json", ".node"})
 SKIPPED_FOLDERS = frozenset({"node_modules", ".git", ".astro"})
-# Installed dependencies: npm rewrites its hidden lockfile on every install.
-DEPENDENCY_MARKERS = ("node_modules", "node_modules/.package-lock.json", "node_modules/astro/package.json")
+# Installed dependencies: npm rewrites its hidden lockfile on every install. (Not node_modules itself:
+# a build adds its caches there.)
+DEPENDENCY_MARKERS = ("node_modules/.package-lock.json", "node_modules/astro/package.json")
 
 
 def why_not_warm(checkout: Path, build_command: tuple[str, ...]) -> str | None:
@@ -55,8 +56,9 @@ def _small_file(path: Path) -> bytes:
 
 
 def fingerprint(checkout: Path, build_dir: str) -> str:
-    """Changes when anything a warm server would hold on to changed (size, times, inode of each file)."""
-    digest = hashlib.sha256(_stamp(os.lstat(checkout)).encode())  # the checkout itself, replaced or not
+    """Changes when anything a warm server would hold on to changed (size, mtime, inode of each file)."""
+    # The checkout folder itself: replaced or not (its times change whenever dist/ is removed).
+    digest = hashlib.sha256(f"{os.lstat(checkout).st_ino}\n".encode())
     skipped = SKIPPED_FOLDERS | {Path(build_dir).parts[0]}
     for relative, info in _watched(checkout, skipped):
         digest.update(f"{relative}\0{_stamp(info)}\n".encode(errors="surrogateescape"))
@@ -69,7 +71,8 @@ def fingerprint(checkout: Path, build_dir: str) -> str:
 
 
 def _stamp(info: os.stat_result) -> str:
-    return f"{info.st_mode} {info.st_size} {info.st_mtime_ns} {info.st_ctime_ns} {info.st_ino}"
+    # Not ctime: linking a file elsewhere (a hard-linked node_modules) changes it, and nothing in it.
+    return f"{info.st_mode} {info.st_size} {info.st_mtime_ns} {info.st_ino}"
 
 
 def _watched(checkout: Path, skipped: frozenset[str] | set[str]) -> Iterator[tuple[str, os.stat_result]]:
