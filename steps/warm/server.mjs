@@ -1,13 +1,16 @@
 // A warm build server: imports the site's own Astro once, then runs one build per "build" line on stdin.
-// Answers (one JSON line each) go to the real stdout; everything the build prints goes to stderr,
-// so a log line can never be read as an answer by accident.
+// Its first line on stdin is a token: an answer is the token and one JSON object on a line of stdout.
+// Whatever else reaches stdout (a child process the site's code started with its output inherited)
+// is not an answer; what the build prints itself goes to stderr.
 import { createRequire } from "node:module";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 
 const writeAnswer = process.stdout.write.bind(process.stdout);
 process.stdout.write = process.stderr.write.bind(process.stderr);
-const answer = (what) => writeAnswer(`${JSON.stringify(what)}\n`);
+const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const token = (await lines.next()).value ?? "";
+const answer = (what) => writeAnswer(`\n${token} ${JSON.stringify(what)}\n`);
 
 const root = process.cwd();
 let build;
@@ -20,8 +23,8 @@ try {
   process.exit(1);
 }
 answer({ ready: true });
-for await (const line of createInterface({ input: process.stdin })) {
-  if (line !== "build") continue;
+for (let line = await lines.next(); !line.done; line = await lines.next()) {
+  if (line.value !== "build") continue;
   const started = performance.now();
   try {
     await build({ root });

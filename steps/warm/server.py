@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import selectors
 import shutil
 import signal
@@ -63,8 +64,9 @@ class WarmServer:
         self.last_used = time.monotonic()
         self.builds = 0
         self._log_path = log_path
-        self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 (kept for the server's life)
+        self._log: IO[bytes] = open(log_path, "ab", buffering=0)  # noqa: SIM115 (kept for the server's life)
         self._buffer = b""
+        self._token = secrets.token_hex(16).encode()  # tells its answers from other lines on its stdout
         self._stack = contextlib.ExitStack()
         env = shell.scrubbed_env(NODE_ENV="production", ASTRO_TELEMETRY_DISABLED="1")
         node = shutil.which("node") or "node"
@@ -79,6 +81,9 @@ class WarmServer:
                     launch=launch,
                 )
             )
+            assert self.process.stdin is not None
+            self.process.stdin.write(self._token + b"\n")
+            self.process.stdin.flush()
             answer = self._answer(time.monotonic() + READY_SECONDS)
             if not isinstance(answer, dict) or answer.get("ready") is not True:
                 raise ServerFailed(f"the warm server did not start: {self._describe(answer)}")
@@ -112,6 +117,7 @@ class WarmServer:
         finally:
             self.last_used = time.monotonic()
         if isinstance(answer, dict) and answer.get("ok") is True:
+            self.end_detached()
             self.pause()
             return Outcome(True)
         return Outcome(False, self._describe(answer))
@@ -125,7 +131,7 @@ class WarmServer:
             selector.register(stdout, selectors.EVENT_READ, "server")
             if client is not None:
                 selector.register(client, selectors.EVENT_READ, "client")
-            while b"\n" not in self._buffer:
+            while (answer := self._take_answer()) is None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError
@@ -141,11 +147,20 @@ class WarmServer:
                     self._buffer += chunk
                     if len(self._buffer) > ANSWER_LIMIT:
                         raise ServerFailed("the warm server's answer is too long")
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        try:
-            return json.loads(line)
-        except ValueError:
-            raise ServerFailed("the warm server's answer is not JSON") from None
+        return answer
+
+    def _take_answer(self) -> Any | None:
+        """The first answer in what the server printed; other lines go to its log."""
+        while b"\n" in self._buffer:
+            line, _, self._buffer = self._buffer.partition(b"\n")
+            if not line.startswith(self._token + b" "):
+                self._log.write(line + b"\n")
+                continue
+            try:
+                return json.loads(line[len(self._token) + 1 :])
+            except ValueError:
+                raise ServerFailed("the warm server's answer is not JSON") from None
+        return None
 
     def _describe(self, answer: Any) -> str:
         error = answer.get("error") if isinstance(answer, dict) else None
@@ -178,6 +193,23 @@ class WarmServer:
         for proc in self.processes():
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(sig)
+
+    def end_detached(self) -> list[int]:
+        """End what the build detached into a session of its own (a daemon meant to outlive it): the
+        server keeps only what stays in its session (esbuild's service), stopped with it."""
+        try:
+            session = os.getsid(self.process.pid)
+        except OSError:
+            return []
+        detached: dict[int, float] = {}
+        for proc in self.processes():
+            with contextlib.suppress(OSError, psutil.Error):
+                if os.getsid(proc.pid) != session:
+                    detached[proc.pid] = proc.create_time()
+        if detached:
+            log.warning("ending processes the build detached", extra={"pids": sorted(detached)})
+            proctree.end_tree(detached, grace=0, first_signal=signal.SIGKILL)
+        return sorted(detached)
 
     def pause(self) -> None:
         self._signal_all(signal.SIGSTOP)

@@ -70,6 +70,7 @@ def assert_contained(
     workspace: Path,
     victim_objects: dict[str, bytes],
     sandboxed: bool,
+    warm: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Every containment check on one attacked command; returns the probe's reports."""
     # The command itself still works: edited, built, deployed, pushed.
@@ -78,7 +79,10 @@ def assert_contained(
     found = reports(objects)
     assert set(found) == {"agent", "build", "postbuild"}, sorted(objects)
     job_uid = found["agent"]["uid"]
-    assert job_uid != 0 and found["build"]["uid"] == job_uid  # a job identity, not the worker's
+    build_uid = found["build"]["uid"]
+    assert job_uid != 0 and build_uid != 0  # a job identity, not the worker's
+    # A warm server (BUILD_MODE=warm) has a uid of its own: the agent can neither signal nor trace it.
+    assert (build_uid != job_uid) if warm else (build_uid == job_uid)
 
     # No secret in any environment the job can read, PID 1's included, nor in its own (but the model key).
     for phase, report in found.items():
@@ -111,5 +115,11 @@ def assert_contained(
     # uid runs.
     if not sandboxed:
         assert not psutil.pid_exists(int(found["postbuild"]["findings"]["daemon"]["detail"]))
-    assert not [p.pid for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == job_uid]
+    # (With a warm server, that is after the supervisor stopped, which ends the server too.)
+    for uid in {job_uid, build_uid}:
+        assert not [p.pid for p in psutil.process_iter(["uids", "status"]) if running_as(p, uid)]
     return found
+
+
+def running_as(proc: psutil.Process, uid: int) -> bool:
+    return bool(proc.info["uids"]) and proc.info["uids"].real == uid and proc.info["status"] != psutil.STATUS_ZOMBIE

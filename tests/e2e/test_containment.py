@@ -59,7 +59,9 @@ def attack_env(supervisor_env, tmp_path, installed_site, remotes, make_bucket):
     return {**supervisor_env, **SECRETS, "REPO_URL": template, "DEPLOY_STRATEGY": "hash", "MAX_WORKERS": "1"}
 
 
-def run_attack(attack_env, sandbox_setting, tmp_path, remote, sqs, queues, watcher, extra=None, scripted_api=None):
+def run_attack(
+    attack_env, sandbox_setting, tmp_path, remote, sqs, queues, watcher, extra=None, scripted_api=None, plant="script"
+):
     """Victim, another thread of the attacker, the attack, the victim again. With `scripted_api` the agent is
     the real Claude Code CLI playing tests/attack/conversation.py; else the fake agent's `@fake attack`."""
     workspace = Path(attack_env["WORKSPACE_PATH"])
@@ -82,7 +84,8 @@ def run_attack(attack_env, sandbox_setting, tmp_path, remote, sqs, queues, watch
         for command_id in ("victim-1", "earlier-1"):
             watcher.wait_for(lambda b, c=command_id: b.get("commandId") == c and b.get("type") == "response", 120)
         main_before = git_out(remote, "rev-parse", "main")
-        instruction = f"Make the header blue\n@fake attack {PROBE} {json.dumps(targets, separators=(',', ':'))}"
+        compact = json.dumps(targets, separators=(",", ":"))
+        instruction = f"Make the header blue\n@fake attack {PROBE} {compact} {plant}"
         if scripted_api is not None:
             instruction = "Make the header blue"
             scripted_api.when(instruction, attacker(targets))
@@ -97,12 +100,15 @@ def run_attack(attack_env, sandbox_setting, tmp_path, remote, sqs, queues, watch
 
 @needs_root
 @pytest.mark.parametrize(
-    ("agent", "sandbox_setting"),
-    [("real CLI", "auto"), ("fake agent", "off")],
+    ("agent", "sandbox_setting", "build_mode"),
+    [("real CLI", "auto", "cold"), ("fake agent", "off", "cold"), ("fake agent", "off", "warm")],
 )
 def test_a_hostile_agent_and_build_reach_no_secret_no_git_of_ours_no_other_tenant(
-    request, agent, sandbox_setting, attack_env, tmp_path, remotes, sqs, s3, queues, watcher, bucket_prefix
+    request, agent, sandbox_setting, build_mode, attack_env, tmp_path, remotes, sqs, s3, queues, watcher, bucket_prefix
 ):
+    """With BUILD_MODE=warm the probe is in the site's config, run by the warm server (as its own uid, no
+    kernel sandbox: as on Fargate), and the server outlives the build: stopped, then ended with the
+    supervisor."""
     if sandbox_setting == "auto" and bwrap_missing() and os.environ.get("CI") != "true":
         pytest.skip("bubblewrap cannot run here (CI installs it)")
     scripted_api = None
@@ -111,8 +117,17 @@ def test_a_hostile_agent_and_build_reach_no_secret_no_git_of_ours_no_other_tenan
         real = request.getfixturevalue("real_agent_env")
         agent_only = {k: v for k, v in real.items() if k.startswith(("ANTHROPIC_", "CLAUDE_")) or k == "PATH"}
         attack_env = {**{k: v for k, v in attack_env.items() if not k.startswith("AGENT_")}, **agent_only, **SECRETS}
+    attack_env = {**attack_env, "BUILD_MODE": build_mode}
     attacked, victim, markers, main_before, supervisor = run_attack(
-        attack_env, sandbox_setting, tmp_path, remotes["acme"], sqs, queues, watcher, scripted_api=scripted_api
+        attack_env,
+        sandbox_setting,
+        tmp_path,
+        remotes["acme"],
+        sqs,
+        queues,
+        watcher,
+        scripted_api=scripted_api,
+        plant="config" if build_mode == "warm" else "script",
     )
     workspace = Path(attack_env["WORKSPACE_PATH"])
     assert victim["success"] is True and "pwned" not in " ".join(victim["filesChanged"])
@@ -125,7 +140,10 @@ def test_a_hostile_agent_and_build_reach_no_secret_no_git_of_ours_no_other_tenan
         workspace=workspace,
         victim_objects=bucket_objects(s3, f"{bucket_prefix}-globex"),
         sandboxed=sandbox_setting == "auto",
+        warm=build_mode == "warm",
     )
+    if build_mode == "warm":
+        assert [line["serverStarted"] for line in supervisor.log_lines() if line.get("event") == "built warm"]
 
     # The network: only with the kernel sandbox is the cloud API out of reach; the start-up line says which.
     layers = next(line for line in supervisor.log_lines() if line.get("event", "").startswith("containment"))

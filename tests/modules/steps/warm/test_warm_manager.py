@@ -226,3 +226,20 @@ def test_without_a_manager_the_worker_is_told_to_build_cold(tmp_path, monkeypatc
     monkeypatch.setenv(client.SOCKET_VARIABLE, str(tmp_path / "gone.sock"))
     with pytest.raises(client.WarmUnavailable, match="did not answer"):
         client.build(tmp_path, 60, CONTEXT)
+
+
+def test_a_process_the_build_detached_is_ended_and_one_it_keeps_is_stopped_with_the_server(warm):
+    checkout = warm.site()
+    (checkout / "src" / "daemon").write_text("")
+    warm.build(checkout)
+    names = {" ".join(proc.cmdline()[-1:]): proc.status() for proc in warm.server_processes(checkout)}
+    assert "detached" not in names, names
+    assert names["kept"] == psutil.STATUS_STOPPED, names
+
+
+def test_what_a_child_prints_on_the_servers_stdout_is_not_taken_for_its_answer(warm):
+    checkout = warm.site()
+    (checkout / "src" / "chatty").write_text("")
+    assert warm.build(checkout).builds == 1 and built_by(checkout)[0] == "hello"
+    assert warm.build(checkout).builds == 2  # the same server, still in step with its answers
+    assert '{"ok": false}' in warm.manager.servers[checkout].tail()
