@@ -13,7 +13,13 @@ copy is rebuilt once, the order rotating from round to round:
   (a2) cold without npm: `node node_modules/astro/astro.js build`, the same new node + Astro CLI;
   (a3) with node >= 22 only: (a) with NODE_COMPILE_CACHE, node's on-disk cache of compiled modules;
   (c)  warm: one long-lived node process per copy that imported astro once and calls its programmatic
-       `build({ root })` for each rebuild (started before the rounds; its own first build not counted).
+       `build({ root })` for each rebuild (started before the rounds; its own first build not counted);
+  (d)  warm as shipped (BUILD_MODE=warm): steps/warm's manager and server.mjs, asked by the worker's
+       client over its socket, the fingerprint checked, the server stopped (SIGSTOP) between builds;
+       no identity, no sandbox, as (a);
+  (e)  cold contained: (a) as the worker runs it, through steps/job with this host's layers (as root:
+       the job's uid, bubblewrap where user namespaces work), its leftovers ended after it;
+  (f)  warm as shipped and contained: (d) with the same layers (the server's own uid, its sandbox).
 
 And, --runs times each, what a cold build pays before Astro does anything:
   (b0) `node -e 0`, (b1) `node --input-type=module -e "await import('astro')"` (node + astro's modules),
@@ -37,10 +43,12 @@ import os
 import random
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,7 +59,11 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from steps.job.runner import UNCONFINED, Containment, JobRunner, find_containment  # noqa: E402
 from steps.processes import shell  # noqa: E402
+from steps.warm import client as warm_client  # noqa: E402
+from steps.warm.manager import Manager, listen  # noqa: E402
+from supervisor.contract.config import load_config  # noqa: E402
 
 DEMO_SITE = ROOT / "examples" / "demo-site"
 SEED = 20240521
@@ -283,6 +295,52 @@ class WarmBuilder:
         self.log.close()
 
 
+class ShippedWarm:
+    """The shipped warm path: a manager of steps/warm (its own thread here, its own process in a
+    supervisor), asked through the worker's client; one per containment."""
+
+    def __init__(self, workspace: Path, containment: Containment, name: str):
+        self.containment = containment
+        config = {"WORKSPACE_PATH": str(workspace), "BUILD_MODE": "warm", "BUILD_WARM_MEMORY_MIB": "8192"}
+        self.config = load_config({**config, "JOB_UID_RANGE": "700000-700999"}, require_input_queue=False)
+        folder = Path(tempfile.mkdtemp(prefix=f"bench-warm-{name}-"))
+        self.socket = folder / "manager.sock"
+        self.manager = Manager(self.config, containment, folder)
+        self.listener = listen(self.socket)
+        self.stop = threading.Event()
+        threading.Thread(target=self.manager.serve, args=(self.listener, self.stop), daemon=True).start()
+
+    def runner(self, site: Path) -> JobRunner:
+        return JobRunner.for_checkout(self.containment, site, self.config.workspace_path, (), self.config.job_uid_range)
+
+    def build(self, site: Path) -> tuple[float, str]:
+        os.environ[warm_client.SOCKET_VARIABLE] = str(self.socket)
+        started = time.monotonic()
+        warm_client.build(site, 900, {"commandId": "bench"})
+        return time.monotonic() - started, ""
+
+    def rss_mib(self) -> float:
+        return sum(server.rss_mib() for server in self.manager.servers.values())
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        self.manager.close()
+        shutil.rmtree(self.socket.parent, ignore_errors=True)
+
+
+def contained_cold(site: Path, runner: JobRunner) -> Callable[[], tuple[float, str]]:
+    """(e): BUILD_COMMAND's default as steps/build.py runs it, under the job's layers."""
+
+    def build() -> tuple[float, str]:
+        started = time.monotonic()
+        result = runner.run(["npm", "run", "build"], env=ENV, npm=False, timeout=900, log_output=False)
+        return time.monotonic() - started, result.stdout
+
+    return build
+
+
 @dataclass
 class Mode:
     name: str
@@ -375,9 +433,13 @@ def main() -> int:
     node_version = subprocess.run(["node", "--version"], env=ENV, capture_output=True, text=True, check=True).stdout
     compile_cache = int(node_version.strip().lstrip("v").split(".")[0]) >= 22  # NODE_COMPILE_CACHE: 22.1
     work = Path(tempfile.mkdtemp(prefix="bench-build-"))
+    work.chmod(0o711)  # job uids pass through to their checkouts, (e) and (f)
     warm: WarmBuilder | None = None
+    shipped: list[ShippedWarm] = []
+    containment = find_containment("auto")
+    print(f"containment of (e) and (f): {containment.layers()}")
     try:
-        sites = install(work, args.pages, ["a", "b", "c", "d"][: 4 if compile_cache else 3])
+        sites = install(work, args.pages, ["a", "b", "c", "d", "e", "f", "g"])
         script = work / "warm-build.mjs"
         script.write_text(WARM_SERVER)
         astro = json.loads((sites[0] / "node_modules" / "astro" / "package.json").read_text())["version"]
@@ -394,6 +456,15 @@ def main() -> int:
                     "(a3) cold: + NODE_COMPILE_CACHE", sites[3], ["npm", "run", "build"], NODE_COMPILE_CACHE=cache
                 )
             )
+        shipped = [ShippedWarm(work, UNCONFINED, "d"), ShippedWarm(work, containment, "f")]
+        contained = shipped[1].runner(sites[5])
+        for site in sites[4:7]:
+            shipped[1].runner(site).prepare_workspace()  # the job's group on every file, as a worker does
+        modes += [
+            Mode("(d) warm as shipped", sites[4], lambda: shipped[0].build(sites[4])),
+            Mode("(e) cold contained", sites[5], contained_cold(sites[5], contained)),
+            Mode("(f) warm as shipped, contained", sites[6], lambda: shipped[1].build(sites[6])),
+        ]
         for mode in modes:  # the first, full build: not counted (it fills Astro's caches, and node's)
             mode.build()
         started = time.monotonic()
@@ -409,7 +480,7 @@ def main() -> int:
             NPM_STARTUP: ["npm", "run", "--silent", "startup"],
         }
         start_seconds: dict[str, list[float]] = {name: [] for name in starts}
-        identical, rss = 0, []
+        identical, rss, shipped_rss = 0, [], []
         for round_ in range(args.runs):
             edit = f"Edited in round {round_ + 1}: {'new words ' * (round_ + 1)}end."
             outputs: dict[str, dict[str, str]] = {}
@@ -424,6 +495,7 @@ def main() -> int:
             for name, argv in starts.items():
                 start_seconds[name].append(timed_run(argv, sites[0])[0])
             rss.append(warm.rss_mib())
+            shipped_rss.append([round(each.rss_mib()) for each in shipped])
             reference = outputs[modes[0].name]
             page = sites[0] / "dist" / "posts" / f"post-{CHANGED:04d}" / "index.html"
             changed = page.is_file() and edit.encode() in page.read_bytes()
@@ -440,10 +512,15 @@ def main() -> int:
         print_figures(modes, start_seconds, args.runs)
         print(f"output identical in {identical} of {args.runs} rounds (every file of dist/, the edit in the page)")
         print(f"warm process RSS after each round: {', '.join(f'{r:.0f}' for r in rss)} MiB")
+        print(f"(d), (f) servers' RSS after each round: {shipped_rss} MiB")
+        (e, f) = (statistics.median(mode.seconds) for mode in modes[-2:])
+        print(f"(f) vs (e), both contained: saves {(1 - f / e) * 100:.1f} % (medians) (goal to ship: >= 30 %)")
         return 0 if identical == args.runs else 1
     finally:
         if warm is not None:
             warm.close()
+        for each in shipped:
+            each.close()
         if args.keep:
             print(f"kept: {work}")
         else:

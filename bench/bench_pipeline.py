@@ -10,18 +10,24 @@ response's durationMs) over agent + build: the floor of a command. 1.00 would be
 nothing beside the agent and the build. The end-to-end time from the send to the response received is
 printed too (it adds SQS, starting the worker and the response).
 
-Run: .venv/bin/python bench/bench_pipeline.py [--commands 6]   (about a minute; npm's registry is used once)
+With --build-mode warm the supervisor has BUILD_MODE=warm (steps/warm); --build-mode both measures cold,
+then warm, and prints the ratio of their build steps and whole commands.
+
+Run: .venv/bin/python bench/bench_pipeline.py [--commands 6] [--build-mode cold|warm|both]   (about a
+minute per mode; npm's registry is used once)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,37 +78,73 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):7.0f} ({min(values):.0f}-{max(values):.0f})"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--commands", type=int, default=6, help="warm commands measured (default 6)")
-    args = parser.parse_args()
+@dataclass
+class Figures:
+    per_step: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in STEPS})
+    ratios: list[float] = field(default_factory=list)
+    pipeline: list[float] = field(default_factory=list)
+    end_to_end: list[float] = field(default_factory=list)
+
+
+def measure(build_mode: str, commands: int) -> Figures:
+    figures = Figures()
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as folder, local_stack(Path(folder)) as stack:
         stack.create_bucket("acme")
         env = stack.supervisor_env(AGENT_COMMAND=f"{job_python()} {FAKE_AGENT}", LOG_FORMAT="json")
-        stack.start_supervisor(env, Path(folder) / "supervisor.log")
+        stack.start_supervisor({**env, "BUILD_MODE": build_mode}, Path(folder) / "supervisor.log")
         warm, _ = run_command(stack, "First: clone and install")
-        print(f"first command (clone, npm ci): {warm['durationMs']} ms; containment: {sandbox_of(Path(folder))}")
-        per_step: dict[str, list[float]] = {name: [] for name in STEPS}
-        ratios, pipeline, end_to_end = [], [], []
-        for number in range(args.commands):
+        print(f"\nBUILD_MODE={build_mode}: first command (clone, npm ci): {warm['durationMs']} ms; ", end="")
+        print(f"containment: {sandbox_of(Path(folder))}")
+        for number in range(commands):
             response, wall = run_command(stack, f"Edit number {number}")
             durations = {step["name"]: step["durationMs"] for step in response["steps"]}
             for name in STEPS:
-                per_step[name].append(durations[name])
+                figures.per_step[name].append(durations[name])
             floor = durations["agent"] + durations["build"]
-            ratios.append(response["durationMs"] / floor)
-            pipeline.append(response["durationMs"])
-            end_to_end.append(wall * 1000)
-    print(f"\n{args.commands} warm commands on one workspace (demo site, hash deploy), ms: median (min-max)")
+            figures.ratios.append(response["durationMs"] / floor)
+            figures.pipeline.append(response["durationMs"])
+            figures.end_to_end.append(wall * 1000)
+        if build_mode == "warm":
+            built = [line for line in log_lines(Path(folder)) if line.get("event") == "built warm"]
+            started = sum(line["serverStarted"] for line in built)
+            print(f"built warm: {len(built)} of {commands + 1} builds, a server started for {started}")
+    per_step = figures.per_step
+    print(f"{commands} warm commands on one workspace (demo site, hash deploy), ms: median (min-max)")
     for name in STEPS:
         print(f"  {name:<10}{spread(per_step[name])}")
-    own = [p - a - b for p, a, b in zip(pipeline, per_step["agent"], per_step["build"], strict=True)]
-    print(f"  {'pipeline':<10}{spread(pipeline)}   (the response's durationMs)")
+    own = [p - a - b for p, a, b in zip(figures.pipeline, per_step["agent"], per_step["build"], strict=True)]
+    print(f"  {'pipeline':<10}{spread(figures.pipeline)}   (the response's durationMs)")
     print(f"  {'own cost':<10}{spread(own)}   (pipeline - agent - build)")
-    print(f"  {'send→resp':<10}{spread(end_to_end)}   (adds SQS, the worker's start, the response)")
-    low, high = min(ratios), max(ratios)
-    print(f"\npipeline / (agent + build): median {statistics.median(ratios):.3f} (min {low:.3f}, max {high:.3f})")
+    print(f"  {'send→resp':<10}{spread(figures.end_to_end)}   (adds SQS, the worker's start, the response)")
+    low, high = min(figures.ratios), max(figures.ratios)
+    print(f"pipeline / (agent + build): median {statistics.median(figures.ratios):.3f} (min {low:.3f}, max {high:.3f})")
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--commands", type=int, default=6, help="warm commands measured (default 6)")
+    parser.add_argument(
+        "--build-mode", choices=("cold", "warm", "both"), default="cold", help="BUILD_MODE; both: cold, then warm"
+    )
+    args = parser.parse_args()
+    modes = ("cold", "warm") if args.build_mode == "both" else (args.build_mode,)
+    figures = {mode: measure(mode, args.commands) for mode in modes}
+    if len(figures) == 2:
+        cold, warm = figures["cold"], figures["warm"]
+        build = statistics.median(warm.per_step["build"]) / statistics.median(cold.per_step["build"])
+        whole = statistics.median(warm.pipeline) / statistics.median(cold.pipeline)
+        print(f"\nwarm / cold, medians: build step {build:.2f} (saves {(1 - build) * 100:.0f} %), ", end="")
+        print(f"whole command (durationMs) {whole:.2f} (saves {(1 - whole) * 100:.0f} %)")
     return 0
+
+
+def log_lines(state: Path) -> list[dict[str, Any]]:
+    found = []
+    for line in (state / "supervisor.log").read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            found.append(json.loads(line))
+    return [line for line in found if isinstance(line, dict)]
 
 
 def sandbox_of(state: Path) -> str:

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from steps.processes.shell import scrubbed_env
 from steps.warm.client import SOCKET_VARIABLE
 from supervisor.contract.config import Config
 
@@ -49,7 +50,8 @@ class WarmBuilds:
         if now - self._last_start < RESTART_SECONDS:
             return
         self._last_start = now
-        env = {**os.environ, "WEBORDINARY_WARM_PARENT": str(os.getpid())}
+        # Our configuration, not our credentials: the manager needs none.
+        env = scrubbed_env(WEBORDINARY_WARM_PARENT=str(os.getpid()))
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "steps.warm.manager", str(self.socket)],

@@ -25,11 +25,19 @@ def _ours() -> set[int]:
     return {me.pid, *(p.pid for p in me.parents()), *(p.pid for p in me.children(recursive=True))}
 
 
+def _owner(pid: int) -> int:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return -1
+
+
 def end_strays(checkout: Path, spared_uids: range = range(0)) -> list[str]:
     """End every process working in `checkout` that is neither ours nor on a terminal, nor of
     `spared_uids` (warm build servers: their manager ends them); their names."""
     root = str(checkout.resolve())
-    working_here = proc_scan.pids_working_in(root)
+    # A warm build server works here on every command: left out before psutil's walk of the table.
+    working_here = [pid for pid in proc_scan.pids_working_in(root) if _owner(pid) not in spared_uids]
     if not working_here:
         return []
     ours = _ours()  # psutil's walk of the whole table: only when something works here
@@ -40,8 +48,6 @@ def end_strays(checkout: Path, spared_uids: range = range(0)) -> list[str]:
             proc = psutil.Process(pid)
             cwd = proc.cwd()
             if pid in ours or not (cwd == root or cwd.startswith(root + os.sep)) or proc.terminal():
-                continue
-            if proc.uids().real in spared_uids:
                 continue
             strays[proc.pid] = proc.create_time()
             names.append(" ".join(proc.cmdline()[:3])[:80] or str(proc.pid))

@@ -70,7 +70,7 @@ class Manager:
             with self._busy_lock(checkout):
                 reply = self.build(checkout, float(timeout), conn, context)
         except BadRequest as error:
-            reply = {"ok": False, "fallback": True, "error": f"bad request: {error}"}
+            reply = {"ok": False, "error": f"bad request: {error}"}
         if reply.get("abandoned"):
             return
         with contextlib.suppress(OSError):
@@ -95,39 +95,31 @@ class Manager:
         current = fingerprint(checkout, self.config.build_dir)
         server = self.servers.get(checkout)
         if server is not None and (server.fingerprint != current or not server.alive()):
-            self.end(checkout, "its scripts, config or dependencies changed" if server.alive() else "it died")
+            self.end(checkout, "its scripts, config or dependencies changed" if server.alive() else "it died", context)
             server = None
         started = server is None
         if server is None:
-            self._make_room()
+            self._make_room(context)
             try:
-                server = self._start(checkout, current)
+                server = self._start(checkout, current, context)
             except (ServerFailed, OSError, RuntimeError) as error:
-                log.warning("warm server did not start: %s", error, extra=context)
-                return {"ok": False, "fallback": True, "error": str(error)[:2000]}
+                log.warning("warm server did not start: %s", error, extra={**context, "step": "build"})
+                return {"ok": False, "error": str(error)[:2000]}
         outcome = server.build(timeout, conn)
         if not outcome.ok:
-            self.end(
-                checkout,
-                "its build "
-                + ("timed out" if outcome.timed_out else "was abandoned" if outcome.abandoned else "failed"),
-            )
-            return {
-                "ok": False,
-                "fallback": not (outcome.timed_out or outcome.abandoned),
-                "timedOut": outcome.timed_out,
-                "abandoned": outcome.abandoned,
-                "error": outcome.error,
-            }
+            how = "timed out" if outcome.timed_out else "was abandoned" if outcome.abandoned else "failed"
+            self.end(checkout, f"its build {how}", context)
+            return {"ok": False, "timedOut": outcome.timed_out, "abandoned": outcome.abandoned, "error": outcome.error}
         server.fingerprint = fingerprint(checkout, self.config.build_dir)  # what the build itself wrote
         rss = server.rss_mib()
         if rss > self.config.warm_memory_mib:
-            self.end(checkout, f"it holds {rss:.0f} MiB (BUILD_WARM_MEMORY_MIB {self.config.warm_memory_mib})")
+            limit = self.config.warm_memory_mib
+            self.end(checkout, f"it holds {rss:.0f} MiB (BUILD_WARM_MEMORY_MIB {limit})", context)
         return {"ok": True, "serverStarted": started, "builds": server.builds, "rssMiB": round(rss)}
 
     # Servers -----------------------------------------------------------------------------------------
 
-    def _start(self, checkout: Path, current: str) -> WarmServer:
+    def _start(self, checkout: Path, current: str, context: dict[str, Any]) -> WarmServer:
         identity = None
         if self.containment.identity:
             job = identity_for(checkout, self.config.workspace_path, self.config.job_uid_range)
@@ -141,30 +133,32 @@ class Manager:
         server = WarmServer(runner, current, self.folder / f"{name}.log", self._launch)
         with self._lock:
             self.servers[checkout] = server
-        log.info("warm server started", extra={"seconds": round(time.monotonic() - began, 3), "uid": server.uid})
+        seconds = round(time.monotonic() - began, 3)
+        log.info("warm server started", extra={**context, "step": "build", "seconds": seconds, "uid": server.uid})
         return server
 
     def _launch(self, start: Callable[[], Any]) -> Any:
         return self._launcher.submit(start).result()
 
-    def end(self, checkout: Path, reason: str) -> None:
+    def end(self, checkout: Path, reason: str, context: dict[str, Any] | None = None) -> None:
         with self._lock:
             server = self.servers.pop(checkout, None)
         if server is not None:
-            log.info("warm server ended: %s", reason, extra={"builds": server.builds})
+            extra = {**(context or {}), "step": "build", "builds": server.builds}
+            log.info("warm server ended: %s", reason, extra=extra)
             server.close()
 
     def _busy_lock(self, checkout: Path) -> threading.Lock:
         with self._lock:
             return self._busy.setdefault(checkout, threading.Lock())
 
-    def _make_room(self) -> None:
+    def _make_room(self, context: dict[str, Any]) -> None:
         """At most MAX_WORKERS servers: the least recently used one that is not building goes."""
         while len(self.servers) >= self.config.max_workers:
             idle = [(s.last_used, c) for c, s in list(self.servers.items()) if not self._busy_lock(c).locked()]
             if not idle:
                 return
-            self.end(min(idle)[1], "room was needed for another workspace's")
+            self.end(min(idle)[1], "room was needed for another workspace's", context)
 
     def end_idle(self, now: float) -> None:
         for checkout, server in list(self.servers.items()):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 BUILD = """\
 import { execFileSync, spawn } from "node:child_process";
+import { once } from "node:events";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 const server = `${process.pid}-${Math.random().toString(36).slice(2)}`;
@@ -32,6 +33,7 @@ export async function build({ root }) {
       spawn(process.execPath, [...sleep, "detached"], { detached: true, stdio: "ignore" }),
       spawn(process.execPath, [...sleep, "kept"], { stdio: "ignore" }),
     ];
+    await Promise.all(globalThis.children.map((child) => once(child, "spawn")));  // both exec'd: the test names them
   }
   mkdirSync(join(root, "dist"), { recursive: true });
   const page = readFileSync(join(src, "page.txt"), "utf8");

@@ -45,7 +45,11 @@ class Warm:
     def site(self, client_id: str = "acme", page: str = "hello") -> Path:
         checkout = Path(self.config.workspace_path, client_id, "u1", "site")
         make_site(checkout, page)
-        self.runner(checkout).prepare_workspace()  # what the worker does before any job
+        umask = os.umask(0o022)
+        try:
+            self.runner(checkout).prepare_workspace()  # what the worker does before any job
+        finally:
+            os.umask(umask)  # it sets the worker's umask (process-wide): not for the rest of this test process
         return checkout
 
     def runner(self, checkout: Path) -> JobRunner:
