@@ -46,7 +46,7 @@ def build(checkout: Path, timeout: float, context: dict[str, str]) -> WarmBuild:
             conn.settimeout(timeout + MARGIN_SECONDS)
             conn.connect(path)
             conn.sendall(json.dumps(request).encode() + b"\n")
-            reply = _reply(conn)
+            reply = read_object(conn, REPLY_LIMIT)
     except OSError as error:
         raise WarmUnavailable(f"the warm build manager did not answer: {error}") from None
     if reply.get("ok") is True:
@@ -57,19 +57,20 @@ def build(checkout: Path, timeout: float, context: dict[str, str]) -> WarmBuild:
     raise WarmUnavailable(f"the warm build failed: {error}")
 
 
-def _reply(conn: socket.socket) -> dict[str, Any]:
+def read_object(conn: socket.socket, limit: int) -> dict[str, Any]:
+    """One JSON object on one line: the protocol both ways. ConnectionError for anything else."""
     data = b""
     while b"\n" not in data:
         chunk = conn.recv(65536)
         if not chunk:
-            raise ConnectionError("the manager closed the connection")
+            raise ConnectionError("the connection closed before the line ended")
         data += chunk
-        if len(data) > REPLY_LIMIT:
-            raise ConnectionError("the manager's reply is too long")
+        if len(data) > limit:
+            raise ConnectionError("the line is too long")
     try:
-        reply = json.loads(data.partition(b"\n")[0])
+        found = json.loads(data.partition(b"\n")[0])
     except ValueError:
-        raise ConnectionError("the manager's reply is not JSON") from None
-    if not isinstance(reply, dict):
-        raise ConnectionError("the manager's reply is not a JSON object")
-    return reply
+        raise ConnectionError("the line is not JSON") from None
+    if not isinstance(found, dict):
+        raise ConnectionError("the line is not a JSON object")
+    return found

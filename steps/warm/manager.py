@@ -27,6 +27,7 @@ from typing import Any
 from steps.job import access
 from steps.job.identity import build_identity_for, identity_for
 from steps.job.runner import Containment, JobRunner, find_containment
+from steps.warm.client import read_object
 from steps.warm.server import ServerFailed, WarmServer
 from steps.warm.site import fingerprint
 from supervisor.common.logs import setup_logging
@@ -204,21 +205,11 @@ class Manager:
 
 def _read_request(conn: socket.socket) -> dict[str, Any]:
     conn.settimeout(REQUEST_SECONDS)
-    data = b""
-    while b"\n" not in data:
-        chunk = conn.recv(4096)
-        if not chunk:
-            raise BadRequest("the request ended before its line did")
-        data += chunk
-        if len(data) > REQUEST_LIMIT:
-            raise BadRequest("the request is too long")
-    conn.settimeout(None)
     try:
-        request = json.loads(data.partition(b"\n")[0])
-    except ValueError:
-        raise BadRequest("the request is not JSON") from None
-    if not isinstance(request, dict):
-        raise BadRequest("the request is not a JSON object")
+        request = read_object(conn, REQUEST_LIMIT)
+    except OSError as error:  # ConnectionError, a timeout
+        raise BadRequest(str(error) or "no request in time") from None
+    conn.settimeout(None)
     return request
 
 

@@ -32,6 +32,10 @@ from supervisor.common import proc_scan, proctree
 log = logging.getLogger("steps.warm")
 
 SERVER_SCRIPT = Path(__file__).resolve().with_name("server.mjs")
+# A larger young generation: a build allocates much that dies young, and a server lives for many builds.
+# Rebuilds of bench_build's 1,000-page site took ~7 % less with it (medians of 6 runs, twice); no flag
+# for a full GC between builds: that made the next build slower.
+NODE_FLAGS = ("--max-semi-space-size=64",)
 READY_SECONDS = 60.0
 ANSWER_LIMIT = 64 * 1024
 LOG_TAIL_BYTES = 4096
@@ -73,7 +77,7 @@ class WarmServer:
         try:
             self.process = self._stack.enter_context(
                 runner.spawned(
-                    [node, str(SERVER_SCRIPT)],
+                    [node, *NODE_FLAGS, str(SERVER_SCRIPT)],
                     env=env,
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -247,3 +248,21 @@ def test_what_a_child_prints_on_the_servers_stdout_is_not_taken_for_its_answer(w
     assert warm.build(checkout).builds == 1 and built_by(checkout)[0] == "hello"
     assert warm.build(checkout).builds == 2  # the same server, still in step with its answers
     assert '{"ok": false}' in warm.manager.servers[checkout].tail()
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "why"),
+    [
+        (b"not json\n", "not JSON"),
+        (b"[1, 2]\n", "not a JSON object"),
+        (b"{" + b" " * 70_000, "too long"),
+        (b'{"checkout": "/tmp", "timeoutSeconds": -1}\n', "not in the workspace|timeoutSeconds"),
+    ],
+)
+def test_a_malformed_request_gets_one_clear_refusal(warm, request_bytes, why):
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.connect(str(warm.socket))
+        conn.sendall(request_bytes)
+        reply = client.read_object(conn, 65536)
+    assert reply["ok"] is False and reply["error"].startswith("bad request: ")
+    assert re.search(why, reply["error"]), reply
