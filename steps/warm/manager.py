@@ -86,9 +86,11 @@ class Manager:
         workspace = Path(self.config.workspace_path)
         if not path.is_relative_to(workspace) or path == workspace:
             raise BadRequest("the checkout is not in the workspace")
-        if path.relative_to(workspace).parts[0] in PRIVATE_FOLDERS:
+        relative = path.relative_to(workspace)
+        if relative.parts[0] in PRIVATE_FOLDERS:
             raise BadRequest("the checkout is not in the workspace")
-        if os.path.realpath(path) != str(path) or not path.is_dir():
+        # No link below the workspace (one above it, the operator's, is theirs to make).
+        if os.path.realpath(path) != os.path.join(os.path.realpath(workspace), relative) or not path.is_dir():
             raise BadRequest("the checkout is not a folder (or a link is on the way to it)")
         return path
 
