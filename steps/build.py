@@ -81,10 +81,14 @@ def run(ctx: StepContext) -> StepResult:
         _remove_old_output(ctx.checkout, ctx.config.build_dir)
         # The build runs code the agent may have written: it gets no credentials.
         env = shell.scrubbed_env(NODE_ENV="production", ASTRO_TELEMETRY_DISABLED="1")
+        building = time.monotonic()
         mode = "warm" if ctx.config.build_mode == "warm" and _built_warm(ctx) else "cold"
         if mode == "cold":
+            # What a failed warm build left of BUILD_TIMEOUT_SECONDS: the limit is the step's, not each try's.
+            timeout = ctx.config.build_timeout_seconds - (time.monotonic() - building)
+            if timeout <= 0:
+                raise warm.WarmTimedOut(f"did not finish within {ctx.config.build_timeout_seconds:g} s")
             # The build needs no registry (dependencies are installed): in the sandbox, only SANDBOX_ALLOWED_DOMAINS.
-            timeout = ctx.config.build_timeout_seconds
             ctx.jobs.run(list(ctx.config.build_command), env=env, npm=False, timeout=timeout)
     except (shell.CommandFailed, shell.CommandTimedOut, warm.WarmTimedOut) as error:
         raise StepError(ErrorCode.BUILD_FAILED, f"build: {error}") from None

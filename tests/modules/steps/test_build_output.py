@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,28 @@ def test_a_build_folder_under_a_link_is_neither_removed_nor_built(tmp_path, outs
     assert "is under a symbolic link" in str(failure.value)
     assert (outside / "dist" / "keep.txt").read_text() == "another build"  # the old code removed it (as root)
     assert not (outside / "dist" / "index.html").exists()
+
+
+def test_a_failed_warm_build_leaves_the_cold_build_what_is_left_of_the_timeout(tmp_path, monkeypatch):
+    """BUILD_TIMEOUT_SECONDS bounds the step: a warm build that failed after 1 s leaves the cold one 1 s of 2."""
+    script = tmp_path / "slow_build.py"
+    script.write_text("import os, time\ntime.sleep(1.5)\nos.makedirs('dist')\nopen('dist/index.html', 'w').close()\n")
+    (tmp_path / "site").mkdir()
+    env = {
+        "WORKSPACE_PATH": str(tmp_path),
+        "BUILD_MODE": "warm",
+        "BUILD_TIMEOUT_SECONDS": "2",
+        "BUILD_COMMAND": f"{sys.executable} {script}",
+    }
+    config = load_config(env, require_input_queue=False)
+    command = parse_command(json.dumps(message()), "https://git.example.invalid/site.git")
+    ctx = StepContext(config=config, command=command, checkout=tmp_path / "site", git=Git(tmp_path / "site", config))
+
+    def fails_slowly(*_: object) -> None:
+        time.sleep(1.0)
+        raise build.warm.WarmUnavailable("the warm build failed: the page does not compile")
+
+    monkeypatch.setattr(build, "why_not_warm", lambda *_: None)
+    monkeypatch.setattr(build.warm, "build", fails_slowly)
+    with pytest.raises(StepError, match="did not finish within"):
+        build.run(ctx)
