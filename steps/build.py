@@ -89,7 +89,10 @@ def run(ctx: StepContext) -> StepResult:
             if timeout <= 0:
                 raise warm.WarmTimedOut(f"did not finish within {ctx.config.build_timeout_seconds:g} s")
             # The build needs no registry (dependencies are installed): in the sandbox, only SANDBOX_ALLOWED_DOMAINS.
-            ctx.jobs.run(list(ctx.config.build_command), env=env, npm=False, timeout=timeout)
+            try:
+                ctx.jobs.run(list(ctx.config.build_command), env=env, npm=False, timeout=timeout)
+            except shell.CommandTimedOut as error:  # said with the limit the operator set
+                raise shell.CommandTimedOut(error.argv, ctx.config.build_timeout_seconds, error.tail) from None
     except (shell.CommandFailed, shell.CommandTimedOut, warm.WarmTimedOut) as error:
         raise StepError(ErrorCode.BUILD_FAILED, f"build: {error}") from None
     _check_output(ctx.checkout, ctx.config.build_dir)
