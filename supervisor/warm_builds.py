@@ -45,10 +45,10 @@ class WarmBuilds:
         """Start the manager, or start it again if it died."""
         if not self.enabled or (self.process is not None and self.process.poll() is None):
             return
+        if now - self._last_start < RESTART_SECONDS:
+            return  # (meanwhile builds run cold)
         if self.process is not None:
             log.warning("warm build manager exited (%s); starting it again", self.process.returncode)
-        if now - self._last_start < RESTART_SECONDS:
-            return
         self._last_start = now
         # Our configuration, not our credentials: the manager needs none.
         env = scrubbed_env(WEBORDINARY_WARM_PARENT=str(os.getpid()))
