@@ -218,7 +218,8 @@ class Delivery:
             try:
                 # Onto the input queue, wherever it came from: in an inbox only that (busy) owner would see it.
                 delay, again = min(seconds, MAX_DELAY_SECONDS), f"requeue {message.message_id}"
-                self.queues.send_to("", message.body, delay=delay, deduplication=again)
+                attributes = message.resend_attributes()
+                self.queues.send_to("", message.body, delay=delay, deduplication=again, attributes=attributes)
             except Exception as error:  # the original comes back instead, receive count and all
                 log.warning("could not requeue a message: %s", error, extra={"messageId": message.message_id})
                 kept.append((message, seconds))

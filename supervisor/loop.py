@@ -164,11 +164,15 @@ class Supervisor:
         self.intake.take(message)
 
     def _arrive(self, run: Run) -> None:
-        arrival, newer = self.router.arrive(run), run.command.command_id
-        if arrival.superseded is not None:
-            self.responder.superseded(arrival.superseded, f"superseded by a newer command ({newer}) before it started")
+        arrival = self.router.arrive(run)
+        if arrival.superseded is run:  # sent before a command of its workspace that waits, runs or ran here
+            reason = f"superseded by a newer command ({arrival.newer}), sent after it but received before it"
+            self.responder.superseded(run, reason)
+        elif arrival.superseded is not None:
+            reason = f"superseded by a newer command ({arrival.newer}) before it started"
+            self.responder.superseded(arrival.superseded, reason)
         if arrival.interrupt is not None:
-            self._interrupt(arrival.interrupt, f"a newer command ({newer}) arrived for this workspace")
+            self._interrupt(arrival.interrupt, f"a newer command ({arrival.newer}) arrived for this workspace")
         self._start_ready()
 
     def _on_report(self, run: Run, worker_pid: int, event: dict[str, Any]) -> None:

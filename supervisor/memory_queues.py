@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from supervisor.queues import Received
+from supervisor.queues import FIRST_SENT_ATTRIBUTE, Received, read_first_sent_ms
 
 
 class ReceiptHandleIsInvalid(Exception):
@@ -26,6 +26,7 @@ class _Stored:
     visible_at: float = 0.0
     receive_count: int = 0
     receipt: str = ""
+    first_sent_ms: int = 0
 
 
 class MemoryQueues:
@@ -36,15 +37,19 @@ class MemoryQueues:
         self.dead_letters: list[tuple[Received, str]] = []
         self._input: dict[str, _Stored] = {}
         self._ids = itertools.count(1)
+        self._last_sent_ms = 0  # SentTimestamp of the last send: every send is later than the one before
         self._lock = threading.Condition()
 
     # What a test does -----------------------------------------------------------------------------
 
-    def send(self, body: dict[str, Any] | str) -> str:
-        """Put a message on the input queue; returns its id."""
+    def send(self, body: dict[str, Any] | str, *, first_sent: str | None = None) -> str:
+        """Put a message on the input queue; returns its id. `first_sent`: a copy's FIRST_SENT_ATTRIBUTE."""
         with self._lock:
             message_id = f"m-{next(self._ids)}"
-            self._input[message_id] = _Stored(message_id, body if isinstance(body, str) else json.dumps(body))
+            self._last_sent_ms = max(self._last_sent_ms + 1, time.time_ns() // 1_000_000)
+            text = body if isinstance(body, str) else json.dumps(body)
+            first_sent_ms = read_first_sent_ms(str(self._last_sent_ms), first_sent)
+            self._input[message_id] = _Stored(message_id, text, first_sent_ms=first_sent_ms)
             self._lock.notify_all()
             return message_id
 
@@ -58,7 +63,7 @@ class MemoryQueues:
         deduplication: str = "",
     ) -> None:
         """The input queue only (the sharing code's other queues are SQS's)."""
-        message_id = self.send(body)
+        message_id = self.send(body, first_sent=(attributes or {}).get(FIRST_SENT_ATTRIBUTE))
         if delay:
             with self._lock:
                 self._input[message_id].visible_at = self.clock() + delay
@@ -91,7 +96,15 @@ class MemoryQueues:
                 stored.receive_count += 1
                 stored.receipt = f"{stored.message_id}/{stored.receive_count}"
                 stored.visible_at = now + 30
-                received.append(Received(stored.message_id, stored.receipt, stored.body, stored.receive_count))
+                received.append(
+                    Received(
+                        stored.message_id,
+                        stored.receipt,
+                        stored.body,
+                        stored.receive_count,
+                        first_sent_ms=stored.first_sent_ms,
+                    )
+                )
             return received
 
     def respond(self, body: dict[str, Any]) -> bool:

@@ -18,6 +18,9 @@ log = logging.getLogger("supervisor.queues")
 # SQS's limits on one message and on one batch request (moto's 256 KiB; AWS now takes 1 MiB for both).
 MAX_MESSAGE_BYTES = MAX_BATCH_BYTES = 256 * 1024
 ATTRIBUTE_ROOM = 512  # our message attributes: names, types and values (reasons are cut to 256)
+# When a command was first sent (SQS's SentTimestamp, ms): a copy we send again (put back, forwarded to
+# an owner's inbox) carries it, so a copy that arrives late is still known as the older command.
+FIRST_SENT_ATTRIBUTE = "firstSentMs"
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,19 @@ class Received:
     body: str
     receive_count: int
     queue_url: str = ""  # the queue it came from, when not the input queue (an owner's inbox)
+    first_sent_ms: int = 0  # when the command was first sent (FIRST_SENT_ATTRIBUTE); 0: not known
+
+    def resend_attributes(self) -> dict[str, str]:
+        """The attributes a copy of this message is sent again with: when it was first sent."""
+        return {FIRST_SENT_ATTRIBUTE: str(self.first_sent_ms)} if self.first_sent_ms > 0 else {}
+
+
+def read_first_sent_ms(sent_timestamp: str | None, carried: str | None) -> int:
+    """When a received message's command was first sent: the time a copy carries, else its own send
+    time. A carried time later than the copy's own send, or not a number, is ignored."""
+    sent = int(sent_timestamp) if sent_timestamp and sent_timestamp.isdigit() else 0
+    first = int(carried) if carried and carried.isascii() and carried.isdigit() else 0
+    return first if 0 < first <= (sent or first) else sent
 
 
 def sqs_client(config: Config) -> Any:
@@ -108,7 +124,8 @@ class Queues:
             # Our lease from the first moment: even a receive whose reply never reaches us (a killed
             # supervisor's long poll) holds a message no longer than this, not the queue's default.
             VisibilityTimeout=self.config.visibility_timeout_seconds,
-            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            MessageAttributeNames=[FIRST_SENT_ATTRIBUTE],
         )
         return [
             Received(
@@ -117,6 +134,10 @@ class Queues:
                 body=m.get("Body", ""),
                 receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
                 queue_url=queue_url or "",
+                first_sent_ms=read_first_sent_ms(
+                    m.get("Attributes", {}).get("SentTimestamp"),
+                    m.get("MessageAttributes", {}).get(FIRST_SENT_ATTRIBUTE, {}).get("StringValue"),
+                ),
             )
             for m in reply.get("Messages", [])
         ]

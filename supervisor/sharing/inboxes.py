@@ -46,9 +46,8 @@ def create_inbox(queues: Queues, input_queue_url: str, owner: str, visibility_se
 def forward(queues: Queues, inbox_url: str, message: Received, owner: str) -> bool:
     """Send the message's body to the owner's inbox; False when that failed (keep the original)."""
     try:
-        queues.send_to(
-            inbox_url, message.body, attributes={"forwardedBy": owner, "sourceMessageId": message.message_id}
-        )
+        attributes = {"forwardedBy": owner, "sourceMessageId": message.message_id, **message.resend_attributes()}
+        queues.send_to(inbox_url, message.body, attributes=attributes)
     except Exception as error:
         log.warning("could not forward to the owner's inbox: %s", error, extra={"inbox": inbox_url})
         return False
@@ -158,6 +157,8 @@ class Inboxes:
         with contextlib.suppress(Exception):
             while messages := self.queues.receive(max_messages=10, wait_seconds=0, queue_url=url):
                 for message in messages:
-                    self.queues.send_to(input_queue_url, message.body, deduplication=f"back {message.message_id}")
+                    again = f"back {message.message_id}"
+                    attributes = message.resend_attributes()
+                    self.queues.send_to(input_queue_url, message.body, deduplication=again, attributes=attributes)
                     self.queues.delete_many([message])
                 log.info("inbox emptied into the input queue", extra={"inbox": url, "messages": len(messages)})

@@ -116,7 +116,7 @@ def test_two_containers_on_fifo_queues_answer_each_command_once_and_take_interru
         outcomes = {k: [(r["success"], r["errorCode"], r["error"]) for r in v] for k, v in by_id.items()}
         assert all(len(v) == 1 for v in by_id.values()), outcomes  # once each (the resend deduplicated)
         for client in CLIENTS:  # a forward or a put-back releases the group early (README): an older
-            first, last = by_id[f"{client}-0"][0], by_id[f"{client}-1"][0]  # command may be interrupted
+            first, last = by_id[f"{client}-0"][0], by_id[f"{client}-1"][0]  # command may be superseded
             assert last["success"] is True, outcomes
             assert first["success"] is True or "a newer command" in first["error"], outcomes
         dead = sqs.receive_message(QueueUrl=fifo_queues["dlq"], MaxNumberOfMessages=10).get("Messages", [])

@@ -7,7 +7,7 @@ import pytest
 from moto import mock_aws
 
 from supervisor.contract.config import load_config
-from supervisor.queues import Queues
+from supervisor.queues import FIRST_SENT_ATTRIBUTE, Queues
 from supervisor.sharing.inboxes import create_inbox, forward, inbox_name, remove_inbox
 
 
@@ -37,6 +37,7 @@ def test_a_forwarded_command_is_received_from_the_inbox_and_settled_there(sqs, t
     assert queues.delete_many([original]) == [None]  # the original goes only after the forward
     (forwarded,) = queues.receive(max_messages=1, wait_seconds=0, queue_url=inbox)
     assert forwarded.body == '{"commandId": "c1"}' and forwarded.queue_url == inbox
+    assert forwarded.first_sent_ms == original.first_sent_ms > 0  # still known as sent when the original was
     assert queues.extend_many([(forwarded, 0)]) == [None]  # settled on its own queue, not the input queue
     (again,) = queues.receive(max_messages=1, wait_seconds=0, queue_url=inbox)
     assert remove_inbox(queues, inbox) is False  # it still holds a message: not removed
@@ -53,3 +54,17 @@ def test_an_inbox_holding_a_delayed_message_is_not_removed(sqs, tmp_path):
     inbox = create_inbox(queues, input_url, "owner-b", visibility_seconds=30)
     queues.send_to(inbox, '{"commandId": "c1"}', delay=60)
     assert queues.depth(inbox) == 1 and remove_inbox(queues, inbox) is False
+
+
+def test_a_copy_is_known_by_when_its_command_was_first_sent_and_a_forged_time_is_ignored(sqs, tmp_path):
+    input_url = sqs.create_queue(QueueName="edit-input")["QueueUrl"]
+    env = {"INPUT_QUEUE_URL": input_url, "WORKSPACE_PATH": str(tmp_path), "REPO_URL": "/srv/site.git"}
+    queues = Queues(load_config(env), sqs)
+    queues.send_to("", '{"commandId": "c1"}', attributes={FIRST_SENT_ATTRIBUTE: "1700000000000"})
+    queues.send_to("", '{"commandId": "c2"}', attributes={FIRST_SENT_ATTRIBUTE: "99999999999999"})  # future
+    queues.send_to("", '{"commandId": "c3"}', attributes={FIRST_SENT_ATTRIBUTE: "soon"})
+    received = {m.body: m for m in queues.receive(max_messages=10, wait_seconds=0)}
+    assert received['{"commandId": "c1"}'].first_sent_ms == 1700000000000
+    for body in ('{"commandId": "c2"}', '{"commandId": "c3"}'):  # its own SentTimestamp instead
+        assert 1700000000000 < received[body].first_sent_ms < 99999999999999
+    assert received['{"commandId": "c1"}'].resend_attributes() == {FIRST_SENT_ATTRIBUTE: "1700000000000"}

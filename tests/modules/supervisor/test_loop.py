@@ -150,6 +150,41 @@ def test_a_newer_command_interrupts_the_running_one_and_supersedes_a_waiting_one
     assert supervisor.pool.started[-1] == ("a3", "run")
 
 
+def sent_then_first_put_back(supervisor: Supervisor, queues: MemoryQueues, *bodies: dict[str, Any]) -> None:
+    """Send the commands; the first is received and put back as a new copy (as a full container does),
+    so the others are now ahead of it in the queue."""
+    for body in bodies:
+        queues.send(body)
+    (message,) = queues.receive(wait_seconds=0)
+    supervisor.delivery.requeue(message, 0)
+
+
+def test_a_command_put_back_and_received_after_a_newer_one_is_superseded_not_an_interrupt(world):
+    supervisor, queues, _ = world
+    sent_then_first_put_back(supervisor, queues, command("a1"), command("a2", thread="t2"))
+    deliver(supervisor, queues)  # a2, then a1's copy
+    assert supervisor.pool.started == [("a2", "run")] and supervisor.pool.interrupted == []
+    (response,) = [r for r in queues.responses if r["type"] == "response"]
+    assert response["commandId"] == "a1" and response["errorCode"] == "INTERRUPTED"
+    assert "(a2), sent after it" in response["error"]
+    finish(supervisor, "a2")
+    assert answers(queues) == [("a1", "INTERRUPTED"), ("a2", None)] and queues.remaining() == []
+
+
+def test_an_older_command_arriving_after_a_newer_one_ran_does_not_run_after_it(world):
+    supervisor, queues, _ = world
+    sent_then_first_put_back(supervisor, queues, command("a1"), command("a2", thread="t2"))
+    messages = queues.receive(max_messages=10, wait_seconds=0)
+    assert [json.loads(m.body)["commandId"] for m in messages] == ["a2", "a1"]
+    supervisor.dispatch(MessageReceived(messages[0]))
+    finish(supervisor, "a2")  # done before a1's copy is read
+    supervisor.dispatch(MessageReceived(messages[1]))
+    assert supervisor.pool.started == [("a2", "run")]
+    assert answers(queues) == [("a2", None), ("a1", "INTERRUPTED")]
+    deliver(supervisor, queues, command("a3"))  # sent later than both: runs as usual
+    assert supervisor.pool.started[-1] == ("a3", "run")
+
+
 def test_a_worker_that_dies_is_retried_and_answered_once_on_its_last_try(world):
     """One final response per command: WORKER_DIED only when the message will not be tried again."""
     supervisor, queues, clock = world
