@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,9 @@ from supervisor.run import Run
 from supervisor.worker_process import SpareWorkers, WorkerProcess
 
 log = logging.getLogger("supervisor.pool")
+# A process re-parented to us that no run's tree holds is ended once it is this old and was there at the
+# previous track too: our own short-lived children (`git check-ref-format` while parsing) are long gone.
+STRAY_MIN_AGE_SECONDS = 2.0
 
 
 @dataclass
@@ -40,6 +44,8 @@ class WorkerPool:
         self.unwaited: set[int] = set()
         # Our own long-lived children that are not workers (the warm build manager): never leftovers.
         self.services: Callable[[], set[int]] = set
+        self._strays_seen: dict[int, float] = {}  # adopted processes at the last track: pid → creation time
+        self._strays_ending: set[int] = set()  # being ended on a thread of their own
 
     def start(self, run: Run, *, mode: str, extra: dict[str, Any] | None = None) -> None:
         """Start the run's worker. When no process can be had, its exit is posted at once with
@@ -78,7 +84,8 @@ class WorkerPool:
         if isinstance(run.worker, NotStarted):  # no process to end; its exit is already posted
             self.post(TreeEnded(run, {}))
             return 0
-        tree = {**run.tree, **proctree.snapshot(run.worker.pid)}  # before any signal: orphans move away
+        # Before any signal (orphans move away); kept on the run, so the stray sweep leaves it to this ending.
+        tree = run.tree = {**run.tree, **proctree.snapshot(run.worker.pid)}
 
         def end() -> None:
             self.post(TreeEnded(run, proctree.end_tree(tree, grace=grace, first_signal=signal.SIGINT)))
@@ -98,11 +105,36 @@ class WorkerPool:
         return survivors
 
     def track(self, runs: list[Run]) -> None:
-        """Refresh each live tree's snapshot (children started since) and collect inherited zombies."""
+        """Refresh each live tree's snapshot (children started since), collect inherited zombies, and end
+        strays: processes re-parented to us that no run holds. `end_leftovers` ends a dead worker's
+        orphans, but one whose parent was still exiting during its scan reaches us only afterwards."""
         for run in runs:
             if run.worker is not None and not isinstance(run.worker, NotStarted) and run.phase != "interrupting":
                 run.tree.update(proctree.snapshot(run.worker.pid))
         proctree.reap_orphans(keep=self.unwaited | self.services())
+        held = {pid for run in runs for pid in run.tree}
+        self._end_strays(self.unwaited | self.spares.pids() | self.services() | held)
+
+    def _end_strays(self, keep: set[int]) -> None:
+        now, adopted = time.time(), proctree.adopted_orphans(keep=keep | self._strays_ending)
+        strays = {
+            pid: created
+            for pid, created in adopted.items()
+            if self._strays_seen.get(pid) == created and now - created >= STRAY_MIN_AGE_SECONDS
+        }
+        self._strays_seen = adopted
+        if not strays:
+            return
+        log.warning("processes left by a worker that is gone; ending them", extra={"pids": sorted(strays)})
+        self._strays_ending |= set(strays)
+
+        def end() -> None:
+            try:
+                proctree.end_tree(strays, grace=0.5, first_signal=signal.SIGTERM, term_grace=0.5)
+            finally:
+                self._strays_ending -= set(strays)
+
+        threading.Thread(target=end, name="end-strays", daemon=True).start()
 
     def close(self) -> None:
         self.spares.close()
