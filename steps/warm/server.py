@@ -39,6 +39,8 @@ NODE_FLAGS = ("--max-semi-space-size=64",)
 READY_SECONDS = 60.0
 ANSWER_LIMIT = 64 * 1024
 LOG_TAIL_BYTES = 4096
+# How long a pause waits for every process to show as stopped (one in uninterruptible sleep stops later).
+PAUSE_WAIT_SECONDS = 1.0
 
 
 Launch = Callable[[Callable[[], Any]], Any]
@@ -216,7 +218,12 @@ class WarmServer:
         return sorted(detached)
 
     def pause(self) -> None:
+        """SIGSTOP every process and wait until each is stopped (at most PAUSE_WAIT_SECONDS): a signal
+        takes effect when its process next runs, and the worker's answer is meant to find it stopped."""
         self._signal_all(signal.SIGSTOP)
+        deadline = time.monotonic() + PAUSE_WAIT_SECONDS
+        while any(_still_running(proc) for proc in self.processes()) and time.monotonic() < deadline:
+            time.sleep(0.002)
 
     def resume(self) -> None:
         self._signal_all(signal.SIGCONT)
@@ -245,3 +252,11 @@ class WarmServer:
         if leftovers:
             proctree.end_tree(leftovers, grace=0, first_signal=signal.SIGKILL)
         self._log.close()
+
+
+def _still_running(proc: psutil.Process) -> bool:
+    """Not yet stopped (a zombie or a process gone counts as stopped: it runs no more)."""
+    try:
+        return proc.status() not in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP, psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
