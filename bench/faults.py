@@ -180,6 +180,7 @@ def scenario_s3(stack: LocalStack, state: Path, commands: int, outages: list[flo
         outcomes: Counter[str] = Counter()
         broken: list[str] = []
         unpushed: list[str] = []
+        unexpected: list[str] = []
         # Faults now and then, then two outages: most calls failing (a deploy that fails part way), all.
         rates = [0.25] * commands + outages
         for n, rate in enumerate(rates):
@@ -189,6 +190,8 @@ def scenario_s3(stack: LocalStack, state: Path, commands: int, outages: list[flo
             response = run.response(command_id)
             plan.on.clear()
             outcomes[outcome(response)] += 1
+            if outcome(response) not in ("success", "DEPLOY_FAILED"):  # why, for the report
+                unexpected.append(f"{command_id}: {response.get('error')}"[:500])
             broken += broken_pages(stack, bucket)
             if response["success"]:
                 live = stack.s3.get_object(Bucket=bucket, Key="index.html")["Body"].read().decode()
@@ -201,6 +204,7 @@ def scenario_s3(stack: LocalStack, state: Path, commands: int, outages: list[flo
             "faults": proxy.injected(),
             "brokenPages": broken,
             "lostCommits": len(unpushed),
+            **({"unexpected": unexpected} if unexpected else {}),
             **run.finish(),
             "ok": set(outcomes) <= {"success", "DEPLOY_FAILED"}
             and "DEPLOY_FAILED" in outcomes
