@@ -111,9 +111,17 @@ class SupervisorProcess:
             stderr=subprocess.STDOUT,
         )
 
-    def stop(self, timeout: float = 60) -> int:
-        if self.process.poll() is None:
+        self._stop_sent = False
+
+    def signal_stop(self) -> None:
+        """SIGTERM once (a second one means a forced stop, and one that lands while Python finalises, its
+        handlers reset, kills the process with -15)."""
+        if not self._stop_sent and self.process.poll() is None:
             self.process.send_signal(15)
+            self._stop_sent = True
+
+    def stop(self, timeout: float = 60) -> int:
+        self.signal_stop()
         try:
             return self.process.wait(timeout)
         finally:

@@ -84,8 +84,7 @@ def containers(tmp_path, env):
 
     yield launch
     for process in started:  # all at once: each stop waits out a long poll
-        if process.process.poll() is None:
-            process.process.send_signal(signal.SIGTERM)
+        process.signal_stop()
     for process in started:
         process.stop()
 
@@ -369,7 +368,7 @@ def test_a_paused_owner_wakes_up_after_a_takeover_and_writes_nothing(
     finally:
         for process in (first, second):
             if process is not None:
-                process.process.send_signal(signal.SIGTERM)
+                process.signal_stop()
         for process in (first, second):
             if process is not None:
                 process.stop()

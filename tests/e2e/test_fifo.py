@@ -5,7 +5,6 @@ a group's next message until the running one is deleted, so a newer command cann
 from __future__ import annotations
 
 import json
-import signal
 import time
 import uuid
 
@@ -135,7 +134,6 @@ def test_two_containers_on_fifo_queues_answer_each_command_once_and_take_interru
         wait_until_settled(sqs, fifo_queues, supervisors, workspace_root)
     finally:
         for process in supervisors:
-            if process.process.poll() is None:
-                process.process.send_signal(signal.SIGTERM)
+            process.signal_stop()
         codes = [process.stop() for process in supervisors]  # every one stopped, then judged
         assert codes == [0, 0]
