@@ -88,8 +88,8 @@ def test_a_worker_killed_by_signal_9_is_reported_and_its_message_redelivered(
     done = watcher.wait_for(lambda b: b["type"] == "response" and b["success"], 90, "the retried command")
     assert done["commandId"] == "cmd-1"
     # The orphaned agent and its grandchild were ended: by the supervisor when the worker died, or, when the
-    # agent was itself exiting as the supervisor looked (its child not yet re-parented to it), by the
-    # retry's worker, which ends every process of the job's uid before it touches the checkout.
+    # agent was itself exiting as the supervisor looked (its child not yet re-parented to it), by its stray
+    # sweep a few ticks later or the retry's worker, which ends every process of the job's uid first.
     assert still_alive(tree) == []
     wait_until_settled(sqs, queues, [supervisor], workspace_root)  # no message or run left: no answer can follow
     assert [b["commandId"] for b in watcher.responses()] == ["cmd-1"]
