@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -216,14 +217,14 @@ def test_with_every_layer_on_an_interrupt_reaches_every_process_of_the_job(
     env = {**supervisor_env, "SANDBOX": "auto", "INTERRUPT_GRACE_SECONDS": "2"}
     supervisor = SupervisorProcess(env, tmp_path / "supervisor.log")
     try:
-        slow = "Rewrite the intro\n@fake write intro.txt half done\n@fake grandchild /tmp/gc.pid\n@fake sleep 120"
+        token = uuid.uuid4().hex  # in the agent's command line: other tests' agents sleep 120 s too
+        lines = ["Rewrite the intro", f"@fake write intro.txt half done {token}", "@fake grandchild /tmp/gc.pid"]
+        slow = "\n".join([*lines, "@fake sleep 120"])
         send(sqs, queues["input"], "cmd-a", "acme", slow, thread="chat-a")
         deadline = time.monotonic() + 60
         agents: list[psutil.Process] = []
         while not agents and time.monotonic() < deadline:
-            agents = [
-                p for p in psutil.process_iter(["cmdline"]) if "@fake sleep 120" in " ".join(p.info["cmdline"] or [])
-            ]
+            agents = [p for p in psutil.process_iter(["cmdline"]) if token in " ".join(p.info["cmdline"] or [])]
             time.sleep(0.1)
         assert agents, supervisor.log_path.read_text()[-3000:]
         uid = agents[0].uids().real
