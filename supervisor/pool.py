@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
+
 from supervisor.common import proctree
 from supervisor.contract.exit_codes import WorkerExit
 from supervisor.events import LoopEvent, TreeEnded, WorkerExited, WorkerReported
@@ -111,12 +113,13 @@ class WorkerPool:
         for run in runs:
             if run.worker is not None and not isinstance(run.worker, NotStarted) and run.phase != "interrupting":
                 run.tree.update(proctree.snapshot(run.worker.pid))
-        proctree.reap_orphans(keep=self.unwaited | self.services())
+        children = psutil.Process().children()  # one scan of the process table for both
+        proctree.reap_orphans(keep=self.unwaited | self.services(), children=children)
         held = {pid for run in runs for pid in run.tree}
-        self._end_strays(self.unwaited | self.spares.pids() | self.services() | held)
+        self._end_strays(self.unwaited | self.spares.pids() | self.services() | held, children)
 
-    def _end_strays(self, keep: set[int]) -> None:
-        now, adopted = time.time(), proctree.adopted_orphans(keep=keep | self._strays_ending)
+    def _end_strays(self, keep: set[int], children: list[psutil.Process]) -> None:
+        now, adopted = time.time(), proctree.adopted_orphans(keep=keep | self._strays_ending, children=children)
         strays = {
             pid: created
             for pid, created in adopted.items()

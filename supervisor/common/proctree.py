@@ -122,22 +122,23 @@ def creation_time(pid: int) -> float:
         return 0.0
 
 
-def adopted_orphans(keep: set[int]) -> dict[int, float]:
+def adopted_orphans(keep: set[int], children: list[psutil.Process] | None = None) -> dict[int, float]:
     """Our children that are not workers, with their descendants. Workers are subreapers themselves,
-    so a process re-parented to us can only come from a worker that died: it belongs to no one."""
+    so a process re-parented to us can only come from a worker that died: it belongs to no one.
+    `children`: our children as just listed (one scan of the process table serves several questions)."""
     found: dict[int, float] = {}
-    for child in psutil.Process().children():
+    for child in psutil.Process().children() if children is None else children:
         with contextlib.suppress(psutil.Error):
             if child.pid not in keep and child.status() != psutil.STATUS_ZOMBIE:
                 found.update(snapshot(child.pid))
     return found
 
 
-def reap_orphans(keep: set[int]) -> int:
+def reap_orphans(keep: set[int], children: list[psutil.Process] | None = None) -> int:
     """Collect zombie children we inherited as a subreaper, leaving `keep` (workers whose exit status
-    their own waiter collects) alone. Returns how many were reaped."""
+    their own waiter collects) alone. Returns how many were reaped. `children`: as in adopted_orphans."""
     reaped = 0
-    for child in psutil.Process().children():
+    for child in psutil.Process().children() if children is None else children:
         with contextlib.suppress(psutil.Error, ChildProcessError):
             if child.pid not in keep and child.status() == psutil.STATUS_ZOMBIE:
                 os.waitpid(child.pid, os.WNOHANG)
