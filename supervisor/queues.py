@@ -40,9 +40,13 @@ class Received:
 def read_first_sent_ms(sent_timestamp: str | None, carried: str | None) -> int:
     """When a received message's command was first sent: the time a copy carries, else its own send
     time. A carried time later than the copy's own send, or not a number, is ignored."""
-    sent = int(sent_timestamp) if sent_timestamp and sent_timestamp.isdigit() else 0
-    first = int(carried) if carried and carried.isascii() and carried.isdigit() else 0
+    sent, first = _milliseconds(sent_timestamp), _milliseconds(carried)
     return first if 0 < first <= (sent or first) else sent
+
+
+def _milliseconds(text: str | None) -> int:
+    """A time in ms as SQS writes it (ASCII digits, far below 16 of them); anything else is 0, not known."""
+    return int(text) if text and len(text) <= 15 and text.isascii() and text.isdigit() else 0
 
 
 def sqs_client(config: Config) -> Any:

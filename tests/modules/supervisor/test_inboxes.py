@@ -63,8 +63,16 @@ def test_a_copy_is_known_by_when_its_command_was_first_sent_and_a_forged_time_is
     queues.send_to("", '{"commandId": "c1"}', attributes={FIRST_SENT_ATTRIBUTE: "1700000000000"})
     queues.send_to("", '{"commandId": "c2"}', attributes={FIRST_SENT_ATTRIBUTE: "99999999999999"})  # future
     queues.send_to("", '{"commandId": "c3"}', attributes={FIRST_SENT_ATTRIBUTE: "soon"})
+    queues.send_to("", '{"commandId": "c4"}', attributes={FIRST_SENT_ATTRIBUTE: "9" * 5000})  # int() refuses it
+    queues.send_to("", '{"commandId": "c5"}', attributes={FIRST_SENT_ATTRIBUTE: "\u00b2"})  # a digit, not ASCII
     received = {m.body: m for m in queues.receive(max_messages=10, wait_seconds=0)}
     assert received['{"commandId": "c1"}'].first_sent_ms == 1700000000000
-    for body in ('{"commandId": "c2"}', '{"commandId": "c3"}'):  # its own SentTimestamp instead
+    assert len(received) == 5
+    for body in (
+        '{"commandId": "c2"}',
+        '{"commandId": "c3"}',
+        '{"commandId": "c4"}',
+        '{"commandId": "c5"}',
+    ):  # its own SentTimestamp instead
         assert 1700000000000 < received[body].first_sent_ms < 99999999999999
     assert received['{"commandId": "c1"}'].resend_attributes() == {FIRST_SENT_ATTRIBUTE: "1700000000000"}

@@ -17,14 +17,14 @@ from supervisor.warm_builds import RESTART_SECONDS, WarmBuilds
 @pytest.mark.parametrize(
     ("name", "value", "why"),
     [
-        ("BUILD_MODE", "hot", "BUILD_MODE"),
+        ("BUILD_MODE", "hot", "one of cold, warm"),
         ("BUILD_WARM_IDLE_SECONDS", "0", "at least 1"),
         ("BUILD_WARM_MEMORY_MIB", "10", "at least 64"),
         ("BUILD_WARM_MEMORY_MIB", "lots", "whole number"),
     ],
 )
 def test_a_bad_warm_setting_stops_start_up_with_its_name(name, value, why):
-    with pytest.raises(ConfigError, match=why):
+    with pytest.raises(ConfigError, match=f"^{name} must be .*{why}"):
         load_config({name: value}, require_input_queue=False)
 
 
