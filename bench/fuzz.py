@@ -95,7 +95,9 @@ def outside_layout(workspace: Path) -> list[str]:
     return strays
 
 
-def run(count: int, seed: int, valid_share: float, state: Path, rate: float = 0) -> dict[str, Any]:
+def run(
+    count: int, seed: int, valid_share: float, state: Path, rate: float = 0, keep_log: Path | None = None
+) -> dict[str, Any]:
     canary = state / "CANARY"
     with local_stack(state) as stack:
         stack.create_bucket("acme")
@@ -156,6 +158,8 @@ def run(count: int, seed: int, valid_share: float, state: Path, rate: float = 0)
         first_step = next(
             (b["_read"] for b in outputs.bodies if b.get("commandId") == probe_id and b.get("type") == "progress"), None
         )
+        if keep_log is not None:
+            keep_log.write_bytes(log_path.read_bytes())
         log_lines = [
             json.loads(line) for line in log_path.read_text(errors="replace").splitlines() if line.startswith("{")
         ]
@@ -177,7 +181,8 @@ def run(count: int, seed: int, valid_share: float, state: Path, rate: float = 0)
             "probeFirstStepSeconds": round(first_step - probe_sent, 2) if first_step else None,
             "crashed": not alive,
             "tracebacks": len(tracebacks),
-            "tracebackSamples": [t.get("event") for t in tracebacks[:3]],
+            "tracebackSamples": [traceback_sample(t) for t in tracebacks[:3]],
+            "firstTraceback": tracebacks[0].get("exception") if tracebacks else None,
             "canaryCreated": canary.exists() or any(ROOT.glob("CANARY*")),
             "outsideLayout": outside_layout(state / "workspace"),
             "deadLettered": len(set(dead_letters.sources)),
@@ -188,6 +193,13 @@ def run(count: int, seed: int, valid_share: float, state: Path, rate: float = 0)
             "stopExitCode": exit_code,
             "stopSeconds": round(stop_seconds, 1),
         }
+
+
+def traceback_sample(line: dict[str, Any]) -> str:
+    """The event, where it happened and the exception's last line: enough to tell one crash from another."""
+    where = "/".join(str(line[key]) for key in ("commandId", "step") if line.get(key))
+    last = str(line.get("exception", "")).strip().splitlines()[-1:]
+    return f"{line.get('event')} ({where}): {last[0] if last else ''}"
 
 
 def verdict(result: dict[str, Any]) -> list[str]:
@@ -220,9 +232,10 @@ def main() -> int:
     parser.add_argument("--valid-share", type=float, default=0.01)
     parser.add_argument("--rate", type=float, default=0, help="bodies sent a second (0: as fast as possible)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument("--keep-log", type=Path, help="copy the supervisor's log (JSON lines) to this file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fuzz-") as folder:
-        result = run(args.count, args.seed, args.valid_share, Path(folder), args.rate)
+        result = run(args.count, args.seed, args.valid_share, Path(folder), args.rate, args.keep_log)
     result["problems"] = verdict(result)
     if args.json:
         print(json.dumps(result))

@@ -11,7 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from steps.base import StepContext, StepError, StepResult, ok
-from steps.git.checkout import clone, exclude_build_output, fetch, switch_to_branch
+from steps.git.checkout import clone, exclude_build_output, fetch, restore_work_tree, switch_to_branch
 from steps.git.layout import adopt_inner_git_dir
 from steps.git.ledger import Ledger
 from steps.git.remote import push_pending
@@ -48,6 +48,9 @@ def run(ctx: StepContext) -> StepResult:
         if ctx.checkout.is_dir():
             details["adopted"] = adopt_inner_git_dir(ctx.checkout, ctx.git.git_dir)
         cloned = not ctx.git.is_repo()
+        if not cloned and not ctx.checkout.is_dir():  # a clone cut short just before its rename, or removed
+            details["restoredWorkTree"] = restore_work_tree(ctx)
+            cloned = not details["restoredWorkTree"]
         if cloned:
             clone(ctx)
             reachable = True

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 
-from supervisor.contract.command import InvalidMessage, parse_command
+from supervisor.contract.command import InvalidMessage, parse_command, repository_inside_workspaces
 from supervisor.contract.config import Config
 from supervisor.contract.interrupts import Interrupt, parse_interrupt
 from supervisor.delivery import Delivery
@@ -65,6 +65,9 @@ class Intake:
             return
         try:
             command = parse_command(message.body, self.config.repo_url)
+            refused = repository_inside_workspaces(command.repo_url, self.config.workspace_path)
+            if refused:
+                raise InvalidMessage(refused, command.command_id)
         except InvalidMessage as error:
             self.responder.reject(message, error)
             return

@@ -7,9 +7,11 @@ import logging
 import os
 import shutil
 import time
+from pathlib import Path
 
 from steps.base import StepContext, StepError
 from steps.git.ledger import Ledger
+from steps.job.access import forget_hand_over
 from steps.processes.shell import CommandFailed, CommandTimedOut
 from supervisor.contract.branches import is_thread_branch
 from supervisor.contract.codes import ErrorCode
@@ -33,7 +35,7 @@ def clone(ctx: StepContext) -> None:
     staging = checkout.with_name(f".{checkout.name}.cloning-{os.getpid()}")
     git_dir = ctx.git.git_dir
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.rmtree(git_dir, ignore_errors=True)  # a clone cut short (no checkout was renamed into place)
+    _clear_git_dir(git_dir)
     staging.mkdir()
     ctx.jobs.prepare_clone_folder(staging)  # what git writes there goes to the job's group
     ctx.git.run(
@@ -51,6 +53,40 @@ def clone(ctx: StepContext) -> None:
     os.chmod(git_dir, 0o700)
     (staging / ".git").unlink()  # git's pointer to the repository: ours is GIT_DIR, never a file in the checkout
     staging.rename(checkout)
+
+
+def _clear_git_dir(git_dir: Path) -> None:
+    """Make way for a clone. A repository git cannot read and with no commit is a clone cut short before
+    it fetched: removed. One that holds refs is kept aside (nothing committed is ever thrown away)."""
+    if not git_dir.exists():
+        return
+    refs = git_dir / "packed-refs"
+    holds_refs = (refs.is_file() and refs.stat().st_size > 0) or any(files for _, _, files in os.walk(git_dir / "refs"))
+    if holds_refs:
+        aside = git_dir.with_name(f"{git_dir.name}.set-aside-{int(time.time())}")
+        log.warning("repository unreadable but holding refs; moved it aside", extra={"to": str(aside)})
+        git_dir.rename(aside)
+    else:
+        shutil.rmtree(git_dir, ignore_errors=True)
+
+
+def restore_work_tree(ctx: StepContext) -> bool:
+    """The repository is there but not its checkout folder: a clone cut short between fetching and the
+    rename into place, or the folder removed by hand. The folder is written again from the repository,
+    what was staged included, so nothing committed or staged is lost. False when the repository has no
+    commit to write (a clone cut short before it fetched): the caller clones afresh."""
+    checkout, git = ctx.checkout, ctx.git
+    if git.run("rev-parse", "--verify", "--quiet", "HEAD^{commit}", cwd=checkout.parent, ok_codes=(0, 1)).exit_code:
+        return False
+    checkout.mkdir()
+    ctx.jobs.prepare_clone_folder(checkout)
+    forget_hand_over(checkout)  # every file is new: the workspace step hands them to the job's group
+    if (git.git_dir / "index").is_file():
+        git.run("checkout-index", "--all", "--force")  # the index: what was staged comes back too
+    else:  # no index (written last by a clone): the work tree and the index from HEAD
+        git.run("reset", "--quiet", "--hard", "HEAD")
+    log.warning("the checkout folder was missing; wrote it again from its repository")
+    return True
 
 
 def _config_identity(ctx: StepContext) -> list[int]:

@@ -65,6 +65,11 @@ def _shared_mode(info: os.stat_result) -> int:
     return (mode & ~0o6000) | 0o060 | (0o010 if mode & 0o100 else 0)
 
 
+def forget_hand_over(checkout: Path) -> None:
+    """The checkout's files were written anew (steps/git/checkout.py): the next hand_over walks them all."""
+    (git_dir_for(checkout) / "webordinary" / MARKER).unlink(missing_ok=True)
+
+
 def hand_over(checkout: Path, identity: JobIdentity) -> int:
     """Give the job's group every file of a checkout that was not made for it; returns how many changed.
 

@@ -7,8 +7,8 @@ root (the image starts as root; Docker's default capabilities include SETUID/SET
 nothing added); a worker that is not root runs jobs as itself and says so (`layers()`).
 
 The uid is stable for a workspace: kept in `{WORKSPACE_PATH}/.supervisor/job-ids.json` (under a lock,
-so containers sharing the volume agree), first chosen from a hash of the workspace, the next free one
-on a collision. Files the job makes keep that uid across restarts and containers.
+so containers sharing the volume agree), first chosen from a hash of the workspace and WORKSPACE_PATH,
+the next free one on a collision. Files the job makes keep that uid across restarts and containers.
 """
 
 from __future__ import annotations
@@ -85,6 +85,15 @@ def _registry(workspace_path: str) -> Iterator[dict[str, int]]:
             write_atomic(path, json.dumps(ids, sort_keys=True))
 
 
+def _first_choice(workspace_path: str, key: str) -> int:
+    """Where the search for a free uid starts. The registry keeps uids apart within one WORKSPACE_PATH
+    only; the path is in the hash so that two supervisors of one host with workspaces of their own
+    (two checkouts of `acme/u1/site` under different paths) do not start from the same uid: a shared
+    uid would let one's jobs read the other's files, and each would end the other's jobs as its own."""
+    seed = f"{os.path.realpath(workspace_path)}\0{key}".encode()
+    return int.from_bytes(hashlib.sha256(seed).digest()[:8], "big")
+
+
 def identity_for(checkout: Path, workspace_path: str, id_range: tuple[int, int]) -> JobIdentity:
     """The workspace's job identity, chosen on first use from JOB_UID_RANGE."""
     key = workspace_key(checkout, workspace_path)
@@ -94,7 +103,7 @@ def identity_for(checkout: Path, workspace_path: str, id_range: tuple[int, int])
         uid = ids.get(key)
         if uid is None or not first <= uid <= last:
             taken = {value for name, value in ids.items() if name != key}
-            start = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % count
+            start = _first_choice(workspace_path, key) % count
             free = (first + (start + n) % count for n in range(count))
             uid = next((candidate for candidate in free if candidate not in taken), None)
             if uid is None:

@@ -11,10 +11,12 @@ Shapes (docs/CONTRACT.md):
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from supervisor.contract.actions import ACTION_UNDO, UNDO_INSTRUCTION, check_undo, read_action
 from supervisor.contract.attachments import check_attachments, check_context
@@ -127,6 +129,29 @@ def check_repo_url(url: str, command_id: str | None = None) -> str:
     except ValueError as error:
         raise InvalidMessage(str(error), command_id) from None
     return url
+
+
+def local_repository(url: str) -> str | None:
+    """The folder a remote on this machine names (an absolute path or a `file://` URL), else None."""
+    if url.startswith("/"):
+        return url
+    parts = urlsplit(url)
+    if parts.scheme == "file" and parts.netloc in ("", "localhost"):
+        return unquote(parts.path)
+    return None
+
+
+def repository_inside_workspaces(url: str, workspace_path: str) -> str | None:
+    """Why a remote under WORKSPACE_PATH is refused, else None. Such a remote is another workspace's
+    repository (or the supervisor's records): cloning it would hand one client's site to another's agent,
+    and pushing would write into it. Links are followed, as git would follow them."""
+    local = local_repository(url)
+    if local is None:
+        return None
+    path, root = os.path.realpath(local), os.path.realpath(workspace_path)
+    if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
+        return "repoUrl names a folder inside WORKSPACE_PATH (another workspace's repository); refused"
+    return None
 
 
 def repo_url_for(template: str, client_id: str) -> str:

@@ -16,7 +16,13 @@ from urllib.parse import urlsplit
 from supervisor.contract import env_values as ev
 from supervisor.contract.agent_config import AgentConfig, load_agent_config
 from supervisor.contract.attachments_config import AttachmentsConfig, load_attachments_config
-from supervisor.contract.command import Command, InvalidMessage, check_repo_url, repo_url_for
+from supervisor.contract.command import (
+    Command,
+    InvalidMessage,
+    check_repo_url,
+    repo_url_for,
+    repository_inside_workspaces,
+)
 from supervisor.contract.env_values import ConfigError
 from supervisor.contract.previews import (
     DEFAULT_THREAD_PREVIEW_URL,
@@ -131,12 +137,16 @@ def _visibility(env: Mapping[str, str]) -> int:
     return seconds
 
 
-def _repo_url(env: Mapping[str, str]) -> str | None:
+def _repo_url(env: Mapping[str, str], workspace_path: str) -> str | None:
     """REPO_URL must make a valid remote for any client, or every message without repoUrl would fail."""
     template = ev.text(env, "REPO_URL", None)
     if template is not None:
+        example = repo_url_for(template, "client")
         try:
-            check_repo_url(repo_url_for(template, "client"))
+            check_repo_url(example)
+            refused = repository_inside_workspaces(example, workspace_path)
+            if refused:
+                raise InvalidMessage(refused)
         except InvalidMessage as error:
             reason = error.reason.replace("repoUrl", "it")
             raise ConfigError(f"REPO_URL: {reason}, got {template!r}") from None
@@ -199,12 +209,13 @@ def _default_log_format() -> str:
 def load_config(env: Mapping[str, str] | None = None, *, require_input_queue: bool = True) -> Config:
     """Read and validate every variable; raise ConfigError on the first bad one."""
     env = os.environ if env is None else env
+    workspace_path = os.path.abspath(ev.required_text(env, "WORKSPACE_PATH", "/workspace"))
     return Config(
         input_queue_url=ev.url(env, "INPUT_QUEUE_URL", required=require_input_queue),
         output_queue_url=ev.url(env, "OUTPUT_QUEUE_URL"),
         dlq_url=ev.url(env, "DLQ_URL"),
-        workspace_path=os.path.abspath(ev.required_text(env, "WORKSPACE_PATH", "/workspace")),
-        repo_url=_repo_url(env),
+        workspace_path=workspace_path,
+        repo_url=_repo_url(env, workspace_path),
         s3_bucket=ev.template(env, "S3_BUCKET", "edit.{clientId}.webordinary.com"),
         preview_url=ev.template(env, "PREVIEW_URL", "https://edit.{clientId}.webordinary.com"),
         aws_region=ev.template(env, "AWS_REGION", "us-west-2"),

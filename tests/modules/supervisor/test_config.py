@@ -69,3 +69,19 @@ def test_receive_wait_seconds_is_a_long_poll_sqs_allows():
     for bad in ("0", "21", "1.5", "soon"):
         with pytest.raises(ConfigError, match="RECEIVE_WAIT_SECONDS"):
             load_config({**queue, "RECEIVE_WAIT_SECONDS": bad})
+
+
+def test_a_repo_url_inside_the_workspaces_stops_start_up(tmp_path):
+    (tmp_path / "workspace").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "workspace")
+    for value in (f"{tmp_path}/workspace/{{clientId}}/u1/.site.git", f"file://{tmp_path}/link/x.git"):
+        with pytest.raises(ConfigError, match="REPO_URL: it names a folder inside WORKSPACE_PATH"):
+            load_config({"INPUT_QUEUE_URL": "http://x/q", "WORKSPACE_PATH": f"{tmp_path}/workspace", "REPO_URL": value})
+    beside = load_config(
+        {
+            "INPUT_QUEUE_URL": "http://x/q",
+            "WORKSPACE_PATH": f"{tmp_path}/workspace",
+            "REPO_URL": f"{tmp_path}/workspace2/site.git",
+        }
+    )
+    assert beside.repo_url == f"{tmp_path}/workspace2/site.git"  # a neighbour whose name starts the same is fine

@@ -303,6 +303,22 @@ def test_invalid_messages_are_answered_and_dead_lettered(world):
     assert len(queues.dead_letters) == 2 and queues.remaining() == []
 
 
+def test_a_repository_inside_the_workspaces_is_refused_as_invalid(world, tmp_path):
+    """One client's command naming another's repository on the shared volume: never cloned nor pushed to."""
+    supervisor, queues, _ = world
+    other = f"{tmp_path}/globex/u1/.site.git"
+    deliver(
+        supervisor,
+        queues,
+        command("theft", repoUrl=other),
+        command("theft2", repoUrl=f"file://{tmp_path}/../{tmp_path.name}/x"),
+    )
+    assert answers(queues) == [("theft", "INVALID_MESSAGE"), ("theft2", "INVALID_MESSAGE")]
+    assert supervisor.pool.started == [] and len(queues.dead_letters) == 2
+    reasons = [r["error"] for r in queues.responses if r["type"] == "response"]
+    assert all("inside WORKSPACE_PATH" in reason for reason in reasons)
+
+
 def test_a_message_delivered_again_while_held_keeps_its_newest_receipt(world):
     supervisor, queues, clock = world
     deliver(supervisor, queues, command("a1"))

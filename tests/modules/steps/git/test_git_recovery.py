@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 
@@ -177,6 +178,54 @@ def test_a_stash_cut_short_by_a_crash_is_completed(harness):
     assert "completed a stash cut short" in " ".join(result.details["repaired"])
     assert stash_files(ctx.checkout, "thread-a") == {"hand.txt"}  # once, not twice
     assert git_out(ctx.checkout, "stash", "list").count("webordinary: thread-a") == 1
+
+
+def test_a_checkout_folder_gone_is_written_again_from_its_repository(harness):
+    """A clone cut short between fetching and its rename, or the folder removed by hand: the repository
+    beside it still holds every commit and what was staged, and the command goes on from there."""
+    ctx = harness.start("thread-a")
+    (ctx.checkout / "pushed.txt").write_text("pushed\n")
+    harness.finish(ctx)
+    (ctx.checkout / "local.txt").write_text("committed, never pushed\n")
+    git(ctx.checkout, "add", "local.txt")
+    git(ctx.checkout, "commit", "--quiet", "-m", "local only")
+    local_commit = git_out(ctx.checkout, "rev-parse", "HEAD")
+    (ctx.checkout / "staged.txt").write_text("staged, not committed\n")
+    git(ctx.checkout, "add", "staged.txt")
+    shutil.rmtree(ctx.checkout)
+    later = harness.context("thread-a", "After the folder went")
+    result = workspace.run(later)
+    assert result.status == "ok" and result.details["restoredWorkTree"] is True and result.details["cloned"] is False
+    assert git_out(ctx.checkout, "rev-parse", "thread-a") == local_commit  # nothing committed was lost
+    assert (ctx.checkout / "local.txt").read_text() == "committed, never pushed\n"
+    assert (ctx.checkout / "staged.txt").read_text() == "staged, not committed\n"
+    assert (ctx.checkout / "pushed.txt").is_file() and (ctx.checkout / "README.md").is_file()
+    harness.finish(later)
+    assert {"pushed.txt", "local.txt", "staged.txt"} <= files_of(harness.remote, "thread-a")
+
+
+def test_a_clone_cut_short_before_it_fetched_is_made_again(harness):
+    """git writes the repository's skeleton first: readable, but with no commit and no checkout folder."""
+    git_dir = git_dir_for(harness.checkout)
+    git_dir.parent.mkdir(parents=True)
+    git(git_dir.parent, "init", "--quiet", "--bare", str(git_dir))
+    result = workspace.run(harness.context("thread-a"))
+    assert result.status == "ok" and result.details["cloned"] is True
+    assert (harness.checkout / "README.md").is_file()
+    assert [p.name for p in git_dir.parent.iterdir() if ".set-aside-" in p.name] == []  # nothing worth keeping
+
+
+def test_a_repository_with_refs_but_no_commit_at_head_is_kept_aside_not_deleted(harness):
+    ctx = harness.start("thread-a")
+    harness.finish(ctx)
+    git_dir = git_dir_for(ctx.checkout)
+    kept = git_out(ctx.checkout, "rev-parse", "thread-a")
+    (git_dir / "HEAD").write_text("ref: refs/heads/never-made\n")
+    shutil.rmtree(ctx.checkout)
+    result = workspace.run(harness.context("thread-b"))
+    assert result.status == "ok" and result.details["cloned"] is True
+    (aside,) = [p for p in git_dir.parent.iterdir() if p.name.startswith(f"{git_dir.name}.set-aside-")]
+    assert (aside / "refs" / "heads" / "thread-a").read_text().strip() == kept
 
 
 def operator(command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -32,3 +32,12 @@ def test_a_uid_outside_a_new_range_is_chosen_again(tmp_path):
     old = identity_for(checkout(tmp_path, "acme"), str(tmp_path), (300_000, 300_099))
     new = identity_for(checkout(tmp_path, "acme"), str(tmp_path), (400_000, 400_099))
     assert 300_000 <= old.uid <= 300_099 and 400_000 <= new.uid <= 400_099
+
+
+def test_the_same_workspace_under_two_workspace_paths_gets_two_uids(tmp_path):
+    """Two supervisors of one host, each with its own WORKSPACE_PATH: their registries do not see each
+    other, so only the first choice keeps `acme/u1/site` of one from sharing a uid with the other's."""
+    wide = (200_000, 1_199_999)
+    first = identity_for(checkout(tmp_path / "one", "acme"), str(tmp_path / "one"), wide)
+    second = identity_for(checkout(tmp_path / "two", "acme"), str(tmp_path / "two"), wide)
+    assert first.uid != second.uid
