@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 
-from supervisor.contract.command import InvalidMessage, parse_command, repository_inside_workspaces
+from supervisor.contract.command import InvalidMessage, parse_command
 from supervisor.contract.config import Config
 from supervisor.contract.interrupts import Interrupt, parse_interrupt
+from supervisor.contract.remotes import repository_inside_workspaces
 from supervisor.delivery import Delivery
 from supervisor.queues import Received
 from supervisor.responder import Responder, log_context_of

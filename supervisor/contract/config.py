@@ -16,13 +16,7 @@ from urllib.parse import urlsplit
 from supervisor.contract import env_values as ev
 from supervisor.contract.agent_config import AgentConfig, load_agent_config
 from supervisor.contract.attachments_config import AttachmentsConfig, load_attachments_config
-from supervisor.contract.command import (
-    Command,
-    InvalidMessage,
-    check_repo_url,
-    repo_url_for,
-    repository_inside_workspaces,
-)
+from supervisor.contract.command import Command, InvalidMessage
 from supervisor.contract.env_values import ConfigError
 from supervisor.contract.previews import (
     DEFAULT_THREAD_PREVIEW_URL,
@@ -32,6 +26,7 @@ from supervisor.contract.previews import (
     thread_prefix,
     thread_preview_url,
 )
+from supervisor.contract.remotes import check_repo_url, repo_url_for, repository_inside_workspaces
 
 __all__ = ["Config", "ConfigError", "load_config", "load_config_or_exit"]
 

@@ -8,13 +8,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from supervisor.contract.command import (
-    CONTROL_CHARS,
-    InvalidMessage,
-    _slug_field,
-    repo_name_from_url,
-    repo_url_for,
-)
+from supervisor.contract.command import CONTROL_CHARS, InvalidMessage, _slug_field
+from supervisor.contract.remotes import repo_name_from_url, repo_url_for
 
 MAX_REASON_CHARS = 500
 
