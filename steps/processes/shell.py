@@ -103,8 +103,13 @@ class CommandFailed(Exception):
         self.exit_code = exit_code
         self.tail = list(tail)
         self.stderr = stderr  # all of it: the reason may stand above pages of usage text
-        last = tail[-1] if tail else ""
-        super().__init__(f"{Path(argv[0]).name} exited with {exit_code}: {last}"[:500])
+        super().__init__(f"{Path(argv[0]).name} exited with {exit_code}: {_reason(tail)}"[:500])
+
+
+def _reason(tail: Sequence[str]) -> str:
+    """The line that says why: git's first `fatal:` (the lines after it are advice, such as "Please make
+    sure you have the correct access rights and the repository exists."), else the last line."""
+    return next((line for line in tail if line.startswith("fatal:")), tail[-1] if tail else "")
 
 
 class CommandTimedOut(Exception):

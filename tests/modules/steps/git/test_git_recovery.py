@@ -228,6 +228,14 @@ def test_a_repository_with_refs_but_no_commit_at_head_is_kept_aside_not_deleted(
     assert (aside / "refs" / "heads" / "thread-a").read_text().strip() == kept
 
 
+def test_a_remote_that_is_not_there_says_why_not_what_to_check(harness, tmp_path):
+    """git ends with advice ("...and the repository exists."); the reason is its `fatal:` line."""
+    missing = tmp_path / "nowhere" / "site.git"
+    with pytest.raises(StepError) as failure:
+        workspace.run(harness.context("thread-a", repo_url=str(missing)))
+    assert "exited with 128: fatal:" in str(failure.value) and str(missing) in str(failure.value)
+
+
 def operator(command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
 
