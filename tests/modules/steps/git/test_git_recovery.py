@@ -230,9 +230,10 @@ def test_a_repository_with_refs_but_no_commit_at_head_is_kept_aside_not_deleted(
 
 def test_a_remote_that_is_not_there_says_why_not_what_to_check(harness, tmp_path):
     """git ends with advice ("...and the repository exists."); the reason is its `fatal:` line."""
-    missing = tmp_path / "nowhere" / "site.git"
+    missing = tmp_path / "not-a-repository" / "site.git"
+    missing.mkdir(parents=True)  # there, but no repository: git's answer ends with two lines of advice
     with pytest.raises(StepError) as failure:
-        workspace.run(harness.context("thread-a", repo_url=str(missing)))
+        workspace.run(harness.context("thread-a", repo_url=f"file://{missing}"))
     assert "exited with 128: fatal:" in str(failure.value) and str(missing) in str(failure.value)
 
 
