@@ -34,7 +34,9 @@ def finish_interrupted(ctx: StepContext, steps: list[dict[str, Any]], reason: st
     wip: str | None = None
     pushed = False
     error = reason
-    if git.is_repo():
+    # No checkout folder: the interrupt came while the first clone ran (the next workspace step writes it).
+    present = git.is_repo() and ctx.checkout.is_dir()
+    if present:
         repair(ctx.checkout, git)  # the tree that was interrupted may have been mid-git-command
         on_branch = git.current_branch() == branch
         if on_branch:
@@ -49,7 +51,7 @@ def finish_interrupted(ctx: StepContext, steps: list[dict[str, Any]], reason: st
                 pushed = push_branch(ctx, branch).pushed
             except (StepError, CommandFailed, CommandTimedOut) as push_error:  # the WIP commit stays; said so
                 error = f"{reason}; the edits are committed but the push failed: {push_error}"
-    commit = wip or already_done(ctx) or _wip_of(ctx)
+    commit = (wip or already_done(ctx) or _wip_of(ctx)) if present else None
     if commit and not ctx.files_changed:
         ctx.files_changed = git.files_in(commit)
     return final_response(

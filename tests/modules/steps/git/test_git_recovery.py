@@ -204,6 +204,17 @@ def test_a_checkout_folder_gone_is_written_again_from_its_repository(harness):
     assert {"pushed.txt", "local.txt", "staged.txt"} <= files_of(harness.remote, "thread-a")
 
 
+def test_an_interrupt_during_a_first_clone_is_answered_with_no_checkout_to_commit(harness):
+    """The interrupt came while the clone ran: the repository may be there, its checkout folder not yet."""
+    ctx = harness.start("thread-a")
+    harness.finish(ctx)
+    shutil.rmtree(ctx.checkout)
+    interrupted = harness.context("thread-a", "Cut short while cloning")
+    response = harness.interrupt(interrupted)
+    assert response["errorCode"] == "INTERRUPTED" and response["commit"] is None and response["filesChanged"] == []
+    assert not ctx.checkout.exists()  # left for the next command's workspace step to write again
+
+
 def test_a_clone_cut_short_before_it_fetched_is_made_again(harness):
     """git writes the repository's skeleton first: readable, but with no commit and no checkout folder."""
     git_dir = git_dir_for(harness.checkout)
