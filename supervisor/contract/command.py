@@ -24,7 +24,6 @@ from supervisor.contract.remotes import check_repo_url, repo_name_from_url, repo
 
 MAX_INSTRUCTION_BYTES = 64 * 1024
 SLUG_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-# Schemes git may use for a site remote; "ext::" and friends can run commands, so they are refused.
 
 # Which shape a message came in (Command.message_shape).
 SHAPE_COMMAND = "command"

@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 from supervisor.contract.invalid import CONTROL_CHARS, LONE_SURROGATE, InvalidMessage
 
+# Schemes git may use for a site remote; "ext::" and friends can run commands, so they are refused.
 REMOTE_URL = re.compile(r"^((https?|ssh|git|file)://\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+|/\S+)$")
 REPO_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
