@@ -34,7 +34,7 @@ def clone(ctx: StepContext) -> None:
             checkout.rmdir()
     staging = checkout.with_name(f".{checkout.name}.cloning-{os.getpid()}")
     git_dir = ctx.git.git_dir
-    shutil.rmtree(staging, ignore_errors=True)
+    remove_cut_short_clones(checkout)
     _clear_git_dir(git_dir)
     staging.mkdir()
     ctx.jobs.prepare_clone_folder(staging)  # what git writes there goes to the job's group
@@ -53,6 +53,13 @@ def clone(ctx: StepContext) -> None:
     os.chmod(git_dir, 0o700)
     (staging / ".git").unlink()  # git's pointer to the repository: ours is GIT_DIR, never a file in the checkout
     staging.rename(checkout)
+
+
+def remove_cut_short_clones(checkout: Path) -> None:
+    """The staging folders of clones that never reached their rename (`.{name}.cloning-{pid}`): under the
+    workspace lock no other clone of this checkout runs, so whatever is there is a leftover."""
+    for staging in checkout.parent.glob(f".{checkout.name}.cloning-*"):
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _clear_git_dir(git_dir: Path) -> None:
@@ -78,6 +85,7 @@ def restore_work_tree(ctx: StepContext) -> bool:
     checkout, git = ctx.checkout, ctx.git
     if git.run("rev-parse", "--verify", "--quiet", "HEAD^{commit}", cwd=checkout.parent, ok_codes=(0, 1)).exit_code:
         return False
+    remove_cut_short_clones(checkout)
     checkout.mkdir()
     ctx.jobs.prepare_clone_folder(checkout)
     forget_hand_over(checkout)  # every file is new: the workspace step hands them to the job's group

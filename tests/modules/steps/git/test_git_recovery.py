@@ -193,6 +193,8 @@ def test_a_checkout_folder_gone_is_written_again_from_its_repository(harness):
     (ctx.checkout / "staged.txt").write_text("staged, not committed\n")
     git(ctx.checkout, "add", "staged.txt")
     shutil.rmtree(ctx.checkout)
+    cut_short = ctx.checkout.with_name(f".{ctx.checkout.name}.cloning-99999")  # the clone's staging folder
+    (cut_short / "src").mkdir(parents=True)
     later = harness.context("thread-a", "After the folder went")
     result = workspace.run(later)
     assert result.status == "ok" and result.details["restoredWorkTree"] is True and result.details["cloned"] is False
@@ -200,6 +202,7 @@ def test_a_checkout_folder_gone_is_written_again_from_its_repository(harness):
     assert (ctx.checkout / "local.txt").read_text() == "committed, never pushed\n"
     assert (ctx.checkout / "staged.txt").read_text() == "staged, not committed\n"
     assert (ctx.checkout / "pushed.txt").is_file() and (ctx.checkout / "README.md").is_file()
+    assert not cut_short.exists()
     harness.finish(later)
     assert {"pushed.txt", "local.txt", "staged.txt"} <= files_of(harness.remote, "thread-a")
 
