@@ -242,7 +242,7 @@ def test_a_repository_with_refs_but_no_commit_at_head_is_kept_aside_not_deleted(
     assert (aside / "refs" / "heads" / "thread-a").read_text().strip() == kept
 
 
-def test_a_remote_that_is_not_there_says_why_not_what_to_check(harness, tmp_path):
+def test_a_remote_that_is_no_repository_is_reported_by_gits_fatal_line(harness, tmp_path):
     """git ends with advice ("...and the repository exists."); the reason is its `fatal:` line."""
     missing = tmp_path / "not-a-repository" / "site.git"
     missing.mkdir(parents=True)  # there, but no repository: git's answer ends with two lines of advice
