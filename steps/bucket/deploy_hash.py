@@ -34,6 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.manager import TransferManager
 
 from steps.base import StepContext, StepError
+from steps.bucket import lean_listing
 from steps.bucket.build_folder import BuildReader, Scan, open_build_folder, scan_build
 from steps.bucket.content_types import CachePolicy, content_type
 from steps.bucket.digests import DigestCache, cache_folder_for
@@ -102,20 +103,25 @@ def client_for(config: Config) -> S3Client:
     return early[1].result() if early is not None and early[0] is config else make_client(config)
 
 
-def make_client(config: Config, *, parse_timestamps: bool = False) -> S3Client:
-    """The deploy's client. Its responses keep timestamps as text unless asked: the deploy reads none,
-    and botocore's parsing of LastModified is a quarter of listing a 1,300-key site (the aws CLI turns it
-    off the same way for `--cli-timestamp-format none`)."""
+def make_client(config: Config, *, full_responses: bool = False) -> S3Client:
+    """The deploy's client, unless `full_responses`. The deploy reads no timestamp, so its responses keep
+    them as text (botocore's parsing of LastModified was a quarter of listing a 1,300-key site; the aws
+    CLI turns it off the same way for `--cli-timestamp-format none`), and its listings carry each
+    object's Key, ETag and Size only (steps/bucket/lean_listing.py)."""
     session = botocore.session.get_session()
-    if not parse_timestamps:
+    if not full_responses:
         session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=timestamp_text)
-    return boto3.session.Session(botocore_session=session).client(
+    client = boto3.session.Session(botocore_session=session).client(
         "s3",
         region_name=config.aws_region,
         endpoint_url=config.aws_endpoint_url,
         # One pooled connection per upload thread; otherwise urllib3 discards and reopens them.
         config=BotoConfig(max_pool_connections=UPLOAD_CONCURRENCY, retries={"mode": "standard", "max_attempts": 5}),
     )
+    if not full_responses:
+        lean_listing.register(client)
+    client.can_paginate("list_objects_v2")  # loads the paginator model (~9 ms) now, off the deploy's path
+    return client
 
 
 def timestamp_text(value: str) -> str:

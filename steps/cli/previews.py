@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         raise UsageError(f"configuration error: {error}") from None
     bucket = args.bucket or config.bucket_for(args.client)
-    client = deploy_hash.make_client(config, parse_timestamps=True)  # LastModified: a datetime
+    client = deploy_hash.make_client(config, full_responses=True)  # LastModified: a datetime
     try:
         if args.action == "list":
             now = datetime.now(UTC)
