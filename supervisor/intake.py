@@ -97,7 +97,12 @@ class Intake:
         here = here or any(pending.workspace == run.workspace for pending in self.admitting.values())
         self.admitting[command.command_id] = run
         self.sharing.admit(
-            run.workspace_name, message, here=here, free=self.router.has_free_slot(), then=partial(self._admitted, run)
+            run.workspace_name,
+            message,
+            here=here,
+            free=self.router.has_free_slot(),
+            then=partial(self._admitted, run),
+            command_id=command.command_id,
         )
 
     def _admitted(self, run: Run, admitted: Admit | None) -> None:
@@ -110,6 +115,8 @@ class Intake:
                 self.delivery.give_back(run.message)
                 return
             run.fence, run.warnings = admitted.fence, admitted.warnings
+            if admitted.newest is not None:  # the previous owner's newest command: an older one is superseded
+                self.router.learn_started(run.workspace, admitted.newest)
             with log_context_of(run):
                 log.info("command received", extra={"branch": run.command.branch, "workspace": run.workspace_name})
             self.arrive(run)

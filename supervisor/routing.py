@@ -55,10 +55,15 @@ class Router:
         return max(known, default=None)
 
     def _remember_start(self, run: Run) -> None:
-        sent = run.message.first_sent_ms
-        if sent and sent >= self.started.get(run.workspace, (0, ""))[0]:
-            self.started.pop(run.workspace, None)  # re-inserted last: the oldest entries go first
-            self.started[run.workspace] = (sent, run.command.command_id)
+        self.learn_started(run.workspace, (run.message.first_sent_ms, run.command.command_id))
+
+    def learn_started(self, workspace: Workspace, newest: tuple[int, str]) -> None:
+        """A command of the workspace started (here, or where its previous owner ran it): (first sent ms,
+        command id). Kept when it is the newest known."""
+        sent = newest[0]
+        if sent and sent >= self.started.get(workspace, (0, ""))[0]:
+            self.started.pop(workspace, None)  # re-inserted last: the oldest entries go first
+            self.started[workspace] = newest
             while len(self.started) > STARTED_REMEMBERED:
                 del self.started[next(iter(self.started))]
 

@@ -4,8 +4,10 @@ and a worker's fence (steps/fence.py) both read it: the one place its schema is 
 `workspace` (the key: `client/user/repo`), `owner` (a container's id, absent when released), `inbox`
 (its inbox queue), `fence` (changed on every change of owner: the fencing token a worker shows before
 it writes), `beat` (raised by one on every renewal), `renewedAt` (wall clock, for people only),
-`storage` (the id of the owner's WORKSPACE_PATH: the same on a shared volume) and `pending` (branches
-the last worker there could not push, written by that worker).
+`storage` (the id of the owner's WORKSPACE_PATH: the same on a shared volume), `pending` (branches
+the last worker there could not push, written by that worker), `newestSentMs` and `newestCommand` (the
+newest command admitted there, by first send time: a later owner supersedes any command sent before it)
+and `expiresAt` (on a released item only: DynamoDB's TTL removes it then).
 """
 
 from __future__ import annotations
@@ -52,6 +54,29 @@ def write_pending(client: Any, table: str, workspace: str, owner: str, fence: in
     )
 
 
+def record_newest(client: Any, table: str, workspace: str, owner: str, fence: int, newest: tuple[int, str]) -> bool:
+    """Record the newest command admitted in the workspace, (first sent ms, command id), only while `owner`
+    holds it with that fence and only if no newer one is recorded; False when it was not written."""
+    sent, command_id = newest
+    try:
+        client.update_item(
+            TableName=table,
+            Key=item_key(workspace),
+            UpdateExpression="SET #n = :sent, #c = :command",
+            ConditionExpression="#o = :me AND #f = :fence AND (attribute_not_exists(#n) OR #n < :sent)",
+            ExpressionAttributeNames={"#n": "newestSentMs", "#c": "newestCommand", "#o": "owner", "#f": "fence"},
+            ExpressionAttributeValues={
+                ":sent": number(sent),
+                ":command": {"S": command_id},
+                ":me": {"S": owner},
+                ":fence": number(fence),
+            },
+        )
+    except client.exceptions.ConditionalCheckFailedException:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Holder:
     """What the table says of a workspace."""
@@ -64,6 +89,7 @@ class Holder:
     renewed_at: float | None
     storage: str | None = None
     pending: tuple[str, ...] = ()
+    newest: tuple[int, str] | None = None  # (first sent ms, command id) of the newest command admitted there
 
     @property
     def version(self) -> tuple[int, int]:
@@ -91,4 +117,5 @@ def holder_from_item(item: dict[str, Any]) -> Holder:
         renewed_at=float(item["renewedAt"]["N"]) if "renewedAt" in item else None,
         storage=text("storage"),
         pending=tuple(item.get("pending", {}).get("SS", ())),
+        newest=(int(item["newestSentMs"]["N"]), text("newestCommand") or "") if "newestSentMs" in item else None,
     )

@@ -49,8 +49,8 @@ log = logging.getLogger("supervisor.sharing.claims")
 # when every container is full; an idle one, long-polling, takes it at once and forwards it).
 FIRST_PAUSE_SECONDS, LONGEST_PAUSE_SECONDS = 0.5, 2.0
 OUTAGE_DELAY_SECONDS = 10  # DynamoDB unreachable: the command is put back and tried this much later
-# (workspace, message, here, free, then); `then` None: an interrupt message to relay (`relay`).
-Admission = tuple[str, Received, bool, bool, Callable[[Admit | None], None] | None]
+# (workspace, message, here, free, then, command id); `then` None: an interrupt message to relay (`relay`).
+Admission = tuple[str, Received, bool, bool, Callable[[Admit | None], None] | None, str]
 
 
 class Claims(SingleContainer):
@@ -145,18 +145,25 @@ class Claims(SingleContainer):
     # What the loop asks ---------------------------------------------------------------------------
 
     def admit(
-        self, workspace: str, message: Received, *, here: bool, free: bool, then: Callable[[Admit | None], None]
+        self,
+        workspace: str,
+        message: Received,
+        *,
+        here: bool,
+        free: bool,
+        then: Callable[[Admit | None], None],
+        command_id: str = "",
     ) -> None:
         """Decided on the admission thread; `then` gets the decision on the loop's thread: an `Admit`, or
         None when the message was forwarded, put back or is to be tried again (the loop is done with it).
         `here`: the workspace has work here (or a decision pending); `free`: a worker slot is open."""
         self._pending += 1
-        self._admissions.put((workspace, message, here, free, then))
+        self._admissions.put((workspace, message, here, free, then, command_id))
 
     def relay(self, workspace: str, message: Received) -> None:
         """An interrupt message for a workspace with no work here: to its owner's inbox if another
         container holds it, else deleted (decided on the admission thread, like a command)."""
-        self._admissions.put((workspace, message, False, False, None))
+        self._admissions.put((workspace, message, False, False, None, ""))
 
     def pause_seconds(self) -> float:
         return self._pause if self.full else 0.0  # a container with a free slot receives the next command first
@@ -169,12 +176,12 @@ class Claims(SingleContainer):
 
     def _admit_forever(self) -> None:
         while (admission := self._admissions.get()) is not None:
-            workspace, message, here, free, then = admission
+            workspace, message, here, free, then, command_id = admission
             if then is None:
                 self._relay_now(workspace, message)
                 continue
             try:
-                decision = self.decide(workspace, message, here=here, free=free)
+                decision = self.decide(workspace, message, here=here, free=free, command_id=command_id)
             except Exception:  # a bug of ours: the command waits and comes back, never lost
                 log.exception("admission failed", extra={"workspace": workspace})
                 self.delivery.requeue(message, REQUEUE_SECONDS)
@@ -188,7 +195,9 @@ class Claims(SingleContainer):
 
         return apply
 
-    def decide(self, workspace: str, message: Received, *, here: bool, free: bool) -> Admit | None:
+    def decide(
+        self, workspace: str, message: Received, *, here: bool, free: bool, command_id: str = ""
+    ) -> Admit | None:
         if self._stopping.is_set():  # stopping: no new lease; the message goes back for another container
             self.delivery.give_back(message)
             return None
@@ -202,7 +211,9 @@ class Claims(SingleContainer):
         if isinstance(claim, Local):
             if here:  # a newer command for work here (an interrupt): while full, receive sooner again
                 self._pause = FIRST_PAUSE_SECONDS
-            return Admit(self._fence_for_worker(workspace, claim.fence), self._takeover(claim.previous))
+            self._record_newest(workspace, claim.fence, message, command_id)
+            newest = claim.previous.newest if claim.previous is not None else None
+            return Admit(self._fence_for_worker(workspace, claim.fence), self._takeover(claim.previous), newest)
         # An owner's inbox we poll ourselves (ours, or a dead owner's we adopted): tried again shortly, not
         # forwarded to ourselves many times a second until its lease may be taken over.
         if isinstance(claim, Elsewhere) and claim.inbox and claim.inbox not in self.inboxes.urls():
@@ -236,6 +247,17 @@ class Claims(SingleContainer):
             self.delivery.requeue(message, REQUEUE_SECONDS)
 
     # Helpers --------------------------------------------------------------------------------------
+
+    def _record_newest(self, workspace: str, fence: int, message: Received, command_id: str) -> None:
+        """Write the command's send time in the lease item (if newer than the one there), so that whoever
+        holds the workspace after us supersedes a command sent before it. A failed write costs only that
+        protection: the command runs all the same."""
+        if not command_id or message.first_sent_ms <= 0:
+            return
+        try:
+            self.table.record_newest(workspace, fence, (message.first_sent_ms, command_id))
+        except Exception as error:
+            log.warning("could not record the newest command: %s", error, extra={"workspace": workspace})
 
     def _fence_for_worker(self, workspace: str, fence: int) -> dict[str, Any]:
         return {"table": self.table.table, "workspace": workspace, "owner": self.owner, "fence": fence}

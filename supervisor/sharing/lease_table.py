@@ -15,10 +15,13 @@ renewal that succeeded. Another container takes a lease over only after it has s
 it was sent, so the owner stops trusting its lease before the taker can take it, whatever the offset
 between their clocks (only their rates may differ, by far less than SAFETY_SECONDS).
 
-A released lease's item is deleted, unless it records pending branches (the next owner warns of them):
-the table holds the workspaces in use, not every workspace ever used. A new item's fence starts at the
-wall clock's milliseconds, so a fence is never given twice to one owner for one workspace even though
-items come and go (a worker's check compares owner *and* fence).
+A released lease's item stays, without owner or inbox: it keeps the newest command admitted there
+(`newestSentMs`, so that a command sent before it and received later, by any container, is superseded
+rather than run after it) and any pending branches (the next owner warns of them). DynamoDB's TTL
+removes it `RELEASED_ITEM_SECONDS` later (`expiresAt`; kept while branches are pending), so the table
+holds the workspaces in use and those used lately, not every workspace ever used. A new item's fence
+starts at the wall clock's milliseconds, so a fence is never given twice to one owner for one workspace
+even though items come and go (a worker's check compares owner *and* fence).
 """
 
 from __future__ import annotations
@@ -29,10 +32,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from supervisor.contract.lease_item import Holder, holder_from_item, item_key, number, read_holder
+from supervisor.contract.lease_item import Holder, holder_from_item, item_key, number, read_holder, record_newest
 
 log = logging.getLogger("supervisor.sharing.lease_table")
 SAFETY_SECONDS = 2.0
+# How long a released item is kept: SQS keeps a message 14 days at most, so no command sent before the
+# newest one recorded can arrive later than that.
+RELEASED_ITEM_SECONDS = 14 * 24 * 3600
+EXPIRES_AT = "expiresAt"  # the table's TTL attribute (create_table; the CloudFormation template)
 
 
 @dataclass
@@ -72,14 +79,15 @@ class LeaseTable:
         return read_holder(self.client, self.table, workspace)
 
     def holders(self) -> list[Holder]:
-        """Every lease in the table: the workspaces in use (released items are deleted), and those whose
-        last worker left branches unpushed."""
+        """Every lease in the table that matters now: the workspaces in use, and those whose last worker
+        left branches unpushed (not other released items, nor the roster's)."""
         items, start = [], None
         while True:
             page = self.client.scan(TableName=self.table, **({"ExclusiveStartKey": start} if start else {}))
             items += page.get("Items", [])
             if not (start := page.get("LastEvaluatedKey")):
-                return [holder_from_item(item) for item in items if "/" in item["workspace"]["S"]]  # not the roster
+                holders = [holder_from_item(item) for item in items if "/" in item["workspace"]["S"]]
+                return [h for h in holders if h.owner is not None or h.pending]
 
     # Taking, renewing, giving up -----------------------------------------------------------------
 
@@ -93,6 +101,7 @@ class LeaseTable:
         sent = self.clock()
         fence = current.fence + 1 if current else int(time.time() * 1000)
         names = {"#o": "owner", "#i": "inbox", "#f": "fence", "#b": "beat", "#r": "renewedAt", "#s": "storage"}
+        names["#e"] = EXPIRES_AT
         values: dict[str, Any] = {":me": {"S": self.owner}, ":inbox": {"S": self.inbox}, ":fence": number(fence)}
         values.update({":zero": number(0), ":now": number(time.time()), ":storage": {"S": self.storage or "-"}})
         if current is None:
@@ -104,7 +113,8 @@ class LeaseTable:
             self.client.update_item(
                 TableName=self.table,
                 Key=item_key(workspace),
-                UpdateExpression="SET #o = :me, #i = :inbox, #f = :fence, #b = :zero, #r = :now, #s = :storage",
+                UpdateExpression="SET #o = :me, #i = :inbox, #f = :fence, #b = :zero, #r = :now, #s = :storage "
+                "REMOVE #e",
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
@@ -150,36 +160,34 @@ class LeaseTable:
 
     def release(self, lease: Lease) -> None:
         """Give it up at once (idle, or a clean exit): the next container need not wait for it to run out.
-        The item goes, unless it records pending branches: then only its owner and inbox do."""
+        Its owner and inbox go; the item stays until `expiresAt`, or for good while branches are pending."""
         lease.valid_until = 0.0
         mine = {":me": {"S": self.owner}, ":fence": number(lease.fence)}
-        try:
-            self.client.delete_item(
-                TableName=self.table,
-                Key=item_key(lease.workspace),
-                ConditionExpression="#o = :me AND #f = :fence AND attribute_not_exists(#p)",
-                ExpressionAttributeNames={"#o": "owner", "#f": "fence", "#p": "pending"},
-                ExpressionAttributeValues=mine,
-            )
-            return
-        except self.client.exceptions.ConditionalCheckFailedException:
-            pass  # pending branches recorded, or taken over already
-        except Exception as error:
-            log.warning("could not release a workspace lease: %s", error, extra={"workspace": lease.workspace})
-            return
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key=item_key(lease.workspace),
-                UpdateExpression="REMOVE #o, #i",
-                ConditionExpression="#o = :me AND #f = :fence",
-                ExpressionAttributeNames={"#o": "owner", "#i": "inbox", "#f": "fence"},
-                ExpressionAttributeValues=mine,
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            pass  # taken over already
-        except Exception as error:
-            log.warning("could not release a workspace lease: %s", error, extra={"workspace": lease.workspace})
+        names = {"#o": "owner", "#i": "inbox", "#f": "fence"}
+        expires = {":expires": number(int(time.time()) + RELEASED_ITEM_SECONDS)}
+        for update, condition, values in (
+            ("REMOVE #o, #i SET #e = :expires", "#o = :me AND #f = :fence AND attribute_not_exists(#p)", expires),
+            ("REMOVE #o, #i", "#o = :me AND #f = :fence", {}),  # pending branches: kept until a worker pushes
+        ):
+            try:
+                self.client.update_item(
+                    TableName=self.table,
+                    Key=item_key(lease.workspace),
+                    UpdateExpression=update,
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames={**names, **({"#e": EXPIRES_AT, "#p": "pending"} if values else {})},
+                    ExpressionAttributeValues={**mine, **values},
+                )
+                return
+            except self.client.exceptions.ConditionalCheckFailedException:
+                continue  # pending branches recorded (then the second form), or taken over already
+            except Exception as error:
+                log.warning("could not release a workspace lease: %s", error, extra={"workspace": lease.workspace})
+                return
+
+    def record_newest(self, workspace: str, fence: int, newest: tuple[int, str]) -> bool:
+        """Record the newest command admitted in a workspace we hold (lease_item.record_newest)."""
+        return record_newest(self.client, self.table, workspace, self.owner, fence, newest)
 
     def watch(self, others: list[Holder]) -> None:
         """Watch every lease another owner holds (the keeper, every round), and forget the rest: a dead
@@ -200,7 +208,8 @@ class LeaseTable:
 
 
 def create_table(client: Any, table: str) -> bool:
-    """Create the lease table (on-demand capacity); False when it exists already."""
+    """Create the lease table (on-demand capacity); False when it exists already. Either way its released
+    items expire by TTL on `expiresAt` (turned on for a table made before they did)."""
     try:
         client.create_table(
             TableName=table,
@@ -208,7 +217,13 @@ def create_table(client: Any, table: str) -> bool:
             AttributeDefinitions=[{"AttributeName": "workspace", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
+        made = True
     except client.exceptions.ResourceInUseException:
-        return False
+        made = False
     client.get_waiter("table_exists").wait(TableName=table)
-    return True
+    expiry = client.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    if expiry.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):  # enabling it twice is an error
+        client.update_time_to_live(
+            TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": EXPIRES_AT}
+        )
+    return made

@@ -29,10 +29,13 @@ class SharingUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Admit:
-    """Run it here. `fence` goes to the worker, which checks it before it writes (steps/fence.py)."""
+    """Run it here. `fence` goes to the worker, which checks it before it writes (steps/fence.py).
+    `newest`: the newest command admitted in the workspace by the container that held it before,
+    (first sent ms, command id): one sent before it is superseded here too."""
 
     fence: dict[str, Any]
     warnings: tuple[str, ...] = ()
+    newest: tuple[int, str] | None = None
 
 
 class SingleContainer:
@@ -108,7 +111,14 @@ class SingleContainer:
         self.delivery.delete(message)
 
     def admit(
-        self, workspace: str, message: Received, *, here: bool, free: bool, then: Callable[[Admit | None], None]
+        self,
+        workspace: str,
+        message: Received,
+        *,
+        here: bool,
+        free: bool,
+        then: Callable[[Admit | None], None],
+        command_id: str = "",
     ) -> None:
         """Whether the command runs here (`then` gets an `Admit`) or not (None: the message went elsewhere).
         Alone on the queue, every command runs here, decided at once."""

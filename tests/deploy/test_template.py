@@ -199,7 +199,6 @@ def test_roles_grant_exactly_what_the_service_uses(queue_type, state_machines):
         "sqs:DeleteQueue",
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem",  # a released lease's item (supervisor/sharing/lease_table.py)
         "dynamodb:Scan",
     } | (CALLBACKS if state_machines else set())
     by_sid = {s["Sid"]: s for s in statements}

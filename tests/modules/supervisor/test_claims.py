@@ -130,7 +130,8 @@ def test_with_no_free_slot_a_command_goes_back_to_the_queue_and_an_idle_lease_is
     assert admit(a, WORKSPACE, receive_one(a), here=False, free=True) is not None  # a holds it, ran c1
     send(sqs, input_url, "c2")
     assert admit(a, WORKSPACE, receive_one(a), here=False, free=False) is None  # a is busy elsewhere now
-    assert a.table.holder(WORKSPACE) is None  # given up for whoever is idle (the item goes: nothing pending)
+    released = a.table.holder(WORKSPACE)  # given up for whoever is idle: no owner, an expiry, nothing pending
+    assert released is not None and released.owner is None and released.inbox is None
     attributes = sqs.get_queue_attributes(QueueUrl=input_url, AttributeNames=["All"])["Attributes"]
     visible, held = attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"]
     assert (visible, held) == ("1", "1")  # the copy of c2, ready for anyone; c1, still held by a (c2 deleted)
@@ -241,7 +242,7 @@ def test_a_clean_exit_releases_its_leases_and_empties_its_inbox_into_the_input_q
     admit(a, WORKSPACE, receive_one(a), here=False, free=True)
     send(sqs, a.inbox, "forwarded-late")  # forwarded as a was stopping: nobody will poll a's inbox again
     a.close(timeout=1)
-    assert a.table.holder(WORKSPACE) is None
+    assert a.table.holder(WORKSPACE).owner is None and a.table.holders() == []  # released, kept for its record
     with pytest.raises(sqs.exceptions.QueueDoesNotExist):
         sqs.get_queue_attributes(QueueUrl=a.inbox)
     bodies = [
@@ -273,7 +274,7 @@ def test_a_container_forgets_what_it_watched_of_leases_released_since(sqs, dynam
     admit(a, WORKSPACE, receive_one(a), here=False, free=True)
     round_of(b)
     assert set(b.table._seen) == {WORKSPACE}  # b watches a's lease, to take it over if a dies
-    a.close(timeout=1)  # released: nobody holds it, and its item is gone
+    a.close(timeout=1)  # released: nobody holds it
     round_of(b)
     assert b.table._seen == {} and b.table.holders() == []
 
@@ -484,3 +485,25 @@ def test_a_container_taken_for_dead_counts_its_leases_lost_and_joins_again_with_
     assert posted == [LeasesLost((WORKSPACE,))] and a.inbox != old_inbox
     assert depth(sqs, a.inbox) == 0 and "a" in {m.owner for m in b.roster.members()}
     assert {m.inbox for m in b.roster.members() if m.owner == "a"} == {a.inbox}
+
+
+def test_the_next_owner_of_a_workspace_learns_the_newest_command_admitted_by_the_last(
+    sqs, dynamodb, input_url, tmp_path
+):
+    """A command sent before one another container ran, and received after that container released the
+    workspace, is superseded there: the lease item keeps the newest command admitted (newestSentMs)."""
+    a, _, _ = container("a", sqs, dynamodb, input_url, tmp_path)
+    b, _, _ = container("b", sqs, dynamodb, input_url, tmp_path)
+    send(sqs, input_url, "old")
+    time.sleep(0.01)  # SentTimestamp is in milliseconds
+    send(sqs, input_url, "new")
+    old, new = sorted(a.queues.receive(max_messages=10, wait_seconds=0), key=lambda m: m.first_sent_ms)
+    assert 0 < old.first_sent_ms < new.first_sent_ms
+    admitted = a.decide(WORKSPACE, new, here=False, free=True, command_id="new")
+    assert admitted is not None and admitted.newest is None  # a new workspace: nothing known before
+    assert a.table.holder(WORKSPACE).newest == (new.first_sent_ms, "new")
+    a.decide(WORKSPACE, old, here=True, free=True, command_id="old")  # an older one never lowers it
+    assert a.table.holder(WORKSPACE).newest == (new.first_sent_ms, "new")
+    a.close(timeout=1)
+    later = b.decide(WORKSPACE, old, here=False, free=True, command_id="old")
+    assert later is not None and later.fence["owner"] == "b" and later.newest == (new.first_sent_ms, "new")

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import time
+
 import boto3
 import pytest
 from helpers import ManualClock as Clock
 
 from supervisor.contract.lease_item import write_pending
-from supervisor.sharing.lease_table import SAFETY_SECONDS, Holder, Lease, LeaseTable, create_table
+from supervisor.sharing.lease_table import (
+    RELEASED_ITEM_SECONDS,
+    SAFETY_SECONDS,
+    Holder,
+    Lease,
+    LeaseTable,
+    create_table,
+)
 from supervisor.sharing.roster import Roster
 
 LEASE = 20.0
@@ -101,10 +110,30 @@ def test_a_released_lease_is_taken_at_once_with_a_new_fence(dynamodb):
     lease = a.take(WS)
     assert isinstance(lease, Lease)
     a.release(lease)
-    assert a.holders() == []  # nothing pending: the item goes (issue 18, defect 9: items were never deleted)
+    assert a.holders() == []  # nothing pending: not listed, and it expires (issue 18, defect 9)
+    released = dynamodb.get_item(TableName="leases", Key={"workspace": {"S": WS}})["Item"]
+    assert "owner" not in released and "inbox" not in released
+    assert abs(int(released["expiresAt"]["N"]) - (time.time() + RELEASED_ITEM_SECONDS)) < 60
     taken = b.take(WS)
     assert isinstance(taken, Lease) and taken.fence > lease.fence
     assert [(h.workspace, h.owner, h.fence) for h in a.holders()] == [(WS, "b", taken.fence)]
+    assert "expiresAt" not in dynamodb.get_item(TableName="leases", Key={"workspace": {"S": WS}})["Item"]
+
+
+def test_the_newest_command_is_recorded_by_the_owner_only_and_never_lowered(dynamodb):
+    a, _ = container(dynamodb, "a", start=0.0)
+    b, _ = container(dynamodb, "b", start=0.0)
+    lease = a.take(WS)
+    assert isinstance(lease, Lease)
+    assert a.record_newest(WS, lease.fence, (2000, "c2"))
+    assert not a.record_newest(WS, lease.fence, (1000, "c1"))  # older: not written
+    assert not b.record_newest(WS, lease.fence, (3000, "c3"))  # not b's lease
+    assert not a.record_newest(WS, lease.fence + 1, (3000, "c3"))  # not that fence
+    a.release(lease)
+    assert not a.record_newest(WS, lease.fence, (3000, "c3"))  # released
+    taken = b.take(WS)
+    assert isinstance(taken, Lease) and taken.previous.newest == (2000, "c2")
+    assert b.record_newest(WS, taken.fence, (3000, "c3")) and b.holder(WS).newest == (3000, "c3")
 
 
 def test_a_released_lease_that_records_unpushed_branches_keeps_them_for_the_next_owner(dynamodb):
@@ -116,14 +145,22 @@ def test_a_released_lease_that_records_unpushed_branches_keeps_them_for_the_next
     a.release(lease)
     (kept,) = a.holders()
     assert (kept.owner, kept.inbox, kept.pending) == (None, None, ("thread-t1",))
+    assert "expiresAt" not in dynamodb.get_item(TableName="leases", Key={"workspace": {"S": WS}})["Item"]
     taken = b.take(WS)
     assert isinstance(taken, Lease) and taken.fence == lease.fence + 1 and taken.previous.pending == ("thread-t1",)
 
 
-def test_making_the_table_again_changes_nothing(dynamodb):
+def test_making_the_table_again_changes_nothing_but_turns_on_the_expiry_of_released_items(dynamodb):
     a, _ = container(dynamodb, "a", start=0.0)
+    ttl = dynamodb.describe_time_to_live(TableName="leases")["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expiresAt")
+    dynamodb.update_time_to_live(
+        TableName="leases", TimeToLiveSpecification={"Enabled": False, "AttributeName": "expiresAt"}
+    )
     a.take(WS)
     assert create_table(dynamodb, "leases") is False and a.holder(WS).owner == "a"
+    assert dynamodb.describe_time_to_live(TableName="leases")["TimeToLiveDescription"]["TimeToLiveStatus"] == "ENABLED"
+    assert create_table(dynamodb, "leases") is False  # enabled already: not enabled twice
 
 
 def test_a_lease_period_too_short_for_the_safety_margin_is_refused(dynamodb):

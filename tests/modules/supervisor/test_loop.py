@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -183,6 +183,25 @@ def test_an_older_command_arriving_after_a_newer_one_ran_does_not_run_after_it(w
     assert answers(queues) == [("a2", None), ("a1", "INTERRUPTED")]
     deliver(supervisor, queues, command("a3"))  # sent later than both: runs as usual
     assert supervisor.pool.started[-1] == ("a3", "run")
+
+
+def test_a_command_sent_before_the_newest_one_the_workspaces_last_owner_admitted_is_superseded(world, monkeypatch):
+    """Several containers: the lease item tells the next owner the newest command admitted there (Admit.newest);
+    a command sent before it, received here later, must not run after it."""
+    supervisor, queues, _ = world
+    admit_here = supervisor.intake.sharing.admit
+
+    def admit_after_a_takeover(workspace, message, *, then, **kwargs):
+        newest = (message.first_sent_ms + 1, "b7")  # run by the container that held the workspace before us
+        admit_here(workspace, message, then=lambda admitted: then(replace(admitted, newest=newest)), **kwargs)
+
+    monkeypatch.setattr(supervisor.intake.sharing, "admit", admit_after_a_takeover)
+    deliver(supervisor, queues, command("a1"))
+    assert supervisor.pool.started == [] and answers(queues) == [("a1", "INTERRUPTED")]
+    assert "(b7), sent after it" in queues.responses[-1]["error"]
+    monkeypatch.setattr(supervisor.intake.sharing, "admit", admit_here)
+    deliver(supervisor, queues, command("a2"))  # sent later than b7: runs
+    assert supervisor.pool.started == [("a2", "run")]
 
 
 def test_a_worker_that_dies_is_retried_and_answered_once_on_its_last_try(world):
