@@ -393,3 +393,33 @@ def test_a_paused_owner_wakes_up_after_a_takeover_and_writes_nothing(
     assert git_out(site_remote, "log", "--format=%H", "main..thread-chat-b").split() == [newer["commit"]]
     (page,) = deploys()
     assert marker(red) in page and marker(long) not in page
+
+
+def test_a_command_sent_before_one_another_container_ran_is_superseded_not_run_after_it(
+    env, sqs, queues, watcher, tmp_path, site_remote, agent_log, lease_of
+):
+    """ "old" is sent, then "new"; "new" runs on one container, which exits cleanly (its lease released);
+    "old" reaches the next container only then. It must be answered as superseded, never run after "new"
+    (before, the next container knew nothing of "new" and ran it)."""
+    send(sqs, queues, "old", "Write the old page")
+    # The test holds "old" (as a slow receive, a put-back copy or a forward would), so it arrives last.
+    (held,) = sqs.receive_message(QueueUrl=queues["input"], VisibilityTimeout=600)["Messages"]
+    time.sleep(0.01)  # SentTimestamp is in milliseconds
+    send(sqs, queues, "new", "Write the new page")
+    first = SupervisorProcess(env, tmp_path / "first.log")
+    try:
+        assert watcher.response("new", timeout=120)["success"] is True
+    finally:
+        assert first.stop() == 0
+    recorded = lease_of("acme/u1/site")
+    assert "owner" not in recorded and recorded["newestCommand"] == "new", recorded  # released, and kept
+    second = SupervisorProcess(env, tmp_path / "second.log")
+    try:
+        sqs.change_message_visibility(
+            QueueUrl=queues["input"], ReceiptHandle=held["ReceiptHandle"], VisibilityTimeout=0
+        )
+        response = watcher.response("old", timeout=60)
+    finally:
+        second.stop()
+    assert response["errorCode"] == "INTERRUPTED" and "(new), sent after it" in response["error"], response
+    assert agent_runs(agent_log, "Write the old page") == 0 and not owner_of(second, "old")
