@@ -71,8 +71,11 @@ def assert_contained(
     victim_objects: dict[str, bytes],
     sandboxed: bool,
     warm: bool = False,
+    processes: list[tuple[int, int]] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Every containment check on one attacked command; returns the probe's reports."""
+    """Every containment check on one attacked command; returns the probe's reports. `processes`: (pid, uid)
+    of every live process where the job ran, seen once the command was answered (default: this host's, now;
+    a container has PID numbers of its own, and is gone by the time the checks run)."""
     # The command itself still works: edited, built, deployed, pushed.
     assert attacked["success"] is True, attacked
     assert git_out(site_remote, "rev-parse", "thread-chat-1") == attacked["commit"]
@@ -113,13 +116,19 @@ def assert_contained(
 
     # The daemon the build left is gone (its pid is the sandbox's own in a PID namespace); nothing of the job
     # uid runs.
+    live = host_processes() if processes is None else processes
     if not sandboxed:
-        assert not psutil.pid_exists(int(found["postbuild"]["findings"]["daemon"]["detail"]))
+        daemon = int(found["postbuild"]["findings"]["daemon"]["detail"])
+        assert daemon not in {pid for pid, _ in live}, daemon
     # (With a warm server, that is after the supervisor stopped, which ends the server too.)
-    for uid in {job_uid, build_uid}:
-        assert not [p.pid for p in psutil.process_iter(["uids", "status"]) if running_as(p, uid)]
+    assert not [(pid, uid) for pid, uid in live if uid in {job_uid, build_uid}]
     return found
 
 
-def running_as(proc: psutil.Process, uid: int) -> bool:
-    return bool(proc.info["uids"]) and proc.info["uids"].real == uid and proc.info["status"] != psutil.STATUS_ZOMBIE
+def host_processes() -> list[tuple[int, int]]:
+    """(pid, real uid) of every live process of this host, zombies left out."""
+    return [
+        (p.pid, p.info["uids"].real)
+        for p in psutil.process_iter(["uids", "status"])
+        if p.info["uids"] and p.info["status"] != psutil.STATUS_ZOMBIE
+    ]

@@ -88,6 +88,12 @@ def start_container(
     return name
 
 
+def container_processes(container: str) -> list[tuple[int, int]]:
+    """(pid, real uid) of every live process in the container, zombies left out (procps is in the image)."""
+    listed = docker("exec", container, "ps", "-eo", "pid=,ruid=,stat=")
+    return [(int(pid), int(uid)) for pid, uid, stat in (line.split() for line in listed.splitlines()) if stat[0] != "Z"]
+
+
 def first_receive_seconds(sqs: Any, queue_url: str, since: float, timeout: float = 60) -> float:
     """Seconds from `since` until the message waiting in the queue is taken: the supervisor's first
     receive, as the queue sees it (nothing else receives from it)."""
@@ -221,6 +227,7 @@ def test_through_the_image_a_hostile_agent_and_build_reach_no_secret_no_git_of_o
         body = {"instruction": "Make the header blue", "commandId": "attack-1", "chatThreadId": "chat-1"}
         sqs.send_message(QueueUrl=queues["input"], MessageBody=json.dumps({**body, "clientId": "acme", "userId": "u1"}))
         attacked = watcher.response("attack-1", timeout=300)
+        processes = container_processes(name)  # before it is removed, by the container's own PID numbers
         logs = docker("logs", name, check=False, stderr=True)
     finally:
         watcher.stop()
@@ -235,6 +242,7 @@ def test_through_the_image_a_hostile_agent_and_build_reach_no_secret_no_git_of_o
         workspace=workspace_root,
         victim_objects=bucket_objects(s3, f"{bucket_prefix}-globex"),
         sandboxed=False,
+        processes=processes,
     )
     layers = next(json.loads(line) for line in logs.splitlines() if '"containment: ' in line)
     assert layers["jobIdentity"] == "on" and layers["kernelSandbox"].startswith("off: ")
