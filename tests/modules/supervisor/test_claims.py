@@ -130,7 +130,7 @@ def test_with_no_free_slot_a_command_goes_back_to_the_queue_and_an_idle_lease_is
     assert admit(a, WORKSPACE, receive_one(a), here=False, free=True) is not None  # a holds it, ran c1
     send(sqs, input_url, "c2")
     assert admit(a, WORKSPACE, receive_one(a), here=False, free=False) is None  # a is busy elsewhere now
-    released = a.table.holder(WORKSPACE)  # given up for whoever is idle: no owner, an expiry, nothing pending
+    released = a.table.holder(WORKSPACE)  # given up for whoever is idle: kept, without owner or inbox
     assert released is not None and released.owner is None and released.inbox is None
     attributes = sqs.get_queue_attributes(QueueUrl=input_url, AttributeNames=["All"])["Attributes"]
     visible, held = attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"]

@@ -200,7 +200,7 @@ def test_a_command_sent_before_the_newest_one_the_workspaces_last_owner_admitted
     assert supervisor.pool.started == [] and answers(queues) == [("a1", "INTERRUPTED")]
     assert "(b7), sent after it" in queues.responses[-1]["error"]
     monkeypatch.setattr(supervisor.intake.sharing, "admit", admit_here)
-    deliver(supervisor, queues, command("a2"))  # sent later than b7: runs
+    deliver(supervisor, queues, command("a2"))  # not sent before b7: runs
     assert supervisor.pool.started == [("a2", "run")]
 
 
