@@ -36,9 +36,10 @@ from supervisor.contract.lease_item import Holder, holder_from_item, item_key, n
 
 log = logging.getLogger("supervisor.sharing.lease_table")
 SAFETY_SECONDS = 2.0
-# How long a released item is kept: SQS keeps a message 14 days at most, so no command sent before the
-# newest one recorded can arrive later than that.
-RELEASED_ITEM_SECONDS = 14 * 24 * 3600
+# How long a released item is kept: twice the day the template's input queue keeps a message (a command
+# still bouncing as copies after that is an outage, not a race). Not longer: every keeper round scans
+# the whole table, released items included (DynamoDB's TTL removes them up to a few days late).
+RELEASED_ITEM_SECONDS = 2 * 24 * 3600
 EXPIRES_AT = "expiresAt"  # the table's TTL attribute (create_table; the CloudFormation template)
 
 
