@@ -1,7 +1,7 @@
 """ListObjectsV2 answers read for what the deploy compares: each object's Key, ETag and Size.
 
-botocore walks every element of a listing through its shape model in Python, a third of what listing a
-1,300-key site costs the deploy step (bench/bench_deploy.py). This handler, registered on the client's
+botocore walks every element of a listing through its shape model in Python, a quarter of what listing a
+1,300-key site cost the deploy step (bench/bench_deploy.py). This handler, registered on the client's
 `before-parse` event, takes the `<Contents>` entries out of a successful answer with ElementTree alone
 and hands botocore the rest (IsTruncated, NextContinuationToken, EncodingType...) to parse as before,
 so pagination, errors and the URL-decoding of keys (botocore asks for `encoding-type=url` and decodes
