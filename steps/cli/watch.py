@@ -4,6 +4,7 @@ build step (and, with --deploy, their deploy step).
 watchfiles' DefaultFilter skips .git and node_modules but not the build output or `.astro/`: watching a
 site root without skipping them rebuilds forever, so they are added here. Builds run through steps.shell,
 so Ctrl-C ends the whole build tree (npm does not forward signals), not only the direct child.
+The first build starts once the watcher runs, so that a file saved during it is built again after it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from watchfiles import Change, DefaultFilter, watch
@@ -26,6 +27,9 @@ from supervisor.contract.command import parse_command
 from supervisor.contract.config import ConfigError, load_config
 
 log = logging.getLogger("steps.cli.watch")
+# How often the idle watcher wakes (watchfiles' own timeout): the first wake, at most this long after the
+# start, is the signal that the watcher runs; the later ones are ignored.
+WAKE_MS = 300
 
 
 class SiteFilter(DefaultFilter):
@@ -70,6 +74,22 @@ def rebuild(ctx: StepContext, with_deploy: bool) -> bool:
     return True
 
 
+def batches(checkout: Path, build_dir: str) -> Iterator[set[tuple[Change, str]]]:
+    """An empty batch as soon as the watcher runs, then each batch of source changes. (watchfiles starts
+    watching on the first `next()` and says nothing when it has: its first timeout says so.)"""
+    started = False
+    for changes in watch(
+        checkout,
+        watch_filter=SiteFilter(checkout, build_dir),
+        raise_interrupt=True,
+        rust_timeout=WAKE_MS,
+        yield_on_timeout=True,
+    ):
+        if changes or not started:
+            started = True
+            yield changes
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="watch",
@@ -90,14 +110,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     setup_logging(ctx.config.log_format, "watch")
-    ok = rebuild(ctx, args.deploy)
     if args.once:
-        return 0 if ok else 1
-    log.info("watching %s (Ctrl-C stops)", checkout)
+        return 0 if rebuild(ctx, args.deploy) else 1
     try:
-        for changes in watch(checkout, watch_filter=SiteFilter(checkout, ctx.config.build_dir), raise_interrupt=True):
-            log.info("changed: %s", ", ".join(sorted({Path(p).relative_to(checkout).as_posix() for _, p in changes})))
+        for count, changes in enumerate(batches(checkout, ctx.config.build_dir)):
+            if changes:
+                changed = sorted({Path(p).relative_to(checkout).as_posix() for _, p in changes})
+                log.info("changed: %s", ", ".join(changed))
             rebuild(ctx, args.deploy)
+            if count == 0:
+                log.info("watching %s (Ctrl-C stops)", checkout)
     except KeyboardInterrupt:
         log.info("stopped")
     return 0
