@@ -24,8 +24,8 @@ def builds(log_path) -> int:
 def wait_until(predicate, log_path, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
-        written = log_path.read_text(errors="replace")[-3000:]
-        assert time.monotonic() < deadline, f"timed out; bin/watch wrote:\n{written}"
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out; bin/watch wrote:\n{log_path.read_text(errors='replace')[-3000:]}")
         time.sleep(0.1)
 
 
