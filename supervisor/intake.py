@@ -95,12 +95,15 @@ class Intake:
         run = Run(command, message)
         here = run.workspace in self.router.running or run.workspace in self.router.waiting
         here = here or any(pending.workspace == run.workspace for pending in self.admitting.values())
+        # Before this run counts: a burst of commands for other workspaces, each admitted before the one
+        # ahead of it is decided, must not take more leases than we have slots.
+        free = self.router.has_free_slot(pending.workspace for pending in self.admitting.values())
         self.admitting[command.command_id] = run
         self.sharing.admit(
             run.workspace_name,
             message,
             here=here,
-            free=self.router.has_free_slot(),
+            free=free,
             then=partial(self._admitted, run),
             command_id=command.command_id,
         )

@@ -10,6 +10,7 @@ of unknown send time, go by arrival.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from supervisor.run import Run
@@ -106,8 +107,10 @@ class Router:
             del self.waiting[run.workspace]
         return taken
 
-    def has_free_slot(self) -> bool:
-        return len(self.running) < self.max_workers
+    def has_free_slot(self, admitting: Iterable[Workspace] = ()) -> bool:
+        """A worker slot is open for one more workspace. Workspaces that wait for a slot, and those of
+        commands being admitted (`admitting`: their lease may be taken as we speak), count as taking one."""
+        return len({*self.running, *self.waiting, *admitting}) < self.max_workers
 
     def free_slots(self) -> int:
         return max(0, self.max_workers - len(self.running))

@@ -204,6 +204,28 @@ def test_a_command_sent_before_the_newest_one_the_workspaces_last_owner_admitted
     assert supervisor.pool.started == [("a2", "run")]
 
 
+def test_commands_admitted_before_the_first_is_decided_claim_no_more_workspaces_than_slots(world, monkeypatch):
+    """Several containers decide on another thread: a burst for other workspaces, received before the first
+    decision comes back, must not be admitted as if every slot were still free (each would take a lease,
+    and the other containers would forward those workspaces' commands here to wait)."""
+    supervisor, queues, _ = world  # MAX_WORKERS=2
+    asked: list[tuple[str, bool, bool]] = []
+    decisions: list[Any] = []
+    admit_here = supervisor.intake.sharing.admit
+
+    def admit_later(workspace, message, *, here, free, then, **kwargs):
+        asked.append((json.loads(message.body)["commandId"], here, free))
+        decisions.append(lambda: admit_here(workspace, message, here=here, free=free, then=then, **kwargs))
+
+    monkeypatch.setattr(supervisor.intake.sharing, "admit", admit_later)
+    bodies = [command("a1"), command("b1", client="beta"), command("c1", client="gamma"), command("a2", thread="t2")]
+    deliver(supervisor, queues, *bodies)
+    assert asked == [("a1", False, True), ("b1", False, True), ("c1", False, False), ("a2", True, False)]
+    for decide in decisions:
+        decide()
+    assert supervisor.pool.started == [("a1", "run"), ("b1", "run")]
+
+
 def test_a_worker_that_dies_is_retried_and_answered_once_on_its_last_try(world):
     """One final response per command: WORKER_DIED only when the message will not be tried again."""
     supervisor, queues, clock = world
